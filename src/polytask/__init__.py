@@ -1,0 +1,3 @@
+"""polytask: multi-task learning for PyTorch."""
+
+__version__ = "0.1.0"
