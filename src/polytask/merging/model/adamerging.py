@@ -1,0 +1,187 @@
+"""AdaMerging (Yang et al. 2024, "AdaMerging: Adaptive Model Merging for Multi-Task Learning",
+ICLR).
+
+Task arithmetic with learned coefficients: task-wise, one λ_t per task,
+
+    θ(λ) = θ_0 + Σ_t λ_t τ_t,
+
+or layer-wise, one λ_t^l per task and per tensor l of the state dict,
+
+    θ^l(λ) = θ_0^l + Σ_t λ_t^l τ_t^l,
+
+with every λ initialised to ``init`` (0.3) and learned by Adam on unlabeled test inputs, minimising
+the Shannon entropy of the merged model's predictions, summed over tasks:
+
+    L(λ) = Σ_t mean_{x ∈ batch_t} H(softmax(f(x; θ(λ)))),    H(p) = −Σ_c p_c log p_c.
+
+Each step reads the next batch of every task (iterables are restarted when exhausted). As in the
+authors' code, λ is clamped to ``clamp`` (default [0, 1]) in the forward pass. ``select(output,
+task)`` picks task t's logits from the model's output (e.g. a dict of heads); by default the output
+is the logits. Non-floating tensors are copied from the base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polytask._core import PolytaskError
+from polytask.merging.model._checkpoints import check_checkpoints, check_number, task_vectors
+from polytask.merging.model._data import check_model, check_task_data, model_state, split_batch
+from polytask.merging.model.protocol import MergeOutcome
+
+_NAME = "AdaMerging"
+GRANULARITIES = ("task", "layer")
+Select = Callable[[Any, int], Tensor]
+
+
+def prediction_entropy(logits: Tensor) -> Tensor:
+    """Shannon entropy (nats) of softmax(logits) over the last dimension, one value per row."""
+    logp = F.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def merged_state(
+    base: Mapping[str, Tensor], vectors: Sequence[Mapping[str, Tensor]], coefficients: Tensor
+) -> dict[str, Tensor]:
+    """θ_0 + Σ_t λ_t τ_t; ``coefficients`` is ``[T]`` (task-wise) or ``[T, L]`` (layer-wise, L
+    = number of tensors in ``vectors[0]``, in its order). Differentiable in ``coefficients``."""
+    out: dict[str, Tensor] = dict(base)
+    for index, name in enumerate(vectors[0]):
+        lam = coefficients if coefficients.dim() == 1 else coefficients[:, index]
+        stacked = torch.stack([v[name] for v in vectors])
+        lam = lam.to(stacked.dtype).reshape((-1,) + (1,) * (stacked.dim() - 1))
+        out[name] = base[name].to(stacked.dtype) + (lam * stacked).sum(0)
+    return out
+
+
+def _cycle(data: Iterable[Any], task: int) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in data:
+            empty = False
+            yield batch
+        if empty:
+            raise PolytaskError(f"{_NAME}: the data of task {task} yielded no batch")
+
+
+@dataclass(frozen=True)
+class AdaMerging:
+    """Learn task-wise or layer-wise task-arithmetic coefficients by entropy minimisation.
+
+    Args:
+        granularity: ``"task"`` (one λ per task) or ``"layer"`` (one λ per task and tensor).
+        init: initial value of every λ.
+        steps: Adam steps (each reads one batch per task).
+        lr: Adam learning rate.
+        clamp: ``(low, high)`` bounds applied to λ in the forward pass, or ``None``.
+    """
+
+    granularity: str = "task"
+    init: float = 0.3
+    steps: int = 100
+    lr: float = 1e-3
+    clamp: tuple[float, float] | None = (0.0, 1.0)
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset({"model", "data"})
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise PolytaskError(
+                f"{_NAME}: granularity must be one of {GRANULARITIES}, got {self.granularity!r}"
+            )
+        check_number(self.init, "init", _NAME, low=-float("inf"))
+        check_number(self.lr, "lr", _NAME)
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise PolytaskError(f"{_NAME}: steps must be an integer ≥ 0, got {self.steps!r}")
+        if self.clamp is not None:
+            low, high = self.clamp
+            check_number(low, "clamp low", _NAME, low=-float("inf"))
+            check_number(high, "clamp high", _NAME, low=low)
+
+    def coefficients(self, raw: Tensor) -> Tensor:
+        """The λ used in the forward pass: ``raw`` clamped to ``clamp``."""
+        return raw if self.clamp is None else raw.clamp(self.clamp[0], self.clamp[1])
+
+    def merge(
+        self,
+        base: Mapping[str, Tensor],
+        finetuned: Sequence[Mapping[str, Tensor]],
+        /,
+        *,
+        model: nn.Module | None = None,
+        data: Sequence[Iterable[Any]] | None = None,
+        select: Select | None = None,
+    ) -> MergeOutcome:
+        """Learned-coefficient task arithmetic; λ and the entropy trace go in the metadata."""
+        check_checkpoints(base, finetuned, _NAME)
+        tasks = check_task_data(data, len(finetuned), _NAME)
+        net = check_model(model, _NAME)
+        model_state(net, base, _NAME)
+        vectors = task_vectors(base, finetuned)
+        shape = (len(vectors),) if self.granularity == "task" else (len(vectors), len(vectors[0]))
+        raw = torch.full(shape, float(self.init), dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.Adam([raw], lr=self.lr)
+        streams = [_cycle(d, t) for t, d in enumerate(tasks)]
+        first = [next(s) for s in streams]
+        pick = select or (lambda out, task: out)
+
+        def objective(batch_list: Sequence[Any]) -> Tensor:
+            lam = self.coefficients(raw)
+            params = merged_state(base, vectors, lam)
+            loss = torch.zeros((), dtype=torch.float64)
+            for t, batch in enumerate(batch_list):
+                inputs, _ = split_batch(batch, _NAME, t)
+                out = torch.func.functional_call(net, params, (inputs,))
+                loss = loss + prediction_entropy(pick(out, t)).mean()
+            return loss
+
+        with torch.no_grad():
+            before = float(objective(first))
+        history = []
+        for step in range(self.steps):
+            batch_list = first if step == 0 else [next(s) for s in streams]
+            optimizer.zero_grad()
+            loss = objective(batch_list)
+            loss.backward()
+            optimizer.step()
+            history.append(float(loss))
+        with torch.no_grad():
+            after = float(objective(first))
+            lam = self.coefficients(raw).detach()
+            merged = merged_state(base, vectors, lam)
+        state = {
+            k: merged[k].to(base[k].dtype) if base[k].is_floating_point() else base[k].clone()
+            for k in base
+        }
+        if self.granularity == "task":
+            coefs: Any = lam.tolist()
+        else:
+            coefs = {name: lam[:, i].tolist() for i, name in enumerate(vectors[0])}
+        metadata: dict[str, Any] = {
+            "method": "adamerging",
+            "reference": "Yang et al. 2024, AdaMerging: Adaptive Model Merging for Multi-Task Learning",
+            "formula": "theta_0 + sum_t lambda_t(^l) tau_t(^l)",
+            "granularity": self.granularity,
+            "layer": "one coefficient per state-dict tensor"
+            if self.granularity == "layer"
+            else None,
+            "objective": "sum over tasks of the mean Shannon entropy of softmax(logits), nats",
+            "optimizer": f"Adam(lr={self.lr})",
+            "init": self.init,
+            "steps": self.steps,
+            "clamp": list(self.clamp) if self.clamp is not None else None,
+            "coefficients": coefs,
+            "entropy_before": before,
+            "entropy_after": after,
+            "entropy_trace": history,
+            "non_floating_tensors": "copied from base",
+        }
+        return MergeOutcome(state=state, metadata=metadata)
