@@ -18,12 +18,20 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def _numpy_state() -> list[Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    return [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+
+
 def rng_state() -> dict[str, Any]:
-    """The state of Python's, NumPy's and torch's global generators (checkpointable)."""
+    """The state of Python's, NumPy's and torch's generators, as plain lists and one tensor.
+
+    Only builtins and tensors, so ``torch.load(weights_only=True)`` can read it back.
+    """
     py_state = random.getstate()
     return {
         "python": [py_state[0], list(py_state[1]), py_state[2]],
-        "numpy": list(np.random.get_state(legacy=True)),  # type: ignore[arg-type]
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
     }
 
@@ -32,5 +40,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore generators captured by :func:`rng_state`."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    np.random.set_state(tuple(state["numpy"]))  # type: ignore[arg-type]
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])

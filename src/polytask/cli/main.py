@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 def _register() -> None:
     """Attach the subcommands (imported here so ``--help`` stays fast)."""
     # Each subcommand module adds itself below with one line.
+    from polytask.cli.train import eval_command, train_command
+
+    cli.add_command(train_command)
+    cli.add_command(eval_command)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,17 @@
-"""polytask.train."""
+"""Training: the step, the trainer, checkpoints and logs. The only layer that loops over steps."""
+
+from polytask.train.checkpoint import latest_checkpoint, load_weights, save_weights
+from polytask.train.step import StepOutput, compute_losses, train_step
+from polytask.train.trainer import FitResult, StepInfo, Trainer
+
+__all__ = [
+    "FitResult",
+    "StepInfo",
+    "StepOutput",
+    "Trainer",
+    "compute_losses",
+    "latest_checkpoint",
+    "load_weights",
+    "save_weights",
+    "train_step",
+]

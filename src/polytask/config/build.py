@@ -1,0 +1,90 @@
+"""Build the training objects (model, optimizer, scheduler, loader, balancer) from a config."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from polytask._core import PolytaskError
+from polytask.models import MultiTaskModel, build_model, mlp_trunk
+from polytask.tasks import TaskSet
+from polytask.tasks.data import AllTasksSampler, JointLoader, PerTaskLoader, RoundRobinSampler, TemperatureSampler, TensorData
+
+from .data import PreparedData
+from .schema import PerTaskData, TrainConfig
+
+
+def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskModel:
+    t = config.model.trunk
+    trunk = mlp_trunk(in_dim, t.hidden, t.dropout, t.activation, t.batch_norm)
+    h = config.model.heads
+    return build_model(trunk, taskset.tasks, t.hidden[-1], h.hidden, h.dropout)
+
+
+def make_loader(config: TrainConfig, prepared: PreparedData, taskset: TaskSet) -> JointLoader | PerTaskLoader:
+    train = prepared.splits["train"]
+    bs = config.train.batch_size
+    if isinstance(train, TensorData):
+        return JointLoader(train, bs, seed=config.seed)
+    datasets = {n: train[n] for n in taskset.names}
+    assert isinstance(config.data, PerTaskData)
+    s = config.data.sampler
+    sizes = [len(d) for d in datasets.values()]
+    samplers: dict[str, Any] = {
+        "proportional": lambda: TemperatureSampler.proportional(sizes, config.seed),
+        "temperature": lambda: TemperatureSampler(tuple(sizes), s.temperature, config.seed),
+        "uniform": lambda: TemperatureSampler.uniform(sizes, config.seed),
+        "round_robin": lambda: RoundRobinSampler(len(sizes)),
+        "all": lambda: AllTasksSampler(len(sizes)),
+    }
+    return PerTaskLoader(datasets, bs, samplers[s.kind](), seed=config.seed)
+
+
+def max_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    t = config.train
+    return t.steps if t.steps is not None else int(t.epochs or 1) * steps_per_epoch
+
+
+def make_balancer(config: TrainConfig, num_tasks: int) -> Any:
+    """The configured balancing method, or None for the plain summed loss."""
+    if config.balancing is None:
+        return None
+    from polytask.config.balancing import BalancingConfig, build_balancer
+
+    from .load import validate
+
+    cfg = validate(BalancingConfig, dict(config.balancing), "balancing")
+    if num_tasks < 2 and cfg.method != "ew":
+        raise PolytaskError(f"balancing: method {cfg.method!r} needs at least 2 tasks, got {num_tasks}")
+    return build_balancer(cfg)
+
+
+def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    o = config.train.optimizer
+    optimizers: dict[str, Any] = {
+        "adamw": lambda: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
+        "adam": lambda: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),
+        "sgd": lambda: torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay),
+    }
+    optimizer: torch.optim.Optimizer = optimizers[o.name]()
+    return optimizer
+
+
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+    s = config.train.scheduler
+    warm = s.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(total - warm, 1)
+        shapes = {
+            "constant": 1.0,
+            "cosine": 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))),
+            "linear": max(1.0 - progress, 0.0),
+        }
+        return shapes[s.name]
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

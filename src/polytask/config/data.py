@@ -1,0 +1,152 @@
+"""Turn the ``data`` and ``tasks`` sections of a train config into a TaskSet and split data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polytask._core import PolytaskError
+from polytask.tasks import Task, TaskSet
+from polytask.tasks.data import TOX21_TASKS, TensorData, ecfp, label_array, load_tox21, random_split, read_table, scaffold_split, tox21_path
+from polytask.tasks.data.splits import Split
+
+from .schema import ColumnsFeaturizer, PerTaskData, SplitConfig, TableData, TaskConfig, Tox21Data, TrainConfig
+
+SplitData = TensorData | dict[str, TensorData]
+
+
+@dataclass
+class PreparedData:
+    """Tasks and their train/val/test data (shared, or one dataset per task)."""
+
+    taskset: TaskSet
+    splits: dict[str, SplitData]
+    per_task: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_dim(self) -> int:
+        first = self.splits["train"]
+        data = first if isinstance(first, TensorData) else next(iter(first.values()))
+        assert isinstance(data.inputs, torch.Tensor)
+        return int(data.inputs.shape[1])
+
+
+def _features(frame: pd.DataFrame, input_col: str, featurizer: Any, where: str) -> torch.Tensor:
+    if isinstance(featurizer, ColumnsFeaturizer):
+        cols = [label_array(frame, c, where) for c in featurizer.columns]
+        x = np.stack(cols, axis=1)
+        if np.isnan(x).any():
+            raise PolytaskError(f"{where}: feature columns contain empty cells")
+        return torch.from_numpy(x)
+    smiles = frame[input_col].astype(str).tolist()
+    return torch.from_numpy(ecfp(smiles, featurizer.radius, featurizer.bits, where=where).astype(np.float32))
+
+
+def _split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
+    if cfg.kind == "scaffold":
+        if smiles is None:
+            raise PolytaskError("data.split: a scaffold split needs a SMILES input column")
+        return scaffold_split(smiles, cfg.fractions)
+    return random_split(n, cfg.fractions, cfg.seed)
+
+
+def _task(tc: TaskConfig) -> Task:
+    return Task(tc.name, tc.kind, num_classes=tc.num_classes, loss=tc.loss, metric_names=tuple(tc.metrics), weight=tc.weight)
+
+
+def _targets(frame: pd.DataFrame, tasks: list[TaskConfig], where: str) -> dict[str, torch.Tensor]:
+    out = {}
+    for tc in tasks:
+        if tc.kind == "multilabel":
+            cols = tc.columns or []
+            if len(cols) < 2:
+                raise PolytaskError(f"{where}: multilabel task {tc.name!r} needs 'columns' with at least 2 label columns")
+            read_table_cols = [label_array(frame, c, where) for c in cols]
+            out[tc.name] = torch.from_numpy(np.stack(read_table_cols, axis=1))
+        else:
+            out[tc.name] = torch.from_numpy(label_array(frame, tc.column or tc.name, where))
+    return out
+
+
+def _check_labels(taskset: TaskSet, train: SplitData, where: str) -> None:
+    for t in taskset.tasks:
+        data = train if isinstance(train, TensorData) else train[t.name]
+        if data.labelled(t.name) == 0:
+            raise PolytaskError(f"{where}: task {t.name!r} has no labelled rows in the training split (all labels missing)")
+
+
+def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
+    """Load, featurise and split the data of ``config``; paths relative to ``base``."""
+    data = config.data
+    if isinstance(data, PerTaskData):
+        return _per_task(config, data, base)
+    if isinstance(data, Tox21Data):
+        where = "tox21 (bundled)"
+        names = data.tasks or list(TOX21_TASKS)
+        unknown = [n for n in names if n not in TOX21_TASKS]
+        if unknown:
+            raise PolytaskError(f"data.tasks: unknown Tox21 task(s) {unknown}; valid: {', '.join(TOX21_TASKS)}")
+        tasks = config.tasks or [TaskConfig(name=n, kind="binary") for n in names]
+        frame = read_table(tox21_path(), ["smiles"])
+        smiles, _ = load_tox21()
+        input_col, split_cfg, featurizer = "smiles", data.split, data.featurizer
+    else:
+        assert isinstance(data, TableData)
+        path = (base / data.path).resolve()
+        where = str(path)
+        if not config.tasks:
+            raise PolytaskError(f"{where}: a 'table' data source needs a 'tasks' list naming the label columns")
+        tasks = config.tasks
+        frame = read_table(path, [data.input] if not isinstance(data.featurizer, ColumnsFeaturizer) else data.featurizer.columns)
+        smiles = frame[data.input].astype(str).tolist() if data.input in frame.columns else None
+        input_col, split_cfg, featurizer = data.input, data.split, data.featurizer
+    taskset = TaskSet(_task(tc) for tc in tasks)
+    full = TensorData(_features(frame, input_col, featurizer, where), _targets(frame, tasks, where), name=where)
+    split = _split(split_cfg, len(full), smiles)
+    splits: dict[str, SplitData] = {k: full.select(torch.from_numpy(v)) for k, v in split.items() if len(v)}
+    for k in ("train", "val", "test"):
+        if k not in splits:
+            raise PolytaskError(f"data.split: the {k} split is empty; change the fractions")
+    _check_labels(taskset, splits["train"], where)
+    info = {"source": data.source, "split": split_cfg.model_dump(), "sizes": {k: len(v) for k, v in split.items()}}
+    return PreparedData(taskset, splits, False, info)
+
+
+def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedData:
+    declared = {tc.name: tc for tc in config.tasks or []}
+    tasks = []
+    splits: dict[str, dict[str, TensorData]] = {"train": {}, "val": {}, "test": {}}
+    sizes = {}
+    for ds in data.datasets:
+        path = (base / ds.path).resolve()
+        where = str(path)
+        tc = declared.get(ds.task)
+        if tc is None:
+            raise PolytaskError(f"data.datasets: task {ds.task!r} is not declared under 'tasks'")
+        tc = tc.model_copy(update={"column": ds.label})
+        tasks.append(tc)
+        frame = read_table(path, [ds.input, ds.label])
+        full = TensorData(_features(frame, ds.input, data.featurizer, where), _targets(frame, [tc], where), name=where)
+        smiles = frame[ds.input].astype(str).tolist()
+        split = _split(data.split, len(full), smiles)
+        for k in splits:
+            if not len(split[k]):
+                raise PolytaskError(f"{where}: the {k} split of task {ds.task!r} is empty")
+            splits[k][ds.task] = full.select(torch.from_numpy(split[k]))
+        sizes[ds.task] = {k: len(v) for k, v in split.items()}
+    extra = sorted(set(declared) - {t.name for t in tasks})
+    if extra:
+        raise PolytaskError(f"tasks: {extra} declared but no dataset under data.datasets feeds them")
+    taskset = TaskSet(_task(tc) for tc in tasks)
+    _check_labels(taskset, splits["train"], "data.datasets")
+    widths = {int(d.inputs.shape[1]) for d in splits["train"].values() if isinstance(d.inputs, torch.Tensor)}
+    if len(widths) != 1:
+        raise PolytaskError(f"data.datasets: the tasks' inputs have different widths {sorted(widths)}; one trunk needs one")
+    info = {"source": "per_task", "split": data.split.model_dump(), "sampler": data.sampler.model_dump(), "sizes": sizes}
+    return PreparedData(taskset, dict(splits), True, info)

@@ -1,0 +1,164 @@
+"""Training and evaluation jobs: config → data → model → Trainer → report.
+
+``run_train`` trains one multi-task model (or, with ``single_task=True``, one model per task
+with the same recipe — the baselines) and writes ``<out>/report.json``, ``<out>/checkpoints/``
+and ``<out>/logs/``. ``run_eval`` re-evaluates a finished run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from polytask import __version__
+from polytask._core import PolytaskError, seed_everything, write_text
+from polytask.eval import SelectionRule, build_report, evaluate, load_report, write_report
+from polytask.tasks import TaskSet
+from polytask.tasks.data import TensorData
+from polytask.train import Trainer, load_weights
+
+from .build import make_balancer, make_loader, make_model, make_optimizer, make_scheduler, max_steps
+from .data import PreparedData, SplitData, prepare_data
+from .load import config_hash, load_config, validate
+from .schema import TrainConfig
+
+RUN_FILE = "run.json"
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (out / RUN_FILE).is_file():
+            raise PolytaskError(f"{out}: nothing to resume (no {RUN_FILE}); drop --resume to start a new run")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise PolytaskError(f"output folder {out} already exists and is not empty; use --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _select_rule(config: TrainConfig, taskset: TaskSet) -> SelectionRule:
+    rule = config.train.selection or f"mean:{taskset.tasks[0].metric_names[0]}"
+    return SelectionRule.parse(rule, taskset)
+
+
+def _subset(data: SplitData, task: str) -> SplitData:
+    if isinstance(data, TensorData):
+        return TensorData(data.inputs, {task: data.targets[task]}, data.name)
+    return {task: data[task]}
+
+
+def _train_one(config: TrainConfig, prepared: PreparedData, out: Path, resume: bool, progress: bool, chash: str) -> dict[str, Any]:
+    seed_everything(config.seed, config.train.deterministic)
+    taskset = prepared.taskset
+    model = make_model(config, taskset, prepared.in_dim)
+    balancer = make_balancer(config, len(taskset))
+    params = list(model.parameters()) + (list(balancer.parameters()) if balancer is not None else [])
+    optimizer = make_optimizer(config, params)
+    loader = make_loader(config, prepared, taskset)
+    total = max_steps(config, loader.steps_per_epoch)
+    rule = _select_rule(config, taskset)
+    trainer = Trainer(
+        model, taskset, loader, optimizer,
+        max_steps=total, scheduler=make_scheduler(config, optimizer, total), balancer=balancer,
+        val_data=prepared.splits["val"], selection=rule, eval_every=config.train.eval_every,
+        patience=config.train.patience, grad_clip=config.train.grad_clip, out_dir=out,
+        checkpoint_every=config.train.checkpoint_every, config_hash=chash, progress=progress,
+        eval_batch_size=config.evaluation.batch_size,
+    )  # fmt: skip
+    result = trainer.fit(resume=resume)
+    metrics = evaluate(model, taskset, {k: prepared.splits[k] for k in ("val", "test")}, config.evaluation.batch_size)
+    return {
+        "metrics": metrics,
+        "selection": {"rule": f"{rule.scope}:{rule.metric}", "description": rule.describe(), "best_step": result.best_step, "best_score": result.best_score},
+        "training": {"steps": result.steps, "max_steps": total, "stopped_early": result.stopped_early, "seconds": round(result.seconds, 2)},
+    }
+
+
+def run_train(
+    config_path: str | Path,
+    out: str | Path,
+    *,
+    single_task: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    baseline: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train as the config says; write and return the report."""
+    config_path = Path(config_path)
+    config = load_config(TrainConfig, config_path)
+    out = Path(out)
+    chash = config_hash(config, ignore=("evaluation",)) + ("-single" if single_task else "")
+    if resume and (out / RUN_FILE).is_file():
+        previous = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+        if previous.get("config_hash") != chash:
+            raise PolytaskError(f"{out}: cannot resume, the config differs from the one this run started with ({config_path})")
+    _prepare_out(out, resume, overwrite)
+    base = config_path.resolve().parent
+    prepared = prepare_data(config, base)
+    run = {"config": config.model_dump(mode="json"), "config_dir": str(base), "config_hash": chash, "single_task": single_task}
+    write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
+    start = time.perf_counter()
+    if single_task:
+        per_task: dict[str, dict[str, Any]] = {}
+        metrics: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
+        for task in prepared.taskset.tasks:
+            one = PreparedData(TaskSet([task]), {k: _subset(v, task.name) for k, v in prepared.splits.items()}, prepared.per_task, prepared.info)
+            sub = out / "single" / task.name
+            done = _train_one(config, one, sub, resume and (sub / "checkpoints" / "latest").is_file(), progress, chash)
+            per_task[task.name] = {k: done[k] for k in ("selection", "training")}
+            for split in metrics:
+                metrics[split][task.name] = done["metrics"][split][task.name]
+        extra: dict[str, Any] = {"mode": "single-task", "runs": per_task}
+    else:
+        done = _train_one(config, prepared, out, resume, progress, chash)
+        metrics = done["metrics"]
+        extra = {"mode": "multi-task", "selection": done["selection"], "training": done["training"]}
+    return _finish(config, prepared, metrics, extra, out / "report.json", baseline, start, chash)
+
+
+def _finish(config: TrainConfig, prepared: PreparedData, metrics: Any, extra: dict[str, Any], report_path: Path, baseline: str | Path | None, start: float, chash: str) -> dict[str, Any]:
+    baseline = baseline or config.evaluation.baseline
+    base_metrics = None
+    if baseline is not None:
+        base_path = Path(baseline)
+        base_metrics = load_report(base_path)["metrics"]
+    report = build_report(
+        prepared.taskset, metrics, baseline=base_metrics, baseline_source=str(baseline) if baseline else None,
+        polytask_version=__version__, data=prepared.info, config_hash=chash,
+        seconds=round(time.perf_counter() - start, 2), **extra,
+    )  # fmt: skip
+    write_report(report_path, report)
+    return report
+
+
+def run_eval(run_dir: str | Path, *, baseline: str | Path | None = None, out_file: str | Path | None = None) -> dict[str, Any]:
+    """Re-evaluate the selected weights of a run folder (``<run>/checkpoints/best``)."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_FILE).is_file():
+        root = run_dir
+    elif (run_dir.parent.parent / RUN_FILE).is_file():  # a checkpoints/<name> folder
+        root = run_dir.parent.parent
+    else:
+        raise PolytaskError(f"{run_dir}: not a polytask run folder (no {RUN_FILE})")
+    run = json.loads((root / RUN_FILE).read_text(encoding="utf-8"))
+    if run.get("single_task"):
+        raise PolytaskError(f"{root}: a single-task baseline run; evaluate its report.json instead")
+    config = validate(TrainConfig, run["config"], str(root / RUN_FILE))
+    prepared = prepare_data(config, Path(run["config_dir"]))
+    seed_everything(config.seed, config.train.deterministic)
+    model = make_model(config, prepared.taskset, prepared.in_dim)
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        weights = root / "checkpoints" / "best" / "model.safetensors"
+    if not weights.is_file():
+        raise PolytaskError(f"{root}: no weights found (checkpoints/best/model.safetensors)")
+    load_weights(model, weights)
+    metrics = evaluate(model, prepared.taskset, {k: prepared.splits[k] for k in ("val", "test")}, config.evaluation.batch_size)
+    extra = {"mode": "evaluation", "weights": str(weights)}
+    report_path = Path(out_file) if out_file else root / "eval.json"
+    return _finish(config, prepared, metrics, extra, report_path, baseline, time.perf_counter(), run["config_hash"])

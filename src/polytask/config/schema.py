@@ -1,0 +1,165 @@
+"""The typed schema of a training config (YAML), validated on load.
+
+Unknown keys, wrong types and out-of-range values are rejected with one line naming the key.
+Paths are resolved relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EcfpFeaturizer(_Strict):
+    """RDKit Morgan bits from a SMILES column (ECFP4 = radius 2)."""
+
+    kind: Literal["ecfp"] = "ecfp"
+    radius: int = Field(2, ge=0, le=6)
+    bits: int = Field(2048, ge=8, le=65536)
+
+
+class ColumnsFeaturizer(_Strict):
+    """Numeric feature columns used as they are."""
+
+    kind: Literal["columns"] = "columns"
+    columns: list[str] = Field(min_length=1)
+
+
+Featurizer = Annotated[EcfpFeaturizer | ColumnsFeaturizer, Field(discriminator="kind")]
+
+
+class SplitConfig(_Strict):
+    kind: Literal["random", "scaffold"] = "random"
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+
+class TaskConfig(_Strict):
+    """One task; ``column`` defaults to the task name (for ``per_task`` data: ``label``)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["binary", "multiclass", "multilabel", "regression"] = "binary"
+    column: str | None = None
+    columns: list[str] | None = None  # multilabel: one column per label
+    num_classes: int = 1
+    loss: str = ""
+    metrics: list[str] = []
+    weight: float = 1.0
+
+
+class Tox21Data(_Strict):
+    """The bundled Tox21 (12 binary tasks; all of them unless ``tasks`` lists some)."""
+
+    source: Literal["tox21"] = "tox21"
+    featurizer: Featurizer = EcfpFeaturizer()
+    split: SplitConfig = SplitConfig()
+    tasks: list[str] | None = None
+
+
+class TableData(_Strict):
+    """One table with several label columns (some may be missing): one task per column."""
+
+    source: Literal["table"] = "table"
+    path: str
+    input: str = "smiles"
+    featurizer: Featurizer = EcfpFeaturizer()
+    split: SplitConfig = SplitConfig()
+
+
+class TaskTable(_Strict):
+    """One task's own table (for one-dataset-per-task data)."""
+
+    task: str
+    path: str
+    input: str = "smiles"
+    label: str
+
+
+class SamplerConfig(_Strict):
+    kind: Literal["proportional", "temperature", "uniform", "round_robin", "all"] = "proportional"
+    temperature: float = Field(2.0, gt=0)
+
+
+class PerTaskData(_Strict):
+    """One dataset per task (heterogeneous sizes); a sampler picks the task of each step."""
+
+    source: Literal["per_task"] = "per_task"
+    datasets: list[TaskTable] = Field(min_length=1)
+    featurizer: Featurizer = EcfpFeaturizer()
+    split: SplitConfig = SplitConfig()
+    sampler: SamplerConfig = SamplerConfig()
+
+
+DataConfig = Annotated[Tox21Data | TableData | PerTaskData, Field(discriminator="source")]
+
+
+class TrunkConfig(_Strict):
+    kind: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [1024, 512], min_length=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+    batch_norm: bool = False
+
+
+class HeadsConfig(_Strict):
+    hidden: int | None = Field(None, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class ModelConfig(_Strict):
+    trunk: TrunkConfig = TrunkConfig()
+    heads: HeadsConfig = HeadsConfig()
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class SchedulerConfig(_Strict):
+    name: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+
+
+class TrainSection(_Strict):
+    epochs: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    grad_clip: float | None = Field(5.0, gt=0)
+    eval_every: int | None = Field(None, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1)
+    selection: str | None = None
+    patience: int | None = Field(None, ge=1)
+    deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainSection:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("give exactly one of 'epochs' and 'steps'")
+        return self
+
+
+class EvaluationConfig(_Strict):
+    baseline: str | None = None
+    batch_size: int = Field(1024, ge=1)
+
+
+class TrainConfig(_Strict):
+    """A complete training job: data, tasks, model, training recipe, balancing, evaluation."""
+
+    seed: int = 0
+    data: DataConfig = Tox21Data()
+    tasks: list[TaskConfig] | None = None
+    model: ModelConfig = ModelConfig()
+    train: TrainSection = TrainSection(epochs=20)
+    balancing: dict[str, Any] | None = None
+    evaluation: EvaluationConfig = EvaluationConfig()

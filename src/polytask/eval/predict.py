@@ -1,0 +1,53 @@
+"""Predictions of a multi-task model over a whole split, in row order, without gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from polytask.tasks import TaskSet
+from polytask.tasks.data import TensorData
+from polytask.tasks.data.tensors import index_inputs
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: TensorData, tasks: Sequence[str], batch_size: int = 1024) -> dict[str, Tensor]:
+    """Raw head outputs ``{task: [N, ...]}`` for every row of ``data`` (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        chunks: dict[str, list[Tensor]] = {t: [] for t in tasks}
+        n = len(data)
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n))
+            out = model(index_inputs(data.inputs, idx), list(tasks))
+            for t in tasks:
+                chunks[t].append(out[t].detach().float().cpu())
+        return {t: torch.cat(c) for t, c in chunks.items()}
+    finally:
+        model.train(was_training)
+
+
+SplitData = TensorData | Mapping[str, TensorData]
+
+
+def evaluate_split(model: nn.Module, taskset: TaskSet, data: SplitData, batch_size: int = 1024) -> dict[str, dict[str, float]]:
+    """Per-task metrics on one split; ``data`` is shared by all tasks or given per task."""
+    if isinstance(data, TensorData):
+        preds = predict(model, data, taskset.names, batch_size)
+        return {t.name: t.compute_metrics(preds[t.name], data.targets[t.name]) for t in taskset.tasks}
+    out = {}
+    for t in taskset.tasks:
+        part = data[t.name]
+        pred = predict(model, part, [t.name], batch_size)[t.name]
+        out[t.name] = t.compute_metrics(pred, part.targets[t.name])
+    return out
+
+
+def evaluate(
+    model: nn.Module, taskset: TaskSet, splits: Mapping[str, SplitData], batch_size: int = 1024
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{split: {task: {metric: value}}}`` for every split given (e.g. ``val`` and ``test``)."""
+    return {name: evaluate_split(model, taskset, data, batch_size) for name, data in splits.items()}

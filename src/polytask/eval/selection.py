@@ -1,0 +1,52 @@
+"""Model selection scores: one number from per-task validation metrics, with a direction.
+
+A selection rule is ``"mean:<metric>"`` (the metric averaged over the tasks that have it,
+NaNs skipped) or ``"<task>:<metric>"`` (one task's metric). Its direction is the metric's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from polytask._core import PolytaskError
+from polytask.tasks import TaskSet
+
+from .delta import Scores
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """Which validation number picks the best checkpoint, and whether higher is better."""
+
+    scope: str
+    metric: str
+    higher_is_better: bool
+
+    @classmethod
+    def parse(cls, rule: str, taskset: TaskSet) -> SelectionRule:
+        scope, sep, metric = rule.rpartition(":")
+        if not sep or not scope or not metric:
+            raise PolytaskError(f"selection rule {rule!r} must look like 'mean:roc_auc' or 'TASK:metric'")
+        tasks = taskset.tasks if scope == "mean" else (taskset[scope],)
+        having = [t for t in tasks if metric in t.metric_names]
+        if not having:
+            raise PolytaskError(f"selection rule {rule!r}: no task has metric {metric!r}")
+        return cls(scope, metric, having[0].metric(metric).higher_is_better)
+
+    def score(self, scores: Scores) -> float:
+        if self.scope != "mean":
+            return scores[self.scope][self.metric]
+        vals = [s[self.metric] for s in scores.values() if self.metric in s and not math.isnan(s[self.metric])]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    def better(self, new: float, best: float | None) -> bool:
+        if math.isnan(new):
+            return False
+        if best is None or math.isnan(best):
+            return True
+        return new > best if self.higher_is_better else new < best
+
+    def describe(self) -> str:
+        what = f"mean of {self.metric!r} over tasks" if self.scope == "mean" else f"{self.metric!r} of task {self.scope!r}"
+        return f"checkpoint with the {'highest' if self.higher_is_better else 'lowest'} validation {what}"

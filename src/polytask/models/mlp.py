@@ -1,0 +1,44 @@
+"""MLP trunk builder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from polytask._core import PolytaskError
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+def mlp_trunk(
+    in_dim: int,
+    hidden: Sequence[int] = (512, 512),
+    dropout: float = 0.0,
+    activation: str = "relu",
+    batch_norm: bool = False,
+) -> nn.Sequential:
+    """``[Linear → (BatchNorm) → activation → (Dropout)] × len(hidden)``; output width ``hidden[-1]``.
+
+    >>> mlp_trunk(8, (4, 3)).out_dim
+    3
+    """
+    if in_dim < 1 or not hidden or min(hidden) < 1:
+        raise PolytaskError(f"mlp trunk: in_dim and every hidden width must be >= 1, got {in_dim}, {list(hidden)}")
+    if activation not in _ACTIVATIONS:
+        raise PolytaskError(f"mlp trunk: unknown activation {activation!r}; valid: {', '.join(_ACTIVATIONS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise PolytaskError(f"mlp trunk: dropout must be in [0, 1), got {dropout}")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(_ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    trunk = nn.Sequential(*layers)
+    trunk.out_dim = width  # type: ignore[assignment]
+    return trunk

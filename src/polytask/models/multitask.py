@@ -1,0 +1,47 @@
+"""The shared-trunk multi-task model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from polytask._core import PolytaskError
+
+
+class MultiTaskModel(nn.Module):
+    """``trunk`` maps inputs to shared features; ``heads`` maps features to one output per task.
+
+    * ``forward_features(x)`` → the shared representation ``Z`` (what ``features`` balancing
+      differentiates against),
+    * ``forward_heads(Z, tasks)`` → ``{task: output}``,
+    * ``forward(x, tasks)`` = ``forward_heads(forward_features(x), tasks)``.
+
+    ``trunk`` may take a tensor or a dict of tensors (e.g. tokenised text). ``heads`` is any module
+    called as ``heads(features, tasks)`` returning a dict, such as :class:`LinearHeads`.
+    """
+
+    def __init__(self, trunk: nn.Module, heads: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.heads = heads
+
+    def forward_features(self, inputs: Tensor | dict[str, Tensor]) -> Tensor:
+        return self.trunk(**inputs) if isinstance(inputs, dict) else self.trunk(inputs)
+
+    def forward_heads(self, features: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
+        return self.heads(features, tasks)
+
+    def forward(self, inputs: Tensor | dict[str, Tensor], tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
+        return self.forward_heads(self.forward_features(inputs), tasks)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the trunk (what balancing methods aggregate gradients for)."""
+        params = [p for p in self.trunk.parameters() if p.requires_grad]
+        if not params:
+            raise PolytaskError("the trunk has no trainable parameters")
+        return params
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the heads."""
+        return [p for p in self.heads.parameters() if p.requires_grad]

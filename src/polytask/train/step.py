@@ -1,0 +1,105 @@
+"""One multi-task training step, usable in a hand-written loop.
+
+``train_step`` = forward every group of the batch → per-task masked losses → backward (plain sum,
+or a balancing method through a :class:`~polytask.balancing.Balancer`) → gradient clipping →
+optimizer (and scheduler) step. The balancing seam is the ``balancer`` argument: whatever method
+it holds decides, from what it declares it needs, how the gradients are formed; this code never
+looks at a method's name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from polytask._core import NonFiniteLossError
+from polytask.models import MultiTaskModel
+from polytask.tasks import TaskSet
+from polytask.tasks.data import Group
+
+
+class BalancerLike(Protocol):
+    def backward(self, losses: Tensor, shared_params: Sequence[nn.Parameter], *, features: Tensor | None = None) -> Any: ...
+
+
+@dataclass
+class StepOutput:
+    """What one step produced: per-task losses (floats), the total, and balancing statistics."""
+
+    losses: dict[str, float]
+    total: float
+    grad_norm: float
+    weights: list[float] | None = None
+    gramian: Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def compute_losses(model: MultiTaskModel, batch: Sequence[Group], taskset: TaskSet) -> tuple[dict[str, Tensor], list[Tensor]]:
+    """Per-task losses (task weight applied) and the shared features of each group."""
+    losses: dict[str, Tensor] = {}
+    features: list[Tensor] = []
+    for group in batch:
+        z = model.forward_features(group.inputs)
+        features.append(z)
+        names = [n for n in taskset.names if n in group.targets]
+        outputs = model.forward_heads(z, names)
+        for n in names:
+            task = taskset[n]
+            loss = task.compute_loss(outputs[n], group.targets[n])
+            losses[n] = loss * task.weight if task.weight != 1.0 else loss
+    return losses, features
+
+
+def check_finite(losses: dict[str, Tensor], step: int) -> None:
+    for name, loss in losses.items():
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"step {step}: the loss of task {name!r} is {value}; training stopped")
+
+
+def train_step(
+    model: MultiTaskModel,
+    batch: Sequence[Group],
+    taskset: TaskSet,
+    optimizer: torch.optim.Optimizer,
+    *,
+    balancer: BalancerLike | None = None,
+    grad_clip: float | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    step: int = 0,
+) -> StepOutput:
+    """Run one optimisation step on ``batch`` and return its losses and statistics.
+
+    Without a ``balancer`` the update is the gradient of the plain sum ``Σ_k w_k L_k`` (``w_k``
+    the static task weights). Raises :class:`NonFiniteLossError` before touching the parameters
+    when a loss or the gradient norm is NaN/Inf.
+    """
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    losses, features = compute_losses(model, batch, taskset)
+    check_finite(losses, step)
+    out = StepOutput({k: float(v.detach()) for k, v in losses.items()}, 0.0, 0.0)
+    out.total = sum(out.losses.values())
+    if balancer is None:
+        torch.stack(list(losses.values())).sum().backward()
+    else:
+        vector = torch.stack([losses[n] for n in taskset.names if n in losses])
+        result = balancer.backward(vector, model.shared_parameters(), features=features[0] if len(features) == 1 else None)
+        out.weights = [float(w) for w in result.weights]
+        out.gramian = result.gramian
+        out.extra = result.log_dict()
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf)
+    out.grad_norm = float(norm)
+    if not math.isfinite(out.grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"step {step}: the gradient norm is {out.grad_norm}; training stopped")
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return out
