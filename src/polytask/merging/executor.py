@@ -1,0 +1,206 @@
+"""The streaming executor: plan, optional whole-model threshold passes, then merge tensor by tensor.
+
+For every tensor name the executor reads the base tensor, hands the method a lazy sequence that
+reads each fine-tuned model's tensor on access (checked for NaN/Inf), and passes the result to
+a sink (a :class:`~polytask.merging.io.ShardedWriter`, or a dict in memory) before moving on.
+Peak memory is a few tensors of the largest shape, whatever the model size.
+
+Everything that can be checked without reading data is checked first (keys, shapes, dtypes,
+number of models, options), so bad input fails before any output is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from polytask._core import PolytaskError
+from polytask.merging.io.filters import KeyFilter
+from polytask.merging.selection import MagnitudeSelector
+from polytask.merging.sources import TensorSource
+from polytask.merging.tensor.protocol import TensorMerge, compute_dtype
+
+__all__ = ["MergePlan", "PlanItem", "execute", "plan_merge"]
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One output tensor: merged from all models, or copied from the base."""
+
+    key: str
+    action: Literal["merge", "copy"]
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    items: tuple[PlanItem, ...]
+    merged_numel: int
+
+    @property
+    def entries(self) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+        return [(i.key, i.shape, i.dtype) for i in self.items]
+
+
+def _is_float(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point
+
+
+def plan_merge(
+    method: TensorMerge,
+    base: TensorSource,
+    models: Sequence[TensorSource],
+    *,
+    select: KeyFilter,
+    excluded: Literal["base", "drop"] = "base",
+    dtype: torch.dtype | None = None,
+) -> MergePlan:
+    """Check that the inputs agree and decide what happens to every tensor."""
+    if excluded not in ("base", "drop"):
+        raise PolytaskError(f"'excluded' must be 'base' or 'drop', got {excluded!r}")
+    if dtype is not None and not _is_float(dtype):
+        raise PolytaskError(f"output dtype must be a floating dtype, got {dtype}")
+    method.check_models(len(models))
+    base_keys = base.keys()
+    base_set = set(base_keys)
+    model_keys = [set(model.keys()) for model in models]
+    items: list[PlanItem] = []
+    numel = 0
+    for key in base_keys:
+        shape, kind = base.shape(key), base.dtype(key)
+        out_dtype = dtype if dtype is not None and _is_float(kind) else kind
+        if not select(key):
+            if excluded == "base":
+                items.append(PlanItem(key, "copy", shape, out_dtype))
+            continue
+        for model, keys in zip(models, model_keys):
+            if key not in keys:
+                raise PolytaskError(
+                    f"tensor {key!r} is in the base model ({base.file_of(key)}) "
+                    f"but missing from {_where(model)}"
+                )
+            if model.shape(key) != shape:
+                raise PolytaskError(
+                    f"tensor {key!r} has shape {tuple(shape)} in {base.file_of(key)} "
+                    f"but {tuple(model.shape(key))} in {model.file_of(key)}"
+                )
+            if model.dtype(key) != kind:
+                raise PolytaskError(
+                    f"tensor {key!r} has dtype {kind} in {base.file_of(key)} "
+                    f"but {model.dtype(key)} in {model.file_of(key)}"
+                )
+        if _is_float(kind):
+            items.append(PlanItem(key, "merge", shape, out_dtype))
+            n = 1
+            for s in shape:
+                n *= s
+            numel += n
+        else:
+            items.append(PlanItem(key, "copy", shape, out_dtype))
+    for model, keys in zip(models, model_keys):
+        for key in sorted(keys - base_set):
+            if select(key):
+                raise PolytaskError(
+                    f"tensor {key!r} is in {model.file_of(key)} but not in the base model "
+                    f"({_where(base)}); exclude it with a filter"
+                )
+    return MergePlan(tuple(items), numel)
+
+
+def _where(source: TensorSource) -> str:
+    return str(getattr(source, "path", None) or getattr(source, "label", "a checkpoint"))
+
+
+def _checked(source: TensorSource, key: str) -> torch.Tensor:
+    tensor = source.get(key)
+    if _is_float(tensor.dtype) and not bool(torch.isfinite(tensor).all()):
+        raise PolytaskError(f"tensor {key!r} in {source.file_of(key)} contains NaN or Inf")
+    return tensor
+
+
+class _Lazy(Sequence[torch.Tensor]):
+    """The fine-tuned models' tensors for one key, read from their sources on each access."""
+
+    def __init__(self, models: Sequence[TensorSource], key: str) -> None:
+        self._models = models
+        self._key = key
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __getitem__(self, index: int) -> torch.Tensor:  # type: ignore[override]
+        return _checked(self._models[index], self._key)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+Progress = Callable[[Iterable[PlanItem], str], Iterable[PlanItem]]
+
+
+def _no_progress(items: Iterable[PlanItem], label: str) -> Iterable[PlanItem]:
+    return items
+
+
+def global_thresholds(
+    method: TensorMerge,
+    plan: MergePlan,
+    base: TensorSource,
+    models: Sequence[TensorSource],
+    progress: Progress = _no_progress,
+) -> list[list[float]] | None:
+    """Whole-model magnitude thresholds per model (two streaming passes), or None if unneeded."""
+    ranks = [method.global_ranks(plan.merged_numel, i) for i in range(len(models))]
+    if not any(ranks):
+        return None
+    selectors = [MagnitudeSelector(r) for r in ranks]
+    merged = [item for item in plan.items if item.action == "merge"]
+    for pass_no in (1, 2):
+        for item in progress(merged, f"threshold pass {pass_no}/2"):
+            b = _checked(base, item.key)
+            b = b.to(compute_dtype(b.dtype))
+            for i, model in enumerate(models):
+                if not ranks[i]:
+                    continue
+                magnitude = (_checked(model, item.key).to(b.dtype) - b).abs_()
+                if pass_no == 1:
+                    selectors[i].observe(magnitude)
+                else:
+                    selectors[i].collect(magnitude)
+                del magnitude
+        if pass_no == 1:
+            for selector in selectors:
+                selector.locate()
+    return [s.thresholds() for s in selectors]
+
+
+def execute(
+    method: TensorMerge,
+    plan: MergePlan,
+    base: TensorSource,
+    models: Sequence[TensorSource],
+    sink: Callable[[str, torch.Tensor], None],
+    *,
+    progress: Progress = _no_progress,
+) -> list[list[float]] | None:
+    """Merge (or copy) every planned tensor into ``sink``; returns the global thresholds used."""
+    thresholds = global_thresholds(method, plan, base, models, progress)
+    for item in progress(plan.items, "merging"):
+        b = _checked(base, item.key)
+        if item.action == "merge":
+            out = method(b, _Lazy(models, item.key), name=item.key, thresholds=thresholds)
+            if tuple(out.shape) != item.shape:
+                raise PolytaskError(f"tensor {item.key!r}: the method changed its shape")
+            if not bool(torch.isfinite(out).all()):
+                raise PolytaskError(f"tensor {item.key!r}: the merge produced NaN or Inf")
+        else:
+            out = b
+        del b
+        sink(item.key, out.to(item.dtype))
+        del out
+    return thresholds

@@ -1,0 +1,105 @@
+"""Model Breadcrumbs (Davari & Belilovsky, "Model Breadcrumbs: Scaling Multi-Task Model Merging
+with Sparse Masks", 2023).
+
+Each task vector loses both tails of its magnitude distribution: the largest outliers and the
+many small entries. With n entries ranked by decreasing |τ_t|, g = ⌊γ·n⌋ (``gamma``) and
+k = max(1, ⌊d·n⌋) (``density``):
+
+* m_t = [|τ_t| < g-th largest |τ_t|] ⊙ [|τ_t| ≥ (g + k)-th largest |τ_t|] (no upper cut when
+  g = 0), so about k entries just below the top g survive;
+* θ = θ_0 + λ Σ_t w_t (m_t ⊙ τ_t) (the paper), or with ``sign="sum"``/``"count"`` TIES' sign
+  election and disjoint mean over the masked vectors (Breadcrumbs-TIES, as in mergekit).
+
+Ranks are taken per tensor (the paper's per-layer masks, ``topk="tensor"``) or over the whole
+model (``topk="model"``, two-pass streaming).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from polytask._core import PolytaskError
+from polytask.merging.tensor.pipeline import SparseSignMerge, kth_largest
+from polytask.merging.tensor.protocol import Thresholds, check_fraction, per_model
+
+__all__ = ["Breadcrumbs", "MagnitudeBand"]
+
+
+@dataclass(frozen=True)
+class MagnitudeBand:
+    """Drop the top ``gamma`` fraction and keep the next ``density`` fraction by magnitude."""
+
+    density: float | tuple[float, ...] = 0.9
+    gamma: float = 0.01
+    topk: Literal["tensor", "model"] = "tensor"
+
+    def __post_init__(self) -> None:
+        check_fraction(self.density, "density")
+        check_fraction(self.gamma, "gamma", allow_zero=True)
+        if self.topk not in ("tensor", "model"):
+            raise PolytaskError(f"option 'topk' must be 'tensor' or 'model', got {self.topk!r}")
+
+    def _ranks(self, n: int, index: int) -> tuple[int, int]:
+        density = self.density if isinstance(self.density, float | int) else self.density[index]
+        top = int(self.gamma * n)
+        return top, min(n, top + max(1, int(density * n)))
+
+    def check_models(self, n: int) -> None:
+        per_model(self.density, n, "density", 1.0)
+
+    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
+        return self._ranks(total, index) if self.topk == "model" else ()
+
+    def __call__(
+        self, tau: torch.Tensor, index: int, name: str, thresholds: Sequence[float] | None
+    ) -> torch.Tensor:
+        magnitude = tau.abs()
+        if self.topk == "model":
+            if thresholds is None:
+                raise PolytaskError(f"tensor {name!r}: topk='model' needs whole-model thresholds")
+            upper, lower = thresholds
+        else:
+            top, bottom = self._ranks(tau.numel(), index)
+            upper, lower = kth_largest(magnitude, top), kth_largest(magnitude, bottom)
+        return tau.mul_((magnitude < upper) & (magnitude >= lower))
+
+
+@dataclass(frozen=True)
+class Breadcrumbs:
+    """Magnitude band mask on each task vector, then sum (or TIES sign election and mean)."""
+
+    density: float | tuple[float, ...] = 0.9
+    gamma: float = 0.01
+    topk: Literal["tensor", "model"] = "tensor"
+    sign: Literal["none", "sum", "count"] = "none"
+    lam: float = 1.0
+    weights: tuple[float, ...] | None = None
+
+    @property
+    def pipeline(self) -> SparseSignMerge:
+        band = MagnitudeBand(self.density, self.gamma, self.topk)
+        combine: Literal["sum", "mean"] = "sum" if self.sign == "none" else "mean"
+        return SparseSignMerge(band, self.sign, combine, self.lam, self.weights)
+
+    def __post_init__(self) -> None:
+        _ = self.pipeline
+
+    def check_models(self, n: int) -> None:
+        self.pipeline.check_models(n)
+
+    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
+        return self.pipeline.global_ranks(total, index)
+
+    def __call__(
+        self,
+        base: torch.Tensor,
+        finetuned: Sequence[torch.Tensor],
+        *,
+        name: str = "",
+        thresholds: Thresholds = None,
+    ) -> torch.Tensor:
+        return self.pipeline(base, finetuned, name=name, thresholds=thresholds)
