@@ -1,0 +1,86 @@
+"""Nash-MTL, Navon et al., "Multi-Task Learning as a Bargaining Game", ICML 2022."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from polytask._core import PolytaskError
+from polytask.balancing.base import GramianWeighting, Statistics, lazy_buffer
+
+
+def nash_solve(
+    g: np.ndarray, start: np.ndarray, tol: float = 1e-10, max_iters: int = 50
+) -> np.ndarray:
+    """Positive solution of ``G α = 1/α``: the minimiser of ``½αᵀGα − Σ log α`` (damped Newton)."""
+    a = start.copy()
+    f = 0.5 * a @ g @ a - np.log(a).sum()
+    for _ in range(max_iters):
+        grad = g @ a - 1.0 / a
+        step = np.linalg.solve(g + np.diag(1.0 / (a * a)), grad)
+        decrement = grad @ step
+        if decrement < tol:
+            break
+        t = 1.0
+        while True:
+            new = a - t * step
+            if (new > 0).all():
+                f_new = 0.5 * new @ g @ new - np.log(new).sum()
+                if f_new <= f - 0.25 * t * decrement or t < 1e-12:
+                    break
+            t *= 0.5
+        a, f = new, f_new
+    return a
+
+
+class NashMTL(GramianWeighting):
+    r"""Nash-MTL: the Nash bargaining solution, :math:`d = J^\top\alpha` with
+    :math:`G \alpha = 1/\alpha` (elementwise), :math:`\alpha > 0` (paper, Algorithm 1; the
+    official code's constraint :math:`\alpha_k (G\alpha)_k \ge 1` undoes its Frobenius
+    normalisation, so it is the un-normalised G). Solved on :math:`\hat G = G/s + \epsilon I`,
+    :math:`s = \|G\|_F`, then :math:`\alpha = \hat\alpha/\sqrt s` (the tiny ridge keeps a solution
+    when G is singular). Then :math:`g_k\cdot d = 1/\alpha_k > 0`, and d does not depend on the
+    scale of J.
+    If :math:`\|J^\top\alpha\| = \sqrt{\alpha^\top G\alpha}` exceeds ``max_norm``, α is scaled
+    down to it (0 disables).
+
+    The paper's code approximates the solution by a sequence of convex programs (cvxpy, as
+    torchjd's ``NashMTL``); here it is solved exactly as the minimiser of the strictly convex
+    :math:`\tfrac12\alpha^\top\hat G\alpha - \sum_k\log\alpha_k` by damped Newton in float64,
+    warm-started from the previous α (a buffer).
+
+    :param max_norm: clip of the update norm (1.0 as in the official code and torchjd).
+    :param reg_eps: the ridge :math:`\epsilon`.
+    """
+
+    non_conflicting = True
+    prev_alpha: Tensor
+
+    def __init__(self, max_norm: float = 1.0, reg_eps: float = 1e-8) -> None:
+        super().__init__()
+        if max_norm < 0 or reg_eps < 0:
+            raise PolytaskError(
+                f"NashMTL: max_norm and reg_eps must be >= 0, got {max_norm}, {reg_eps}"
+            )
+        self.max_norm, self.reg_eps = float(max_norm), float(reg_eps)
+        self.register_buffer("prev_alpha", torch.zeros(0, dtype=torch.float64))
+
+    def weights(self, stats: Statistics) -> Tensor:
+        if stats.gramian is None:
+            raise PolytaskError("NashMTL: the statistic has no Gramian")
+        g = stats.gramian.detach().to(torch.float64).cpu()
+        m = g.shape[0]
+        norm = float(torch.linalg.matrix_norm(g))
+        if norm == 0.0:
+            return torch.zeros(m, dtype=stats.gramian.dtype, device=stats.gramian.device)
+        start = lazy_buffer(self, "prev_alpha", (m,), fill=1.0)
+        gn = (g / norm).numpy() + self.reg_eps * np.eye(m)
+        alpha_hat = torch.from_numpy(nash_solve(gn, start.numpy()))
+        self.prev_alpha.copy_(alpha_hat)
+        alpha = alpha_hat / norm**0.5
+        if self.max_norm > 0:
+            upd = float(alpha @ g @ alpha) ** 0.5
+            if upd > self.max_norm:
+                alpha = alpha * (self.max_norm / upd)
+        return alpha.to(device=stats.gramian.device, dtype=stats.gramian.dtype)

@@ -1,0 +1,188 @@
+"""The stateful front end: :class:`Balancer` (used by the trainer) and :func:`balanced_backward`.
+
+One call per optimizer step: compute the statistic the method needs (step 1,
+:mod:`~polytask.balancing.statistic`), let the method decide (step 2), apply (step 3,
+:mod:`~polytask.balancing.apply`). Dispatch is on ``method.needs`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from polytask._core import NonFiniteLossError, PolytaskError
+from polytask.balancing.apply import apply_update, apply_weighted_loss, apply_weights
+from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, Statistics
+from polytask.balancing.statistic import (
+    as_loss_vector,
+    gramian,
+    layer_grad_norms,
+    task_gradients,
+)
+
+MODES = ("exact", "features")
+
+
+@dataclass
+class BalanceResult:
+    """What one balanced backward decided."""
+
+    weights: Tensor
+    """``[m]`` detached task weights (for Jacobian aggregators: the weights they report)."""
+    gramian: Tensor | None = None
+    """``[m, m]`` Gramian of the per-task gradients, when this step computed it."""
+    recomputed: bool = True
+    """False on the reuse steps of ``every: N``."""
+
+    def log_dict(self) -> dict[str, float | list[float]]:
+        """Weights and the upper-triangle pairwise gradient cosines (row-major, i < j)."""
+        out: dict[str, float | list[float]] = {"weights": [float(x) for x in self.weights.tolist()]}
+        if self.gramian is not None:
+            g = self.gramian.detach().double()
+            d = g.diagonal().clamp_min(1e-300).sqrt()
+            cos = g / (d[:, None] * d[None, :])
+            iu = torch.triu_indices(g.shape[0], g.shape[0], offset=1)
+            out["grad_cosines"] = [float(x) for x in cos[iu[0], iu[1]].tolist()]
+        out["recomputed"] = float(self.recomputed)
+        return out
+
+
+class Balancer(nn.Module):
+    """Combine m task losses into one update of the shared parameters.
+
+    :param method: a :class:`~polytask.balancing.base.BalancingMethod` instance.
+    :param mode: ``"exact"`` (per-task gradients of all shared parameters) or ``"features"``
+        (per-task gradients of the shared representation passed as ``features=``).
+    :param every: recompute the weights every ``every`` calls and reuse them in between (only for
+        methods that need gradients; loss weightings are recomputed every call, they are free).
+
+    All state — the method's and the step counter / cached weights — lives in buffers, so
+    ``state_dict()`` → ``load_state_dict()`` on a fresh instance resumes bit-exactly. Learnable
+    method parameters (UW's log-variances) are in ``parameters()``: give them to the optimizer.
+    """
+
+    step: Tensor
+    cached_weights: Tensor
+
+    def __init__(self, method: BalancingMethod, mode: str = "exact", every: int = 1) -> None:
+        super().__init__()
+        if not isinstance(method, BalancingMethod):
+            raise PolytaskError(f"Balancer: `method` must be a BalancingMethod, got {method!r}")
+        if mode not in MODES:
+            raise PolytaskError(f"Balancer: mode {mode!r} is not one of {list(MODES)}")
+        if mode not in method.modes:
+            raise PolytaskError(
+                f"Balancer: {type(method).__name__} cannot run in mode {mode!r}; "
+                f"supported: {sorted(method.modes)}"
+            )
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise PolytaskError(f"Balancer: `every` must be an integer >= 1, got {every!r}")
+        if every > 1 and "jacobian" in method.needs:
+            raise PolytaskError(
+                f"Balancer: {type(method).__name__} produces an update, not reusable weights; "
+                "`every` must be 1"
+            )
+        self.method = method
+        self.mode = mode
+        self.every = every
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("cached_weights", torch.zeros(0, dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        key = prefix + "cached_weights"
+        if key in state_dict and state_dict[key].shape != self.cached_weights.shape:
+            self.cached_weights = torch.zeros(state_dict[key].shape, dtype=torch.float64)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _due(self, m: int) -> bool:
+        return (
+            self.every == 1
+            or self.cached_weights.numel() != m
+            or (int(self.step) % self.every == 0)
+        )
+
+    def backward(
+        self,
+        losses: Tensor | Sequence[Tensor],
+        shared_params: Iterable[Tensor],
+        *,
+        features: Tensor | None = None,
+    ) -> BalanceResult:
+        """Fill ``.grad`` of the shared parameters and of every other parameter the losses
+        depend on; return the weights (and the Gramian when computed)."""
+        vec = as_loss_vector(losses)
+        shared = list(shared_params)
+        features_mode = self.mode == "features"
+        if features_mode and features is None:
+            raise PolytaskError("Balancer: mode 'features' needs `features=` (the trunk output)")
+        m = vec.shape[0]
+        needs = self.method.needs
+        if needs <= LOSS_NEEDS:
+            result = self._loss_weighting(vec, shared, features, features_mode)
+        elif not self._due(m):
+            w = self.cached_weights
+            apply_weights(vec, shared, features, features_mode, w)
+            result = BalanceResult(w.to(vec.dtype).clone(), None, recomputed=False)
+        else:
+            tg = task_gradients(vec, shared, features, features_mode)
+            g = gramian(tg.rows)
+            stats = Statistics(
+                losses=vec.detach(),
+                gramian=g if "gramian" in needs else None,
+                jacobian=tg.rows if "jacobian" in needs else None,
+            )
+            if "jacobian" in needs:
+                update, w = self.method.aggregate(stats)
+            else:
+                w = self.method.weights(stats).detach()
+                update = w.to(tg.rows.dtype) @ tg.rows
+            _check_finite(w, "weights")
+            _check_finite(update, "update")
+            apply_update(tg, update.to(tg.rows.dtype))
+            self.cached_weights = w.detach().to(torch.float64).clone()
+            result = BalanceResult(w.detach().to(vec.dtype), g.detach())
+        self.step += 1
+        return result
+
+    def _loss_weighting(
+        self, vec: Tensor, shared: list[Tensor], features: Tensor | None, features_mode: bool
+    ) -> BalanceResult:
+        stats = Statistics(losses=vec.detach())
+        recomputed = True
+        if "grad_norms" in self.method.needs:
+            if self._due(vec.shape[0]):
+                stats.grad_norms = layer_grad_norms(vec, shared, features, features_mode)
+                w = self.method.weights(stats)
+                self.cached_weights = w.detach().to(torch.float64).clone()
+            else:
+                w, recomputed = self.cached_weights.to(vec.dtype), False
+        else:
+            w = self.method.weights(stats)
+        _check_finite(w.detach(), "weights")
+        apply_weighted_loss(vec, w, self.method.regularizer())
+        return BalanceResult(w.detach().to(vec.dtype).clone(), None, recomputed=recomputed)
+
+
+def _check_finite(t: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise NonFiniteLossError(f"balancing: the method produced non-finite {what}")
+
+
+def balanced_backward(
+    losses: Tensor | Sequence[Tensor],
+    shared_params: Iterable[Tensor],
+    method: BalancingMethod,
+    *,
+    features: Tensor | None = None,
+    mode: str | None = None,
+) -> Tensor:
+    """One balanced backward for a hand-written loop; returns the ``[m]`` weights.
+
+    ``mode`` defaults to ``"features"`` when ``features`` is given, else ``"exact"``. State of a
+    stateful ``method`` persists across calls because it lives in the method itself.
+    """
+    chosen = mode if mode is not None else ("features" if features is not None else "exact")
+    return Balancer(method, mode=chosen).backward(losses, shared_params, features=features).weights

@@ -1,0 +1,119 @@
+"""What every balancing method is: a module that declares the statistic it needs.
+
+A method never touches ``.grad``. It maps a :class:`Statistics` to weights (or, for the few
+methods that are not a weighting of the task gradients, to an update vector); computing the
+statistic and applying the result live in :mod:`~polytask.balancing.statistic` and
+:mod:`~polytask.balancing.apply`. The trainer dispatches on :attr:`BalancingMethod.needs`.
+
+Three kinds, told apart only by ``needs``:
+
+* loss weightings (``needs`` ⊆ {"losses", "grad_norms"}): ``weights(stats)`` may carry autograd
+  history into learnable method parameters; the update is the backward of
+  ``Σ_k w_k L_k + regularizer()`` through every parameter.
+* Gramian weightings (``"gramian"`` in ``needs``): ``weights(stats)`` from the m×m Gramian; the
+  shared parameters get ``Σ_k w_k g_k``, the task heads their plain gradients.
+* Jacobian aggregators (``"jacobian"`` in ``needs``): ``aggregate(stats)`` returns the update
+  vector over the rows' space and the weights reported in logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+LOSS_NEEDS = frozenset({"losses", "grad_norms"})
+
+
+@dataclass
+class Statistics:
+    """The statistic a method decides on. Row ``k`` of every matrix is task ``k``."""
+
+    losses: Tensor
+    """``[m]`` detached task losses."""
+    gramian: Tensor | None = None
+    """``[m, m]`` Gramian ``J Jᵀ`` of the per-task gradients."""
+    jacobian: Tensor | None = None
+    """``[m, n]`` per-task gradients (shared parameters, or the shared features)."""
+    grad_norms: Tensor | None = None
+    """``[m]`` norms of the per-task gradients of one layer (GradNorm)."""
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.losses.shape[0])
+
+
+class BalancingMethod(nn.Module):
+    """Base of every method: declares ``needs`` and keeps lazily shaped state in buffers.
+
+    Buffers whose shape depends on the number of tasks start empty; loading a ``state_dict``
+    resizes them first, so a fresh instance resumes bit-exactly.
+    """
+
+    needs: ClassVar[frozenset[str]] = frozenset({"losses"})
+    modes: ClassVar[frozenset[str]] = frozenset({"exact", "features"})
+    """The statistic modes this method can run in."""
+    non_conflicting: ClassVar[bool] = False
+    """True where the paper claims ``update · g_k ≥ 0`` for every task."""
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        for name, buf in list(self._buffers.items()):
+            key = prefix + name
+            if key in state_dict and (buf is None or buf.shape != state_dict[key].shape):
+                ref = state_dict[key]
+                dtype = buf.dtype if buf is not None else ref.dtype
+                self._buffers[name] = torch.empty(ref.shape, dtype=dtype)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def regularizer(self) -> Tensor | None:
+        """An extra term added to the weighted loss (learnable-weight methods), else None."""
+        return None
+
+
+class LossWeighting(BalancingMethod):
+    """Maps losses (and, for GradNorm, one layer's gradient norms) to weights."""
+
+    needs: ClassVar[frozenset[str]] = frozenset({"losses"})
+
+    def weights(self, stats: Statistics) -> Tensor:
+        raise NotImplementedError
+
+
+class GramianWeighting(BalancingMethod):
+    """Maps the ``[m, m]`` Gramian (and losses, if needed) to ``[m]`` weights, detached."""
+
+    needs: ClassVar[frozenset[str]] = frozenset({"gramian"})
+
+    def weights(self, stats: Statistics) -> Tensor:
+        raise NotImplementedError
+
+
+class JacobianAggregator(BalancingMethod):
+    """Maps the ``[m, n]`` Jacobian to an update ``[n]`` plus the ``[m]`` weights it reports."""
+
+    needs: ClassVar[frozenset[str]] = frozenset({"jacobian"})
+
+    def aggregate(self, stats: Statistics) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+def lazy_buffer(module: nn.Module, name: str, shape: tuple[int, ...], fill: float = 0.0) -> Tensor:
+    """Return buffer ``name``, (re)created with ``fill`` when its shape is not ``shape``."""
+    buf = module._buffers.get(name)
+    if buf is None or tuple(buf.shape) != shape:
+        buf = torch.full(shape, fill, dtype=torch.float64)
+        module._buffers[name] = buf
+    return buf
