@@ -46,6 +46,9 @@ def _register() -> None:
 
     cli.add_command(train_command)
     cli.add_command(eval_command)
+    from polytask.cli.merge import merge_command
+
+    cli.add_command(merge_command)
 
 
 if __name__ == "__main__":

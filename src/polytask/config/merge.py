@@ -1,0 +1,248 @@
+"""The ``merge`` config: one typed schema, validated on load, and the name → method registry.
+
+This module is the only place where a method name such as ``"ties"`` maps to a class. A config
+file looks like::
+
+    method: ties
+    options: {density: 0.2, topk: tensor, sign: sum, lam: 1.0}
+    base_model: checkpoints/base            # file, sharded index or Hugging Face folder
+    models:
+      - checkpoints/task-a                  # a plain path...
+      - {path: checkpoints/task-b, weight: 0.5, density: 0.3}   # ...or with per-model values
+    filters: {exclude: ["classifier.*"]}    # glob (or syntax: regex)
+    excluded: base                          # unmerged tensors: copied from the base, or drop
+    dtype: bfloat16                         # output dtype of floating tensors (default: base's)
+    shard_size: 2GB
+    seed: 0                                 # DARE / DELLA masks
+
+Relative paths are resolved against the config file's folder. Per-model ``weight`` and
+``density`` become the method's per-model ``weights`` / ``density`` tuples. To add a method
+(including a future whole-model one), add its class to :data:`MERGE_METHODS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from polytask._core import PolytaskError
+from polytask.config.load import read_yaml, validate
+from polytask.merging.tensor import (
+    Breadcrumbs,
+    Dare,
+    DareTies,
+    Della,
+    ModelStock,
+    Slerp,
+    TaskArithmetic,
+    TensorMerge,
+    Ties,
+    WeightAverage,
+)
+
+__all__ = [
+    "MERGE_METHODS",
+    "FilterConfig",
+    "MergeConfig",
+    "ModelEntry",
+    "build_merge_method",
+    "load_merge_config",
+    "method_options",
+    "parse_size",
+]
+
+MERGE_METHODS: dict[str, type] = {
+    "average": WeightAverage,
+    "task_arithmetic": TaskArithmetic,
+    "ties": Ties,
+    "dare": Dare,
+    "dare_ties": DareTies,
+    "breadcrumbs": Breadcrumbs,
+    "della": Della,
+    "slerp": Slerp,
+    "model_stock": ModelStock,
+}
+DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a string like ``"500MB"``, ``"2GB"``, ``"1GiB"``."""
+    if isinstance(value, int):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", value, flags=re.IGNORECASE)
+        if match is None:
+            raise ValueError(f"not a size: {value!r} (use bytes or e.g. '500MB', '2GB')")
+        size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {value!r}")
+    return size
+
+
+class ModelEntry(BaseModel):
+    """One fine-tuned model: its path and optional per-model parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    weight: float | None = None
+    density: float | None = None
+
+
+class FilterConfig(BaseModel):
+    """Which tensors are merged: include/exclude patterns (glob or regex)."""
+
+    model_config = ConfigDict(extra="forbid")
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    syntax: Literal["glob", "regex"] = "glob"
+
+
+class MergeConfig(BaseModel):
+    """A complete merge job."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    base_model: str
+    models: list[ModelEntry] = Field(min_length=1)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    excluded: Literal["base", "drop"] = "base"
+    dtype: Literal["float32", "float16", "bfloat16", "float64"] | None = None
+    shard_size: int = 5_000_000_000
+    seed: int | None = None
+    trust_pickle: bool = False
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in MERGE_METHODS:
+            raise ValueError(f"unknown merge method {value!r}; known: {', '.join(MERGE_METHODS)}")
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _paths_as_entries(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"path": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("shard_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("shard_size must be a number of bytes or a string like '2GB'")
+        return parse_size(value)
+
+    @property
+    def torch_dtype(self) -> torch.dtype | None:
+        return None if self.dtype is None else DTYPES[self.dtype]
+
+
+def load_merge_config(path: str | Path) -> MergeConfig:
+    """Read and validate a merge config; relative model paths become relative to its folder."""
+    path = Path(path)
+    config = validate(MergeConfig, read_yaml(path), str(path))
+    root = path.resolve().parent
+
+    def resolve(p: str) -> str:
+        return p if Path(p).is_absolute() else str(root / p)
+
+    build_merge_method(config, where=str(path))  # unknown options fail here, before any I/O
+    return config.model_copy(
+        update={
+            "base_model": resolve(config.base_model),
+            "models": [m.model_copy(update={"path": resolve(m.path)}) for m in config.models],
+        }
+    )
+
+
+def method_options(name: str) -> list[tuple[str, str, Any]]:
+    """(option, type, default) for every option of the method called ``name``."""
+    cls = MERGE_METHODS[name]
+    hints = typing.get_type_hints(cls)
+    return [
+        (f.name, _type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls) if f.init
+    ]
+
+
+def _type_name(tp: Any) -> str:
+    text = str(tp).replace("typing.", "")
+    return re.sub(r"<class '(\w+)'>", r"\1", text)
+
+
+def build_merge_method(config: MergeConfig, where: str = "merge config") -> TensorMerge:
+    """Instantiate the configured method with its options and per-model parameters."""
+    cls = MERGE_METHODS[config.method]
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    options = dict(config.options)
+    for key in options:
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise PolytaskError(
+                f"{where}: key 'options.{key}': unknown option for method {config.method!r} (options: {known})"
+            )
+    _per_model(options, fields, config, "weight", "weights", where)
+    _per_model(options, fields, config, "density", "density", where)
+    if config.seed is not None and "seed" in fields:
+        if "seed" in options:
+            raise PolytaskError(f"{where}: give the seed once, either 'seed' or 'options.seed'")
+        options["seed"] = config.seed
+    hints = typing.get_type_hints(cls)
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        try:
+            checked[key] = TypeAdapter(hints[key]).validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            raise PolytaskError(f"{where}: key 'options.{key}': {msg} (got {value!r})") from None
+    method: TensorMerge = cls(**checked)
+    method.check_models(len(config.models))
+    return method
+
+
+def _per_model(
+    options: dict[str, Any],
+    fields: set[str],
+    config: MergeConfig,
+    entry: str,
+    option: str,
+    where: str,
+) -> None:
+    values = [getattr(m, entry) for m in config.models]
+    if all(v is None for v in values):
+        return
+    if option not in fields:
+        raise PolytaskError(
+            f"{where}: key 'models.{entry}': method {config.method!r} has no per-model {entry}"
+        )
+    if option in options and not isinstance(options[option], int | float):
+        raise PolytaskError(
+            f"{where}: set {entry} either per model or in 'options.{option}', not both"
+        )
+    default = options.get(option, 1.0 if entry == "weight" else _default(config.method, option))
+    options[option] = tuple(default if v is None else v for v in values)
+
+
+def _default(method: str, option: str) -> Any:
+    return next(f.default for f in dataclasses.fields(MERGE_METHODS[method]) if f.name == option)
