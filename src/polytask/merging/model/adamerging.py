@@ -67,7 +67,10 @@ def _cycle(data: Iterable[Any], task: int) -> Iterator[Any]:
             empty = False
             yield batch
         if empty:
-            raise PolytaskError(f"{_NAME}: the data of task {task} yielded no batch")
+            raise PolytaskError(
+                f"{_NAME}: the data of task {task} yielded no batch (give a re-iterable such as "
+                "a list or a DataLoader when steps exceed one pass)"
+            )
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ class AdaMerging:
             loss = objective(batch_list)
             loss.backward()
             optimizer.step()
-            history.append(float(loss))
+            history.append(float(loss.detach()))
         with torch.no_grad():
             after = float(objective(first))
             lam = self.coefficients(raw).detach()

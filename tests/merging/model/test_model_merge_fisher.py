@@ -1,0 +1,114 @@
+"""Fisher merging: weighted average of scalars, per-example Fisher values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from model_merge_fixtures import checkpoints, task_data
+from torch import nn
+
+from polytask._core import PolytaskError
+from polytask.merging.model import FisherMerge
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_fisher_weighted_average_of_two_scalars() -> None:
+    base = {"s": torch.tensor(0.0)}
+    ft = [{"s": torch.tensor(1.0)}, {"s": torch.tensor(3.0)}]
+    fishers = [{"s": torch.tensor(3.0)}, {"s": torch.tensor(1.0)}]
+    # (3·1 + 1·3) / (3 + 1) = 1.5
+    assert FisherMerge(epsilon=0.0).merge(base, ft, fishers=fishers).state["s"].item() == 1.5
+    # task weights (1, 3): (3·1 + 3·3) / (3 + 3) = 2
+    out = FisherMerge(epsilon=0.0, weights=(1.0, 3.0)).merge(base, ft, fishers=fishers)
+    assert out.state["s"].item() == 2.0
+    # vanishing Fishers: ε makes it the plain average
+    zeros = [{"s": torch.tensor(0.0)}, {"s": torch.tensor(0.0)}]
+    assert FisherMerge(epsilon=1e-8).merge(base, ft, fishers=zeros).state["s"].item() == 2.0
+    assert out.metadata["fisher_source"] == "given"
+
+
+def _linear(weight: list[float]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    model = nn.Linear(1, len(weight), bias=False)
+    return model, {"weight": torch.tensor(weight).reshape(-1, 1)}
+
+
+def test_empirical_fisher_is_the_mean_of_squared_per_example_gradients() -> None:
+    # ∂ log p(y)/∂w_c = x(1[c=y] − p_c); w = 0 → p = (½, ½)
+    # (x=1, y=0) → (½, −½)²; (x=2, y=1) → (−1, 1)² → mean (0.625, 0.625)
+    model, state = _linear([0.0, 0.0])
+    batch = (torch.tensor([[1.0], [2.0]]), torch.tensor([0, 1]))
+    fisher = FisherMerge(labels="empirical").fisher(model, state, [batch])
+    torch.testing.assert_close(fisher["weight"], torch.tensor([[0.625], [0.625]]))
+
+
+def test_predicted_label_fisher() -> None:
+    # w = (1, 0): x = 1 → argmax 0, grad (σ(−1), −σ(−1)); x = −1 → argmax 1, grad (σ(−1), −σ(−1))
+    model, state = _linear([1.0, 0.0])
+    fisher = FisherMerge(labels="predicted").fisher(model, state, [torch.tensor([[1.0], [-1.0]])])
+    value = _sigmoid(-1.0) ** 2
+    torch.testing.assert_close(fisher["weight"], torch.tensor([[value], [value]]))
+
+
+def test_sampled_label_fisher_matches_its_expectation() -> None:
+    # w = 0, x = 2: whatever label is drawn, each squared gradient is 4·¼ = 1
+    model, state = _linear([0.0, 0.0])
+    fisher = FisherMerge().fisher(model, state, [torch.full((6, 1), 2.0)])
+    assert torch.equal(fisher["weight"], torch.ones(2, 1))
+    # w = (1, 0), x = 1: E_y[(1[c=y] − p_c)²] = p_0 (1 − p_0) for both classes
+    model, state = _linear([1.0, 0.0])
+    fisher = FisherMerge(seed=3).fisher(model, state, [torch.ones(4000, 1)])
+    p0 = _sigmoid(1.0)
+    torch.testing.assert_close(
+        fisher["weight"], torch.full((2, 1), p0 * (1 - p0)), rtol=0.05, atol=0
+    )
+
+
+def test_bernoulli_fisher_skips_missing_labels() -> None:
+    # log p = y log σ(z) + (1−y) log σ(−z), grad (y − σ(z))x; w = 0, x = 2, y = 1 → 1; y = NaN → 0
+    model, state = _linear([0.0])
+    batch = (torch.tensor([[2.0], [2.0]]), torch.tensor([[1.0], [float("nan")]]))
+    fisher = FisherMerge(labels="empirical", likelihood="bernoulli").fisher(model, state, [batch])
+    assert fisher["weight"].tolist() == [[0.5]]
+
+
+def test_merge_from_data_equals_merge_from_its_fishers() -> None:
+    model, base, ft = checkpoints(2)
+    data = task_data(2)
+    method = FisherMerge(labels="empirical", num_batches=1)
+    out = method.merge(base, ft, model=model, data=data)
+    fishers = [method.fisher(model, ft[t], data[t], t) for t in range(2)]
+    again = method.merge(base, ft, fishers=fishers)
+    for k in base:
+        assert torch.equal(out.state[k], again.state[k])
+    assert out.metadata["labels"] == "empirical"
+    assert out.metadata["fisher_keys"] == ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]
+    # the merge lies between the two checkpoints, entry by entry
+    lo = torch.minimum(ft[0]["out.weight"], ft[1]["out.weight"])
+    hi = torch.maximum(ft[0]["out.weight"], ft[1]["out.weight"])
+    assert bool(
+        ((out.state["out.weight"] >= lo - 1e-6) & (out.state["out.weight"] <= hi + 1e-6)).all()
+    )
+
+
+def test_fisher_bad_input() -> None:
+    model, base, ft = checkpoints(2)
+    with pytest.raises(PolytaskError, match="needs data="):
+        FisherMerge().merge(base, ft, model=model)
+    with pytest.raises(PolytaskError, match="needs model="):
+        FisherMerge().merge(base, ft, data=task_data(2))
+    with pytest.raises(PolytaskError, match="no labels"):
+        FisherMerge(labels="empirical").merge(base, ft, model=model, data=[[torch.ones(2, 3)]] * 2)
+    with pytest.raises(PolytaskError, match="labels must be one of"):
+        FisherMerge(labels="true")
+    with pytest.raises(PolytaskError, match="epsilon"):
+        FisherMerge(epsilon=-1.0)
+    bad = [{"out.bias": torch.tensor([1.0, -1.0, 0.0])}] * 2
+    with pytest.raises(PolytaskError, match="Fisher 0 tensor 'out.bias' is negative"):
+        FisherMerge().merge(base, ft, fishers=bad)
+    with pytest.raises(PolytaskError, match="2 weights for 2 tasks|weights must not all be zero"):
+        FisherMerge(weights=(0.0, 0.0)).merge(base, ft, fishers=[{}, {}])
