@@ -108,7 +108,7 @@ def test_fisher_bad_input() -> None:
     with pytest.raises(PolytaskError, match="epsilon"):
         FisherMerge(epsilon=-1.0)
     bad = [{"out.bias": torch.tensor([1.0, -1.0, 0.0])}] * 2
-    with pytest.raises(PolytaskError, match="Fisher 0 tensor 'out.bias' is negative"):
+    with pytest.raises(PolytaskError, match=r"Fisher 0 tensor 'out\.bias' is negative"):
         FisherMerge().merge(base, ft, fishers=bad)
-    with pytest.raises(PolytaskError, match="2 weights for 2 tasks|weights must not all be zero"):
+    with pytest.raises(PolytaskError, match="weights must not all be zero"):
         FisherMerge(weights=(0.0, 0.0)).merge(base, ft, fishers=[{}, {}])

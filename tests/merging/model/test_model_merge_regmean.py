@@ -99,7 +99,7 @@ def test_regmean_bad_input() -> None:
         RegMean().merge(base, ft, model=model)
     with pytest.raises(PolytaskError, match="data has 1 entries for 2 tasks"):
         RegMean().merge(base, ft, model=model, data=task_data(1))
-    with pytest.raises(PolytaskError, match="Gram 1 for 'out.weight' has shape"):
+    with pytest.raises(PolytaskError, match=r"Gram 1 for 'out\.weight' has shape"):
         RegMean().merge(
             base, ft, grams=[{"out.weight": torch.eye(4)}, {"out.weight": torch.eye(3)}]
         )
