@@ -66,6 +66,7 @@ class Balancer(nn.Module):
 
     step: Tensor
     cached_weights: Tensor
+    method: BalancingMethod
 
     def __init__(self, method: BalancingMethod, mode: str = "exact", every: int = 1) -> None:
         super().__init__()
@@ -91,7 +92,7 @@ class Balancer(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("cached_weights", torch.zeros(0, dtype=torch.float64))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "cached_weights"
         if key in state_dict and state_dict[key].shape != self.cached_weights.shape:
             self.cached_weights = torch.zeros(state_dict[key].shape, dtype=torch.float64)

@@ -82,14 +82,19 @@ class BalancingMethod(nn.Module):
         """An extra term added to the weighted loss (learnable-weight methods), else None."""
         return None
 
+    def weights(self, stats: Statistics) -> Tensor:
+        """``[m]`` weights decided from ``stats`` (weightings)."""
+        raise NotImplementedError(f"{type(self).__name__} does not produce weights")
+
+    def aggregate(self, stats: Statistics) -> tuple[Tensor, Tensor]:
+        """``([n] update, [m] reported weights)`` from ``stats`` (Jacobian aggregators)."""
+        raise NotImplementedError(f"{type(self).__name__} does not aggregate a Jacobian")
+
 
 class LossWeighting(BalancingMethod):
     """Maps losses (and, for GradNorm, one layer's gradient norms) to weights."""
 
     needs: ClassVar[frozenset[str]] = frozenset({"losses"})
-
-    def weights(self, stats: Statistics) -> Tensor:
-        raise NotImplementedError
 
 
 class GramianWeighting(BalancingMethod):
@@ -97,17 +102,11 @@ class GramianWeighting(BalancingMethod):
 
     needs: ClassVar[frozenset[str]] = frozenset({"gramian"})
 
-    def weights(self, stats: Statistics) -> Tensor:
-        raise NotImplementedError
-
 
 class JacobianAggregator(BalancingMethod):
     """Maps the ``[m, n]`` Jacobian to an update ``[n]`` plus the ``[m]`` weights it reports."""
 
     needs: ClassVar[frozenset[str]] = frozenset({"jacobian"})
-
-    def aggregate(self, stats: Statistics) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
 
 
 def lazy_buffer(module: nn.Module, name: str, shape: tuple[int, ...], fill: float = 0.0) -> Tensor:

@@ -83,6 +83,7 @@ def batched_grads(
     losses: Tensor, inputs: Sequence[Tensor], grad_outputs: Tensor, retain_graph: bool
 ) -> list[Tensor]:
     """``[r, *input.shape]`` gradients of ``grad_outputs[i] · losses`` for every row ``i``."""
+    grads: tuple[Tensor | None, ...]
     try:
         grads = torch.autograd.grad(
             losses,

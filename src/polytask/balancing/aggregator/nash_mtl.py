@@ -11,7 +11,7 @@ from polytask.balancing.base import GramianWeighting, Statistics, lazy_buffer
 
 
 def nash_solve(
-    g: np.ndarray, start: np.ndarray, tol: float = 1e-10, max_iters: int = 50
+    g: np.ndarray, start: np.ndarray, tol: float = 1e-18, max_iters: int = 50
 ) -> np.ndarray:
     """Positive solution of ``G α = 1/α``: the minimiser of ``½αᵀGα − Σ log α`` (damped Newton)."""
     a = start.copy()
@@ -27,9 +27,11 @@ def nash_solve(
             new = a - t * step
             if (new > 0).all():
                 f_new = 0.5 * new @ g @ new - np.log(new).sum()
-                if f_new <= f - 0.25 * t * decrement or t < 1e-12:
+                if f_new <= f - 0.25 * t * decrement:
                     break
             t *= 0.5
+            if t < 1e-12:
+                return a
         a, f = new, f_new
     return a
 
