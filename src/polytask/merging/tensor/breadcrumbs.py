@@ -58,9 +58,7 @@ class MagnitudeBand:
         self, tau: torch.Tensor, index: int, name: str, thresholds: Sequence[float] | None
     ) -> torch.Tensor:
         magnitude = tau.abs()
-        if self.topk == "model":
-            if thresholds is None:
-                raise PolytaskError(f"tensor {name!r}: topk='model' needs whole-model thresholds")
+        if self.topk == "model" and thresholds is not None:
             upper, lower = thresholds
         else:
             top, bottom = self._ranks(tau.numel(), index)

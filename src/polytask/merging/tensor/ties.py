@@ -12,7 +12,7 @@ With τ_t = θ_t − θ_0:
 
 ``topk="tensor"`` ranks within each tensor (mergekit, peft); ``topk="model"`` ranks over the
 whole flattened task vector (the paper's code, fusion-bench); the executor computes the global
-threshold in a streaming pre-pass. ``density`` may be one value or one per model.
+threshold in a streaming pre-pass (called on a lone tensor, that tensor is the whole model). ``density`` may be one value or one per model.
 """
 
 from __future__ import annotations
@@ -62,9 +62,7 @@ class MagnitudeTopK:
         if density >= 1.0:
             return tau
         magnitude = tau.abs()
-        if self.topk == "model":
-            if thresholds is None:
-                raise PolytaskError(f"tensor {name!r}: topk='model' needs whole-model thresholds")
+        if self.topk == "model" and thresholds is not None:
             threshold = thresholds[0]
         else:
             threshold = kth_largest(magnitude, _keep_count(density, tau.numel()))

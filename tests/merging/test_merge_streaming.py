@@ -1,0 +1,157 @@
+"""Streaming merges from files equal in-memory merges bit for bit; whole-model thresholds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from polytask.merging import (
+    Breadcrumbs,
+    Dare,
+    DareTies,
+    Della,
+    ModelStock,
+    Slerp,
+    TaskArithmetic,
+    Ties,
+    WeightAverage,
+    merge,
+    merge_checkpoints,
+    open_checkpoint,
+    write_checkpoint,
+)
+from polytask.merging.selection import MagnitudeSelector
+
+METHODS = {
+    "average": WeightAverage(weights=(1.0, 2.0, 0.5)),
+    "task_arithmetic": TaskArithmetic(lam=0.4),
+    "ties": Ties(density=0.3),
+    "ties_model_count": Ties(density=0.25, topk="model", sign="count"),
+    "dare": Dare(density=0.5, seed=11),
+    "dare_ties_l1": DareTies(density=0.5, rescale="l1"),
+    "breadcrumbs_model": Breadcrumbs(density=0.4, gamma=0.05, topk="model"),
+    "della": Della(density=0.5, epsilon=0.1, seed=5),
+    "model_stock": ModelStock(),
+}
+
+
+def _state(seed: int, base: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    shapes = {
+        "embed.weight": (50, 8),
+        "layer.0.w": (8, 8),
+        "layer.0.b": (8,),
+        "layer.1.w": (8, 8),
+        "norm": (8,),
+    }
+    state = {k: torch.randn(s, generator=gen) * 0.1 for k, s in shapes.items()}
+    if base is not None:
+        state = {k: base[k] + v for k, v in state.items()}
+        state["head.weight"] = torch.randn(3, 8, generator=gen)  # task head, not in the base
+    state["position_ids"] = torch.arange(16)
+    return state
+
+
+@pytest.fixture(scope="module")
+def checkpoints(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[Path], dict, list[dict]]:
+    root = tmp_path_factory.mktemp("ckpts")
+    base = _state(0)
+    models = [_state(i + 1, base) for i in range(3)]
+    base_dir = write_checkpoint(base, root / "base")  # a Hugging Face-style folder
+    (base_dir / "config.json").write_text('{"model_type": "bert"}')
+    paths = [
+        write_checkpoint(models[0], root / "a", max_shard_bytes=600)
+        / "model.safetensors.index.json",
+        write_checkpoint(models[1], root / "b") / "model.safetensors",
+        write_checkpoint(models[2], root / "c", max_shard_bytes=1000),
+    ]
+    return base_dir, paths, base, models
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_streamed_equals_in_memory_bit_for_bit(name: str, checkpoints, tmp_path: Path) -> None:
+    base_dir, paths, base, models = checkpoints
+    method = METHODS[name]
+    expected = merge(method, base, models, exclude=["head.*"])
+    out = merge_checkpoints(
+        method, base_dir, paths, tmp_path / "out", exclude=["head.*"], max_shard_bytes=700
+    )
+    assert len(list(out.glob("model-*.safetensors"))) > 1
+    with open_checkpoint(out) as reader:
+        assert reader.keys() == list(expected)
+        for key, value in expected.items():
+            assert torch.equal(reader.get(key), value), key
+        record = json.loads(reader.metadata["polytask.merge"])
+    assert record["method"] == type(method).__name__
+    info = json.loads((out / "merge.json").read_text())
+    assert info["options"] == record["options"] and info["exclude"] == ["head.*"]
+    assert (out / "config.json").read_text() == '{"model_type": "bert"}'
+    assert torch.equal(expected["position_ids"], base["position_ids"])
+
+
+def test_slerp_streamed(checkpoints, tmp_path: Path) -> None:
+    base_dir, paths, base, models = checkpoints
+    expected = merge(Slerp(t=0.3), base, models[:1], exclude=["head.*"], dtype=torch.bfloat16)
+    out = merge_checkpoints(
+        Slerp(t=0.3), base_dir, paths[:1], tmp_path / "o", exclude=["head.*"], dtype=torch.bfloat16
+    )
+    with open_checkpoint(out) as reader:
+        assert all(torch.equal(reader.get(k), v) for k, v in expected.items())
+        assert (
+            reader.dtype("layer.0.w") == torch.bfloat16
+            and reader.dtype("position_ids") == torch.int64
+        )
+
+
+def test_options_and_global_thresholds_are_recorded(checkpoints, tmp_path: Path) -> None:
+    base_dir, paths, base, models = checkpoints
+    method = Ties(density=0.25, topk="model", sign="count", weights=(1.0, 2.0, 3.0))
+    out = merge_checkpoints(
+        method,
+        base_dir,
+        paths,
+        tmp_path / "o",
+        exclude=["head.*"],
+        excluded="drop",
+        include=["layer.*", "embed.*"],
+    )
+    info = json.loads((out / "merge.json").read_text())
+    assert info["options"] == {
+        "density": 0.25,
+        "topk": "model",
+        "sign": "count",
+        "lam": 1.0,
+        "weights": [1.0, 2.0, 3.0],
+    }
+    assert info["excluded"] == "drop" and info["merged_tensors"] == 4
+    assert "norm" not in open_checkpoint(out)
+    keys = [k for k in base if k.startswith(("layer.", "embed."))]
+    for i, model in enumerate(models):
+        tau = torch.cat([(model[k] - base[k]).abs().reshape(-1) for k in keys])
+        k = int(0.25 * tau.numel())
+        assert info["global_thresholds"][i] == [tau.kthvalue(tau.numel() - k + 1).values.item()]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_selector_is_exact(dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(0)
+    parts = [torch.randn(n, generator=gen, dtype=dtype).abs() for n in (1000, 37, 5000)]
+    parts.append(torch.zeros(300, dtype=dtype))
+    parts.append(parts[0][:200].clone())  # duplicates
+    allv = torch.cat(parts)
+    ranks = [1, 2, 500, 3001, allv.numel() - 1, allv.numel(), 0, allv.numel() + 5]
+    selector = MagnitudeSelector(ranks)
+    for p in parts:
+        selector.observe(p)
+    selector.locate()
+    for p in parts:
+        selector.collect(p)
+    got = selector.thresholds()
+    sorted_desc = allv.sort(descending=True).values
+    assert got[:6] == [sorted_desc[k - 1].item() for k in ranks[:6]]
+    assert got[6] == float("inf") and got[7] == 0.0
