@@ -72,8 +72,7 @@ class BalancingMethod(nn.Module):
             key = prefix + name
             if key in state_dict and (buf is None or buf.shape != state_dict[key].shape):
                 ref = state_dict[key]
-                dtype = buf.dtype if buf is not None else ref.dtype
-                self._buffers[name] = torch.empty(ref.shape, dtype=dtype)
+                self._buffers[name] = torch.empty(ref.shape, dtype=ref.dtype)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
