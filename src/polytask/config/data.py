@@ -103,7 +103,9 @@ def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
         if not config.tasks:
             raise PolytaskError(f"{where}: a 'table' data source needs a 'tasks' list naming the label columns")
         tasks = config.tasks
-        frame = read_table(path, [data.input] if not isinstance(data.featurizer, ColumnsFeaturizer) else data.featurizer.columns)
+        inputs = data.featurizer.columns if isinstance(data.featurizer, ColumnsFeaturizer) else [data.input]
+        labels = [c for tc in tasks for c in (tc.columns or [tc.column or tc.name])]
+        frame = read_table(path, [*inputs, *labels])
         smiles = frame[data.input].astype(str).tolist() if data.input in frame.columns else None
         input_col, split_cfg, featurizer = data.input, data.split, data.featurizer
     taskset = TaskSet(_task(tc) for tc in tasks)

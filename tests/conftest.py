@@ -1,0 +1,30 @@
+"""Shared test fixtures: a per-session feature cache and small real-data configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ.setdefault("POLYTASK_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def small_tox21(tmp_path: Path, **train: object) -> Path:
+    """A 3-task Tox21 config that trains in about a second."""
+    cfg = {
+        "seed": 0,
+        "data": {"source": "tox21", "tasks": ["NR-AhR", "SR-ARE", "SR-MMP"], "featurizer": {"kind": "ecfp", "bits": 512}},
+        "model": {"trunk": {"hidden": [64], "dropout": 0.1}},
+        "train": {"steps": 30, "batch_size": 64, "eval_every": 10, "optimizer": {"lr": 0.003}, **train},
+    }
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
