@@ -69,6 +69,22 @@ def test_input_direction_no_task_reaches_stays_at_the_average() -> None:
     torch.testing.assert_close(merged, torch.tensor([[4.2, 4.0], [6.2, 6.0]], dtype=torch.float64))
 
 
+def test_rank_deficient_gram_uses_the_pseudo_inverse() -> None:
+    # X_1 = [[1, 1]], X_2 = [[2, 2]]: A = [[5, 5], [5, 5]] is singular with a positive diagonal
+    grams = [torch.ones(2, 2), torch.full((2, 2), 4.0)]
+    merged = regmean_weight([W1, W2], grams, alpha=1.0)
+    a = (grams[0] + grams[1]).double()
+    avg = ((W1 + W2) / 2).double().T
+    b = (grams[0] @ W1.T + grams[1] @ W2.T).double()
+    expected = (avg + torch.linalg.pinv(a) @ (b - a @ avg)).T
+    torch.testing.assert_close(merged, expected)
+    # the merged layer fits both tasks' outputs on their inputs in the least-squares sense
+    x = torch.tensor([[1.0, 1.0], [2.0, 2.0]], dtype=torch.float64)
+    y = torch.cat([x[:1] @ W1.double().T, x[1:] @ W2.double().T])
+    best = torch.linalg.lstsq(x, y).solution.T
+    torch.testing.assert_close(x @ merged.T, x @ best.T)
+
+
 def test_hooks_collect_every_linear_layer_of_an_mlp() -> None:
     model, base, ft = checkpoints(2)
     data = task_data(2)

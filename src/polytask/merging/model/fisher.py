@@ -17,12 +17,13 @@ non-floating tensors are copied from the base. ``likelihood`` is ``"categorical"
 classes, labels are class indices) or ``"bernoulli"`` (independent logits, labels in {0, 1};
 NaN labels, i.e. missing ones, add nothing).
 
-Precomputed Fishers can be passed as ``fishers=`` instead of ``model=`` and ``data=``.
+Precomputed Fishers can be passed as ``fishers=`` instead of ``model=`` and ``data=``. For a model
+with one head per task, ``select(output, task)`` picks task t's logits from the model's output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,9 +125,15 @@ class FisherMerge:
         return torch.bernoulli(probs, generator=gen).to(outputs.dtype)
 
     def fisher(
-        self, model: nn.Module, state: Mapping[str, Tensor], data: Iterable[Any], task: int = 0
+        self,
+        model: nn.Module,
+        state: Mapping[str, Tensor],
+        data: Iterable[Any],
+        task: int = 0,
+        select: Callable[[Any, int], Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Diagonal Fisher of ``model`` run with ``state``, on the batches of ``data``."""
+        pick = select or (lambda out, t: out)
         full = model_state(check_model(model, _NAME), state, _NAME)
         names = [n for n, _ in model.named_parameters()]
         params = {n: full[n].detach().to(work_dtype(full[n].dtype)) for n in names}
@@ -136,15 +143,14 @@ class FisherMerge:
         count = 0
 
         def loglik(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-            out = torch.func.functional_call(model, (p, buffers), (x.unsqueeze(0),))
+            out = pick(torch.func.functional_call(model, (p, buffers), (x.unsqueeze(0),)), task)
             return _log_prob(out, y.unsqueeze(0), self.likelihood)
 
         per_example = torch.func.vmap(torch.func.grad(loglik), in_dims=(None, 0, 0))
         for batch in batches(data, self.num_batches, _NAME, task):
             inputs, given = split_batch(batch, _NAME, task)
-            labels = self._labels(
-                no_grad_outputs(model, {**params, **buffers}, inputs), given, gen, task
-            )
+            outputs = pick(no_grad_outputs(model, {**params, **buffers}, inputs), task)
+            labels = self._labels(outputs, given, gen, task)
             grads = per_example(params, inputs, labels)
             for n in total:
                 total[n] += grads[n].pow(2).sum(0)
@@ -160,6 +166,7 @@ class FisherMerge:
         model: nn.Module | None = None,
         data: Sequence[Iterable[Any]] | None = None,
         fishers: Sequence[Mapping[str, Tensor]] | None = None,
+        select: Callable[[Any, int], Tensor] | None = None,
     ) -> MergeOutcome:
         """Fisher-weighted average; Fishers computed from ``model``/``data`` or given."""
         check_checkpoints(base, finetuned, _NAME)
@@ -168,7 +175,8 @@ class FisherMerge:
             tasks = check_task_data(data, len(finetuned), _NAME)
             net = check_model(model, _NAME)
             fishers = [
-                self.fisher(net, ft, d, t) for t, (ft, d) in enumerate(zip(finetuned, tasks))
+                self.fisher(net, ft, d, t, select)
+                for t, (ft, d) in enumerate(zip(finetuned, tasks))
             ]
             source = "computed"
         else:

@@ -10,8 +10,9 @@ G_t = X_tᵀ X_t (collected with forward hooks) the solution is
 where α ∈ [0, 1] scales the off-diagonal entries (the paper's regulariser; α = 1 is the exact least
 squares solution, α = 0 a per-input-feature weighted average). ``gram="mean"`` divides G_t by its
 number of rows (tasks count equally whatever their data size), ``"sum"`` keeps raw sums. The solve
-runs in float64 as W̄ᵀ + pinv(A)(B − A W̄ᵀ), with A = Σ G̃_t, B = Σ G̃_t W_tᵀ and W̄ the plain average:
-equal to A⁻¹B when A is invertible; along input directions no task reaches, W stays at W̄.
+runs in float64 as W̄ᵀ + A⁺(B − A W̄ᵀ), with A = Σ G̃_t, B = Σ G̃_t W_tᵀ and W̄ the plain average:
+equal to A⁻¹B when A is invertible; along input directions no task reaches, W stays at W̄ (A⁺ is
+computed by Cholesky on the reached input features, with a pseudo-inverse fallback).
 Every other floating tensor (biases, norms, embeddings) is the plain average; non-floating
 tensors are copied from the base. Precomputed ``grams=`` (keyed by the weight's name) can replace
 ``model=``/``data=``.
@@ -48,9 +49,25 @@ def regmean_weight(weights: Sequence[Tensor], grams: Sequence[Tensor], alpha: fl
     diag = torch.diag_embed(torch.diagonal(g, dim1=-2, dim2=-1))
     g = alpha * g + (1.0 - alpha) * diag
     a = g.sum(0)
-    b = (g @ w.transpose(-1, -2)).sum(0)  # [in, out]
-    avg = w.mean(0).T
-    return (avg + torch.linalg.pinv(a, hermitian=True) @ (b - a @ avg)).T
+    avg = w.mean(0).T  # [in, out]
+    rhs = (g @ w.transpose(-1, -2)).sum(0) - a @ avg
+    return (avg + _psd_solve(a, rhs)).T
+
+
+def _psd_solve(a: Tensor, rhs: Tensor) -> Tensor:
+    """pinv(a) @ rhs for a symmetric PSD ``a``: input directions with a zero diagonal (no task
+    reaches them) are dropped, the rest is solved by Cholesky, or by pinv if still singular."""
+    reached = torch.diagonal(a) > 0
+    out = torch.zeros_like(rhs)
+    if not bool(reached.any()):
+        return out
+    sub = a[reached][:, reached]
+    factor, info = torch.linalg.cholesky_ex(sub)
+    if int(info) == 0:
+        out[reached] = torch.cholesky_solve(rhs[reached], factor)
+    else:
+        out[reached] = torch.linalg.pinv(sub, hermitian=True) @ rhs[reached]
+    return out
 
 
 @dataclass(frozen=True)
@@ -158,7 +175,7 @@ class RegMean:
             "gram": self.gram,
             "gram_source": source,
             "num_batches": self.num_batches,
-            "solver": "float64, W_avg + pinv(A)(B - A W_avg)",
+            "solver": "float64, W_avg + pinv(A)(B - A W_avg) (Cholesky on reached inputs)",
             "regmean_keys": [k for k in base if k in grams[0]],
             "other_floating_tensors": "plain mean",
             "non_floating_tensors": "copied from base",
