@@ -21,9 +21,19 @@ def small_tox21(tmp_path: Path, **train: object) -> Path:
     """A 3-task Tox21 config that trains in about a second."""
     cfg = {
         "seed": 0,
-        "data": {"source": "tox21", "tasks": ["NR-AhR", "SR-ARE", "SR-MMP"], "featurizer": {"kind": "ecfp", "bits": 512}},
+        "data": {
+            "source": "tox21",
+            "tasks": ["NR-AhR", "SR-ARE", "SR-MMP"],
+            "featurizer": {"kind": "ecfp", "bits": 512},
+        },
         "model": {"trunk": {"hidden": [64], "dropout": 0.1}},
-        "train": {"steps": 30, "batch_size": 64, "eval_every": 10, "optimizer": {"lr": 0.003}, **train},
+        "train": {
+            "steps": 30,
+            "batch_size": 64,
+            "eval_every": 10,
+            "optimizer": {"lr": 0.003},
+            **train,
+        },
     }
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -50,7 +50,10 @@ def _write(tmp_path: Path, data: dict) -> Path:
     return p
 
 
-BASE = {"data": {"source": "tox21", "tasks": ["NR-AhR"], "featurizer": {"kind": "ecfp", "bits": 64}}, "train": {"steps": 2}}
+BASE = {
+    "data": {"source": "tox21", "tasks": ["NR-AhR"], "featurizer": {"kind": "ecfp", "bits": 64}},
+    "train": {"steps": 2},
+}
 
 
 @pytest.mark.parametrize(
@@ -61,7 +64,10 @@ BASE = {"data": {"source": "tox21", "tasks": ["NR-AhR"], "featurizer": {"kind": 
         ({"train": {"steps": 2, "epochs": 3}}, r"exactly one of 'epochs' and 'steps'"),
         ({"model": {"trunk": {"dropout": 1.5}}}, r"key 'model.trunk.dropout'"),
         ({"data": {"source": "tox21", "tasks": ["NR-XX"]}}, r"unknown Tox21 task"),
-        ({"data": {"source": "table", "path": "missing.csv"}, "tasks": [{"name": "y"}]}, r"data file not found: .*missing.csv"),
+        (
+            {"data": {"source": "table", "path": "missing.csv"}, "tasks": [{"name": "y"}]},
+            r"data file not found: .*missing.csv",
+        ),
         ({"balancing": {"method": "nope"}}, r"nope"),
     ],
 )
@@ -82,14 +88,31 @@ def test_missing_config_and_bad_yaml(tmp_path, capsys):
 
 def _table(tmp_path: Path, text: str, tasks: list[dict]) -> Path:
     (tmp_path / "d.csv").write_bytes(text.encode("latin-1") if "\xff" in text else text.encode())
-    return _write(tmp_path, {"data": {"source": "table", "path": "d.csv", "featurizer": {"kind": "ecfp", "bits": 64}}, "tasks": tasks, "train": {"steps": 2}})
+    return _write(
+        tmp_path,
+        {
+            "data": {
+                "source": "table",
+                "path": "d.csv",
+                "featurizer": {"kind": "ecfp", "bits": 64},
+            },
+            "tasks": tasks,
+            "train": {"steps": 2},
+        },
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("smiles,y\n" + "".join(f"{'C' * (i % 5 + 1)}O,\n" for i in range(20)), r"task 'y' has no labelled rows"),
-        ("smiles,y\n" + "".join(f"{'C' * (i % 5 + 1)}O,abc\n" for i in range(20)), r"column 'y' row 0: not a number"),
+        (
+            "smiles,y\n" + "".join(f"{'C' * (i % 5 + 1)}O,\n" for i in range(20)),
+            r"task 'y' has no labelled rows",
+        ),
+        (
+            "smiles,y\n" + "".join(f"{'C' * (i % 5 + 1)}O,abc\n" for i in range(20)),
+            r"column 'y' row 0: not a number",
+        ),
         ("smiles,y\n", r"no rows"),
         ("smiles,y\n" + "".join("C((,1\n" for _ in range(20)), r"row 0: RDKit cannot parse"),
         ("smiles,z\nCO,1\n", r"column\(s\) 'y' not found"),
@@ -115,7 +138,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     assert failed_at and int(failed_at.group(1)) > 0, line
     ckpt = tmp_path / "run" / "checkpoints"
     last = ckpt / (ckpt / "latest").read_text().strip()
-    assert (last / "model.safetensors").is_file() and not (tmp_path / "run" / "report.json").exists()
+    assert (last / "model.safetensors").is_file() and not (
+        tmp_path / "run" / "report.json"
+    ).exists()
     assert not list(ckpt.glob(".*tmp"))
 
 

@@ -4,8 +4,17 @@ import torch
 
 from polytask._core import PolytaskError
 from polytask.tasks.data import (
-    TOX21_TASKS, AllTasksSampler, JointLoader, PerTaskLoader, RoundRobinSampler, TemperatureSampler,
-    TensorData, ecfp, load_tox21, random_split, scaffold_split,
+    TOX21_TASKS,
+    AllTasksSampler,
+    JointLoader,
+    PerTaskLoader,
+    RoundRobinSampler,
+    TemperatureSampler,
+    TensorData,
+    ecfp,
+    load_tox21,
+    random_split,
+    scaffold_split,
 )  # fmt: skip
 from polytask.tasks.data.splits import murcko_scaffold
 
@@ -54,9 +63,13 @@ def test_temperature_sampler_probabilities():
     assert TemperatureSampler.proportional(sizes).probabilities == pytest.approx([0.2, 0.8])
     assert TemperatureSampler.uniform(sizes).probabilities == pytest.approx([0.5, 0.5])
     assert TemperatureSampler(tuple(sizes), 2.0).probabilities == pytest.approx([10 / 30, 20 / 30])
-    draws = [TemperatureSampler.proportional(sizes, seed=1).tasks_for_step(s)[0] for s in range(4000)]
+    draws = [
+        TemperatureSampler.proportional(sizes, seed=1).tasks_for_step(s)[0] for s in range(4000)
+    ]
     assert np.mean(draws) == pytest.approx(0.8, abs=0.03)
-    assert draws == [TemperatureSampler.proportional(sizes, seed=1).tasks_for_step(s)[0] for s in range(4000)]
+    assert draws == [
+        TemperatureSampler.proportional(sizes, seed=1).tasks_for_step(s)[0] for s in range(4000)
+    ]
     assert [RoundRobinSampler(3).tasks_for_step(s)[0] for s in range(5)] == [0, 1, 2, 0, 1]
     assert AllTasksSampler(2).tasks_for_step(7) == [0, 1]
 
@@ -70,7 +83,9 @@ def test_joint_loader_epochs_cover_data_and_depend_only_on_step():
     assert loader.steps_per_epoch == 3
     seen = torch.cat([loader.batch(s)[0].inputs[:, 0] for s in range(3)])
     assert sorted(seen.tolist()) == list(range(10))
-    assert torch.equal(JointLoader(_data(10), 4, seed=0).batch(5)[0].inputs, loader.batch(5)[0].inputs)
+    assert torch.equal(
+        JointLoader(_data(10), 4, seed=0).batch(5)[0].inputs, loader.batch(5)[0].inputs
+    )
 
 
 def test_per_task_loader_state_resumes_exactly():
@@ -85,7 +100,9 @@ def test_per_task_loader_state_resumes_exactly():
     resumed.load_state_dict(first.state_dict())
     for s in range(8, 20):
         got = resumed.batch(s)[0]
-        assert list(got.targets) == list(ref[s][0].targets) and torch.equal(got.inputs, ref[s][0].inputs)
+        assert list(got.targets) == list(ref[s][0].targets) and torch.equal(
+            got.inputs, ref[s][0].inputs
+        )
 
 
 def test_tensor_data_validation():

@@ -30,7 +30,12 @@ def test_stacked_heads_give_each_task_only_its_own_gradient():
 
 
 def test_delta_m_and_delta_p_hand_values():
-    ts = TaskSet([Task("x", "binary", metric_names=("roc_auc",)), Task("y", "regression", metric_names=("mae", "r2"))])
+    ts = TaskSet(
+        [
+            Task("x", "binary", metric_names=("roc_auc",)),
+            Task("y", "regression", metric_names=("mae", "r2")),
+        ]
+    )
     base = {"x": {"roc_auc": 0.80}, "y": {"mae": 2.0, "r2": 0.50}}
     mt = {"x": {"roc_auc": 0.84}, "y": {"mae": 2.2, "r2": 0.55}}
     # gains: x +0.05; y mae -0.10 (lower is better), r2 +0.10
@@ -42,9 +47,17 @@ def test_delta_m_and_delta_p_hand_values():
 
 def test_selection_rule_and_report():
     rule = SelectionRule.parse("mean:roc_auc", TS)
-    assert rule.higher_is_better and rule.score({"a": {"roc_auc": 0.7}, "b": {"roc_auc": math.nan}}) == 0.7
+    assert (
+        rule.higher_is_better
+        and rule.score({"a": {"roc_auc": 0.7}, "b": {"roc_auc": math.nan}}) == 0.7
+    )
     low = SelectionRule.parse("r:mae", TS)
     assert not low.higher_is_better and low.better(1.0, 2.0) and not low.better(3.0, 2.0)
     ts = TaskSet([Task("x", "binary", metric_names=("roc_auc",))])
-    rep = build_report(ts, {"test": {"x": {"roc_auc": 0.9}}}, baseline={"test": {"x": {"roc_auc": 0.8}}})
-    assert rep["comparison"]["test"]["delta_m"] == pytest.approx(-12.5) and "delta_p" in rep["formulas"]
+    rep = build_report(
+        ts, {"test": {"x": {"roc_auc": 0.9}}}, baseline={"test": {"x": {"roc_auc": 0.8}}}
+    )
+    assert (
+        rep["comparison"]["test"]["delta_m"] == pytest.approx(-12.5)
+        and "delta_p" in rep["formulas"]
+    )

@@ -18,8 +18,20 @@ STEPS = 160
 
 
 def _train(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "polytask.cli.main", "train", str(cfg), "--out", str(out), "--no-progress", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    cmd = [
+        sys.executable,
+        "-m",
+        "polytask.cli.main",
+        "train",
+        str(cfg),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy()
+    )
 
 
 def _lines(path: Path) -> int:
@@ -29,7 +41,10 @@ def _lines(path: Path) -> int:
 def _final(out: Path) -> tuple[dict, dict, list]:
     ckpt = out / "checkpoints"
     last = ckpt / (ckpt / "latest").read_text().strip()
-    weights = {**load_file(str(last / "model.safetensors")), **{f"best.{k}": v for k, v in load_file(str(ckpt / "best" / "model.safetensors")).items()}}
+    weights = {
+        **load_file(str(last / "model.safetensors")),
+        **{f"best.{k}": v for k, v in load_file(str(ckpt / "best" / "model.safetensors")).items()},
+    }
     report = json.loads((out / "report.json").read_text())
     steps = [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
     return weights, report["metrics"], steps
@@ -75,4 +90,7 @@ def test_resume_with_other_config_is_refused(tmp_path):
     cfg = small_tox21(tmp_path, steps=10)
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     other = small_tox21(tmp_path, steps=10, batch_size=32)
-    assert main(["train", str(other), "--out", str(tmp_path / "run"), "--resume", "--no-progress"]) == 2
+    assert (
+        main(["train", str(other), "--out", str(tmp_path / "run"), "--resume", "--no-progress"])
+        == 2
+    )

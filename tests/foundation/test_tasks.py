@@ -34,11 +34,17 @@ def test_all_missing_batch_gives_zero_loss_with_gradient():
 
 
 def test_multiclass_and_regression_losses():
-    ce = Task("c", "multiclass", num_classes=3).compute_loss(torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), torch.tensor([2.0, NAN]))
+    ce = Task("c", "multiclass", num_classes=3).compute_loss(
+        torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), torch.tensor([2.0, NAN])
+    )
     assert ce.item() == pytest.approx(math.log(3), rel=1e-6)
-    mse = Task("r", "regression").compute_loss(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, NAN, 5.0]))
+    mse = Task("r", "regression").compute_loss(
+        torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, NAN, 5.0])
+    )
     assert mse.item() == pytest.approx((1 + 4) / 2)
-    l1 = Task("r", "regression", loss="l1").compute_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 5.0]))
+    l1 = Task("r", "regression", loss="l1").compute_loss(
+        torch.tensor([1.0, 3.0]), torch.tensor([0.0, 5.0])
+    )
     assert l1.item() == pytest.approx(1.5)
 
 
@@ -49,19 +55,25 @@ def test_multilabel_loss_and_metrics_mask_per_label():
     m = task.compute_metrics(pred, target)
     assert m["roc_auc"] == pytest.approx(1.0)
     labelled = ~torch.isnan(target)
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(pred[labelled], target[labelled])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        pred[labelled], target[labelled]
+    )
     assert task.compute_loss(pred, target).item() == pytest.approx(expected.item())
 
 
 def test_metrics_values_and_directions():
     b = Task("b", "binary", metric_names=("roc_auc", "accuracy", "f1"))
-    m = b.compute_metrics(torch.tensor([3.0, -3.0, 1.0, -1.0, 0.0]), torch.tensor([1.0, 0.0, 0.0, 1.0, NAN]))
+    m = b.compute_metrics(
+        torch.tensor([3.0, -3.0, 1.0, -1.0, 0.0]), torch.tensor([1.0, 0.0, 0.0, 1.0, NAN])
+    )
     assert m["roc_auc"] == pytest.approx(0.75) and m["accuracy"] == pytest.approx(0.5)
     r = Task("r", "regression")
     mr = r.compute_metrics(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 3.0, 2.0]))
     assert mr["mae"] == pytest.approx(1.0) and mr["rmse"] == pytest.approx(math.sqrt(5 / 3))
     assert [s.higher_is_better for s in r.metrics] == [False, False, True]
-    assert math.isnan(b.compute_metrics(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]))["roc_auc"])
+    assert math.isnan(
+        b.compute_metrics(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]))["roc_auc"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,9 @@ def test_train_step_equals_hand_written_loop():
     out = train_step(m1, [Group(data.inputs, data.targets)], TS, o1)
     o2.zero_grad()
     pred = m2(data.inputs)
-    loss = TS["a"].compute_loss(pred["a"], data.targets["a"]) + TS["r"].compute_loss(pred["r"], data.targets["r"])
+    loss = TS["a"].compute_loss(pred["a"], data.targets["a"]) + TS["r"].compute_loss(
+        pred["r"], data.targets["r"]
+    )
     loss.backward()
     o2.step()
     assert out.total == pytest.approx(loss.item())
@@ -49,7 +51,13 @@ def test_non_finite_loss_stops_before_update():
     model = build_model(mlp_trunk(6, (8,)), TS.tasks, 8)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(NonFiniteLossError, match="task 'r'"):
-        train_step(model, [Group(data.inputs, data.targets)], TS, torch.optim.SGD(model.parameters(), lr=0.1), step=3)
+        train_step(
+            model,
+            [Group(data.inputs, data.targets)],
+            TS,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            step=3,
+        )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -75,12 +83,26 @@ def test_trainer_learns_selects_and_stops_early(tmp_path):
 def test_multitask_job_on_real_tox21_slice_beats_chance(tmp_path):
     report = run_train(small_tox21(tmp_path, steps=150), tmp_path / "run", progress=False)
     assert report["means"]["test"]["roc_auc"] > 0.75
-    assert report["selection"]["rule"] == "mean:roc_auc" and "highest" in report["selection"]["description"]
-    single = run_train(small_tox21(tmp_path, steps=20), tmp_path / "single", single_task=True, progress=False)
+    assert (
+        report["selection"]["rule"] == "mean:roc_auc"
+        and "highest" in report["selection"]["description"]
+    )
+    single = run_train(
+        small_tox21(tmp_path, steps=20), tmp_path / "single", single_task=True, progress=False
+    )
     assert set(single["metrics"]["test"]) == {"NR-AhR", "SR-ARE", "SR-MMP"}
-    both = run_train(small_tox21(tmp_path, steps=20), tmp_path / "vs", progress=False, baseline=tmp_path / "single" / "report.json")
+    both = run_train(
+        small_tox21(tmp_path, steps=20),
+        tmp_path / "vs",
+        progress=False,
+        baseline=tmp_path / "single" / "report.json",
+    )
     comp = both["comparison"]["test"]
     assert math.isfinite(comp["delta_m"]) and math.isfinite(comp["delta_p"])
     assert comp["gains"]["SR-MMP"]["roc_auc"] == pytest.approx(
-        (both["metrics"]["test"]["SR-MMP"]["roc_auc"] - single["metrics"]["test"]["SR-MMP"]["roc_auc"]) / single["metrics"]["test"]["SR-MMP"]["roc_auc"]
+        (
+            both["metrics"]["test"]["SR-MMP"]["roc_auc"]
+            - single["metrics"]["test"]["SR-MMP"]["roc_auc"]
+        )
+        / single["metrics"]["test"]["SR-MMP"]["roc_auc"]
     )

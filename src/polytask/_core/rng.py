@@ -19,7 +19,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def _numpy_state() -> list[Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     return [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
 
 

@@ -24,7 +24,9 @@ def _summary(report: dict[str, Any]) -> None:
         for s in splits:
             for m in metrics:
                 v = report["metrics"][s].get(t["name"], {}).get(m)
-                row.append("" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}")
+                row.append(
+                    "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+                )
         table.add_row(*row)
     row = ["[bold]mean"]
     for s in splits:
@@ -34,30 +36,76 @@ def _summary(report: dict[str, Any]) -> None:
     table.add_row(*row)
     console.print(table)
     for split, comp in report.get("comparison", {}).items():
-        console.print(f"{split}: Δm = {comp['delta_m']:+.2f}% (lower is better), Δp = {comp['delta_p']:+.2f}% (higher is better)")
+        console.print(
+            f"{split}: Δm = {comp['delta_m']:+.2f}% (lower is better), Δp = {comp['delta_p']:+.2f}% (higher is better)"
+        )
 
 
 @click.command("train")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=str), help="Run folder: report.json, checkpoints/, logs/.")
-@click.option("--single-task", is_flag=True, help="Train one model per task with the same recipe (the baselines).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint, exactly.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Run folder: report.json, checkpoints/, logs/.",
+)
+@click.option(
+    "--single-task",
+    is_flag=True,
+    help="Train one model per task with the same recipe (the baselines).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint, exactly."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty --out folder.")
-@click.option("--baseline", type=click.Path(path_type=str), default=None, help="A single-task report.json to compare against (Δm, Δp, gains).")
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=str),
+    default=None,
+    help="A single-task report.json to compare against (Δm, Δp, gains).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train_command(config: str, out: str, single_task: bool, resume: bool, overwrite: bool, baseline: str | None, no_progress: bool) -> None:
+def train_command(
+    config: str,
+    out: str,
+    single_task: bool,
+    resume: bool,
+    overwrite: bool,
+    baseline: str | None,
+    no_progress: bool,
+) -> None:
     """Train one model on all tasks of CONFIG (YAML) and write OUT/report.json."""
     from polytask.config.job import run_train
 
-    report = run_train(config, out, single_task=single_task, resume=resume, overwrite=overwrite, progress=not no_progress, baseline=baseline)
+    report = run_train(
+        config,
+        out,
+        single_task=single_task,
+        resume=resume,
+        overwrite=overwrite,
+        progress=not no_progress,
+        baseline=baseline,
+    )
     _summary(report)
     click.echo(f"{out}/report.json")
 
 
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=str))
-@click.option("--baseline", type=click.Path(path_type=str), default=None, help="A single-task report.json to compare against.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=str), default=None, help="Where to write the report (default RUN_DIR/eval.json).")
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=str),
+    default=None,
+    help="A single-task report.json to compare against.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Where to write the report (default RUN_DIR/eval.json).",
+)
 def eval_command(run_dir: str, baseline: str | None, out_file: str | None) -> None:
     """Evaluate the selected checkpoint of RUN_DIR (or a checkpoint folder in it) on val and test."""
     from polytask.config.job import run_eval

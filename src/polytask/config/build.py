@@ -10,7 +10,14 @@ import torch
 from polytask._core import PolytaskError
 from polytask.models import MultiTaskModel, build_model, mlp_trunk
 from polytask.tasks import TaskSet
-from polytask.tasks.data import AllTasksSampler, JointLoader, PerTaskLoader, RoundRobinSampler, TemperatureSampler, TensorData
+from polytask.tasks.data import (
+    AllTasksSampler,
+    JointLoader,
+    PerTaskLoader,
+    RoundRobinSampler,
+    TemperatureSampler,
+    TensorData,
+)
 
 from .data import PreparedData
 from .schema import PerTaskData, TrainConfig
@@ -23,7 +30,9 @@ def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskM
     return build_model(trunk, taskset.tasks, t.hidden[-1], h.hidden, h.dropout)
 
 
-def make_loader(config: TrainConfig, prepared: PreparedData, taskset: TaskSet) -> JointLoader | PerTaskLoader:
+def make_loader(
+    config: TrainConfig, prepared: PreparedData, taskset: TaskSet
+) -> JointLoader | PerTaskLoader:
     train = prepared.splits["train"]
     bs = config.train.batch_size
     if isinstance(train, TensorData):
@@ -57,7 +66,9 @@ def make_balancer(config: TrainConfig, num_tasks: int) -> Any:
 
     cfg = validate(BalancingConfig, dict(config.balancing), "balancing")
     if num_tasks < 2 and cfg.method != "ew":
-        raise PolytaskError(f"balancing: method {cfg.method!r} needs at least 2 tasks, got {num_tasks}")
+        raise PolytaskError(
+            f"balancing: method {cfg.method!r} needs at least 2 tasks, got {num_tasks}"
+        )
     return build_balancer(cfg)
 
 
@@ -66,13 +77,17 @@ def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> tor
     optimizers: dict[str, Any] = {
         "adamw": lambda: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
         "adam": lambda: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),
-        "sgd": lambda: torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay),
+        "sgd": lambda: torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        ),
     }
     optimizer: torch.optim.Optimizer = optimizers[o.name]()
     return optimizer
 
 
-def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, total: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     s = config.train.scheduler
     warm = s.warmup_steps
 

@@ -12,10 +12,28 @@ import torch
 
 from polytask._core import PolytaskError
 from polytask.tasks import Task, TaskSet
-from polytask.tasks.data import TOX21_TASKS, TensorData, ecfp, label_array, load_tox21, random_split, read_table, scaffold_split, tox21_path
+from polytask.tasks.data import (
+    TOX21_TASKS,
+    TensorData,
+    ecfp,
+    label_array,
+    load_tox21,
+    random_split,
+    read_table,
+    scaffold_split,
+    tox21_path,
+)
 from polytask.tasks.data.splits import Split
 
-from .schema import ColumnsFeaturizer, PerTaskData, SplitConfig, TableData, TaskConfig, Tox21Data, TrainConfig
+from .schema import (
+    ColumnsFeaturizer,
+    PerTaskData,
+    SplitConfig,
+    TableData,
+    TaskConfig,
+    Tox21Data,
+    TrainConfig,
+)
 
 SplitData = TensorData | dict[str, TensorData]
 
@@ -45,7 +63,9 @@ def _features(frame: pd.DataFrame, input_col: str, featurizer: Any, where: str) 
             raise PolytaskError(f"{where}: feature columns contain empty cells")
         return torch.from_numpy(x)
     smiles = frame[input_col].astype(str).tolist()
-    return torch.from_numpy(ecfp(smiles, featurizer.radius, featurizer.bits, where=where).astype(np.float32))
+    return torch.from_numpy(
+        ecfp(smiles, featurizer.radius, featurizer.bits, where=where).astype(np.float32)
+    )
 
 
 def _split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
@@ -57,7 +77,14 @@ def _split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
 
 
 def _task(tc: TaskConfig) -> Task:
-    return Task(tc.name, tc.kind, num_classes=tc.num_classes, loss=tc.loss, metric_names=tuple(tc.metrics), weight=tc.weight)
+    return Task(
+        tc.name,
+        tc.kind,
+        num_classes=tc.num_classes,
+        loss=tc.loss,
+        metric_names=tuple(tc.metrics),
+        weight=tc.weight,
+    )
 
 
 def _targets(frame: pd.DataFrame, tasks: list[TaskConfig], where: str) -> dict[str, torch.Tensor]:
@@ -66,7 +93,9 @@ def _targets(frame: pd.DataFrame, tasks: list[TaskConfig], where: str) -> dict[s
         if tc.kind == "multilabel":
             cols = tc.columns or []
             if len(cols) < 2:
-                raise PolytaskError(f"{where}: multilabel task {tc.name!r} needs 'columns' with at least 2 label columns")
+                raise PolytaskError(
+                    f"{where}: multilabel task {tc.name!r} needs 'columns' with at least 2 label columns"
+                )
             read_table_cols = [label_array(frame, c, where) for c in cols]
             out[tc.name] = torch.from_numpy(np.stack(read_table_cols, axis=1))
         else:
@@ -78,7 +107,9 @@ def _check_labels(taskset: TaskSet, train: SplitData, where: str) -> None:
     for t in taskset.tasks:
         data = train if isinstance(train, TensorData) else train[t.name]
         if data.labelled(t.name) == 0:
-            raise PolytaskError(f"{where}: task {t.name!r} has no labelled rows in the training split (all labels missing)")
+            raise PolytaskError(
+                f"{where}: task {t.name!r} has no labelled rows in the training split (all labels missing)"
+            )
 
 
 def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
@@ -91,32 +122,48 @@ def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
         names = data.tasks or list(TOX21_TASKS)
         unknown = [n for n in names if n not in TOX21_TASKS]
         if unknown:
-            raise PolytaskError(f"data.tasks: unknown Tox21 task(s) {unknown}; valid: {', '.join(TOX21_TASKS)}")
+            raise PolytaskError(
+                f"data.tasks: unknown Tox21 task(s) {unknown}; valid: {', '.join(TOX21_TASKS)}"
+            )
         tasks = config.tasks or [TaskConfig(name=n, kind="binary") for n in names]
         frame = read_table(tox21_path(), ["smiles"])
-        smiles, _ = load_tox21()
+        smiles: list[str] | None = load_tox21()[0]
         input_col, split_cfg, featurizer = "smiles", data.split, data.featurizer
     else:
         assert isinstance(data, TableData)
         path = (base / data.path).resolve()
         where = str(path)
         if not config.tasks:
-            raise PolytaskError(f"{where}: a 'table' data source needs a 'tasks' list naming the label columns")
+            raise PolytaskError(
+                f"{where}: a 'table' data source needs a 'tasks' list naming the label columns"
+            )
         tasks = config.tasks
-        inputs = data.featurizer.columns if isinstance(data.featurizer, ColumnsFeaturizer) else [data.input]
+        inputs = (
+            data.featurizer.columns
+            if isinstance(data.featurizer, ColumnsFeaturizer)
+            else [data.input]
+        )
         labels = [c for tc in tasks for c in (tc.columns or [tc.column or tc.name])]
         frame = read_table(path, [*inputs, *labels])
         smiles = frame[data.input].astype(str).tolist() if data.input in frame.columns else None
         input_col, split_cfg, featurizer = data.input, data.split, data.featurizer
     taskset = TaskSet(_task(tc) for tc in tasks)
-    full = TensorData(_features(frame, input_col, featurizer, where), _targets(frame, tasks, where), name=where)
+    full = TensorData(
+        _features(frame, input_col, featurizer, where), _targets(frame, tasks, where), name=where
+    )
     split = _split(split_cfg, len(full), smiles)
-    splits: dict[str, SplitData] = {k: full.select(torch.from_numpy(v)) for k, v in split.items() if len(v)}
+    splits: dict[str, SplitData] = {
+        k: full.select(torch.from_numpy(v)) for k, v in split.items() if len(v)
+    }
     for k in ("train", "val", "test"):
         if k not in splits:
             raise PolytaskError(f"data.split: the {k} split is empty; change the fractions")
     _check_labels(taskset, splits["train"], where)
-    info = {"source": data.source, "split": split_cfg.model_dump(), "sizes": {k: len(v) for k, v in split.items()}}
+    info = {
+        "source": data.source,
+        "split": split_cfg.model_dump(),
+        "sizes": {k: len(v) for k, v in split.items()},
+    }
     return PreparedData(taskset, splits, False, info)
 
 
@@ -134,7 +181,11 @@ def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedDat
         tc = tc.model_copy(update={"column": ds.label})
         tasks.append(tc)
         frame = read_table(path, [ds.input, ds.label])
-        full = TensorData(_features(frame, ds.input, data.featurizer, where), _targets(frame, [tc], where), name=where)
+        full = TensorData(
+            _features(frame, ds.input, data.featurizer, where),
+            _targets(frame, [tc], where),
+            name=where,
+        )
         smiles = frame[ds.input].astype(str).tolist()
         split = _split(data.split, len(full), smiles)
         for k in splits:
@@ -144,11 +195,24 @@ def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedDat
         sizes[ds.task] = {k: len(v) for k, v in split.items()}
     extra = sorted(set(declared) - {t.name for t in tasks})
     if extra:
-        raise PolytaskError(f"tasks: {extra} declared but no dataset under data.datasets feeds them")
+        raise PolytaskError(
+            f"tasks: {extra} declared but no dataset under data.datasets feeds them"
+        )
     taskset = TaskSet(_task(tc) for tc in tasks)
     _check_labels(taskset, splits["train"], "data.datasets")
-    widths = {int(d.inputs.shape[1]) for d in splits["train"].values() if isinstance(d.inputs, torch.Tensor)}
+    widths = {
+        int(d.inputs.shape[1])
+        for d in splits["train"].values()
+        if isinstance(d.inputs, torch.Tensor)
+    }
     if len(widths) != 1:
-        raise PolytaskError(f"data.datasets: the tasks' inputs have different widths {sorted(widths)}; one trunk needs one")
-    info = {"source": "per_task", "split": data.split.model_dump(), "sampler": data.sampler.model_dump(), "sizes": sizes}
+        raise PolytaskError(
+            f"data.datasets: the tasks' inputs have different widths {sorted(widths)}; one trunk needs one"
+        )
+    info = {
+        "source": "per_task",
+        "split": data.split.model_dump(),
+        "sampler": data.sampler.model_dump(),
+        "sizes": sizes,
+    }
     return PreparedData(taskset, dict(splits), True, info)

@@ -31,11 +31,15 @@ RUN_FILE = "run.json"
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not (out / RUN_FILE).is_file():
-            raise PolytaskError(f"{out}: nothing to resume (no {RUN_FILE}); drop --resume to start a new run")
+            raise PolytaskError(
+                f"{out}: nothing to resume (no {RUN_FILE}); drop --resume to start a new run"
+            )
         return
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise PolytaskError(f"output folder {out} already exists and is not empty; use --resume to continue it or --overwrite to replace it")
+            raise PolytaskError(
+                f"output folder {out} already exists and is not empty; use --resume to continue it or --overwrite to replace it"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -51,12 +55,16 @@ def _subset(data: SplitData, task: str) -> SplitData:
     return {task: data[task]}
 
 
-def _train_one(config: TrainConfig, prepared: PreparedData, out: Path, resume: bool, progress: bool, chash: str) -> dict[str, Any]:
+def _train_one(
+    config: TrainConfig, prepared: PreparedData, out: Path, resume: bool, progress: bool, chash: str
+) -> dict[str, Any]:
     seed_everything(config.seed, config.train.deterministic)
     taskset = prepared.taskset
     model = make_model(config, taskset, prepared.in_dim)
     balancer = make_balancer(config, len(taskset))
-    params = list(model.parameters()) + (list(balancer.parameters()) if balancer is not None else [])
+    params = list(model.parameters()) + (
+        list(balancer.parameters()) if balancer is not None else []
+    )
     optimizer = make_optimizer(config, params)
     loader = make_loader(config, prepared, taskset)
     total = max_steps(config, loader.steps_per_epoch)
@@ -70,11 +78,26 @@ def _train_one(config: TrainConfig, prepared: PreparedData, out: Path, resume: b
         eval_batch_size=config.evaluation.batch_size,
     )  # fmt: skip
     result = trainer.fit(resume=resume)
-    metrics = evaluate(model, taskset, {k: prepared.splits[k] for k in ("val", "test")}, config.evaluation.batch_size)
+    metrics = evaluate(
+        model,
+        taskset,
+        {k: prepared.splits[k] for k in ("val", "test")},
+        config.evaluation.batch_size,
+    )
     return {
         "metrics": metrics,
-        "selection": {"rule": f"{rule.scope}:{rule.metric}", "description": rule.describe(), "best_step": result.best_step, "best_score": result.best_score},
-        "training": {"steps": result.steps, "max_steps": total, "stopped_early": result.stopped_early, "seconds": round(result.seconds, 2)},
+        "selection": {
+            "rule": f"{rule.scope}:{rule.metric}",
+            "description": rule.describe(),
+            "best_step": result.best_step,
+            "best_score": result.best_score,
+        },
+        "training": {
+            "steps": result.steps,
+            "max_steps": total,
+            "stopped_early": result.stopped_early,
+            "seconds": round(result.seconds, 2),
+        },
     }
 
 
@@ -96,20 +119,39 @@ def run_train(
     if resume and (out / RUN_FILE).is_file():
         previous = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
         if previous.get("config_hash") != chash:
-            raise PolytaskError(f"{out}: cannot resume, the config differs from the one this run started with ({config_path})")
+            raise PolytaskError(
+                f"{out}: cannot resume, the config differs from the one this run started with ({config_path})"
+            )
     _prepare_out(out, resume, overwrite)
     base = config_path.resolve().parent
     prepared = prepare_data(config, base)
-    run = {"config": config.model_dump(mode="json"), "config_dir": str(base), "config_hash": chash, "single_task": single_task}
+    run = {
+        "config": config.model_dump(mode="json"),
+        "config_dir": str(base),
+        "config_hash": chash,
+        "single_task": single_task,
+    }
     write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
     start = time.perf_counter()
     if single_task:
         per_task: dict[str, dict[str, Any]] = {}
         metrics: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
         for task in prepared.taskset.tasks:
-            one = PreparedData(TaskSet([task]), {k: _subset(v, task.name) for k, v in prepared.splits.items()}, prepared.per_task, prepared.info)
+            one = PreparedData(
+                TaskSet([task]),
+                {k: _subset(v, task.name) for k, v in prepared.splits.items()},
+                prepared.per_task,
+                prepared.info,
+            )
             sub = out / "single" / task.name
-            done = _train_one(config, one, sub, resume and (sub / "checkpoints" / "latest").is_file(), progress, chash)
+            done = _train_one(
+                config,
+                one,
+                sub,
+                resume and (sub / "checkpoints" / "latest").is_file(),
+                progress,
+                chash,
+            )
             per_task[task.name] = {k: done[k] for k in ("selection", "training")}
             for split in metrics:
                 metrics[split][task.name] = done["metrics"][split][task.name]
@@ -121,7 +163,16 @@ def run_train(
     return _finish(config, prepared, metrics, extra, out / "report.json", baseline, start, chash)
 
 
-def _finish(config: TrainConfig, prepared: PreparedData, metrics: Any, extra: dict[str, Any], report_path: Path, baseline: str | Path | None, start: float, chash: str) -> dict[str, Any]:
+def _finish(
+    config: TrainConfig,
+    prepared: PreparedData,
+    metrics: Any,
+    extra: dict[str, Any],
+    report_path: Path,
+    baseline: str | Path | None,
+    start: float,
+    chash: str,
+) -> dict[str, Any]:
     baseline = baseline or config.evaluation.baseline
     base_metrics = None
     if baseline is not None:
@@ -136,7 +187,9 @@ def _finish(config: TrainConfig, prepared: PreparedData, metrics: Any, extra: di
     return report
 
 
-def run_eval(run_dir: str | Path, *, baseline: str | Path | None = None, out_file: str | Path | None = None) -> dict[str, Any]:
+def run_eval(
+    run_dir: str | Path, *, baseline: str | Path | None = None, out_file: str | Path | None = None
+) -> dict[str, Any]:
     """Re-evaluate the selected weights of a run folder (``<run>/checkpoints/best``)."""
     run_dir = Path(run_dir)
     if (run_dir / RUN_FILE).is_file():
@@ -158,7 +211,21 @@ def run_eval(run_dir: str | Path, *, baseline: str | Path | None = None, out_fil
     if not weights.is_file():
         raise PolytaskError(f"{root}: no weights found (checkpoints/best/model.safetensors)")
     load_weights(model, weights)
-    metrics = evaluate(model, prepared.taskset, {k: prepared.splits[k] for k in ("val", "test")}, config.evaluation.batch_size)
+    metrics = evaluate(
+        model,
+        prepared.taskset,
+        {k: prepared.splits[k] for k in ("val", "test")},
+        config.evaluation.batch_size,
+    )
     extra = {"mode": "evaluation", "weights": str(weights)}
     report_path = Path(out_file) if out_file else root / "eval.json"
-    return _finish(config, prepared, metrics, extra, report_path, baseline, time.perf_counter(), run["config_hash"])
+    return _finish(
+        config,
+        prepared,
+        metrics,
+        extra,
+        report_path,
+        baseline,
+        time.perf_counter(),
+        run["config_hash"],
+    )

@@ -27,13 +27,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise PolytaskError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+        raise PolytaskError(
+            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
 def format_validation_error(exc: ValidationError, where: str) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("tox21", "table", "per_task", "ecfp", "columns")))
+    loc = ".".join(
+        str(p)
+        for p in err["loc"]
+        if not (isinstance(p, str) and p in ("tox21", "table", "per_task", "ecfp", "columns"))
+    )
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

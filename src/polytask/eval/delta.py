@@ -26,12 +26,16 @@ from polytask.tasks import TaskSet
 Scores = Mapping[str, Mapping[str, float]]
 
 
-def relative_gains(taskset: TaskSet, model: Scores, baseline: Scores) -> dict[str, dict[str, float]]:
+def relative_gains(
+    taskset: TaskSet, model: Scores, baseline: Scores
+) -> dict[str, dict[str, float]]:
     """Signed relative gain ``g_{t,i}`` (fraction; positive = better than the baseline)."""
     out: dict[str, dict[str, float]] = {}
     for task in taskset.tasks:
         if task.name not in model or task.name not in baseline:
-            raise PolytaskError(f"task {task.name!r} is missing from the model or the baseline scores")
+            raise PolytaskError(
+                f"task {task.name!r} is missing from the model or the baseline scores"
+            )
         gains = {}
         for spec in task.metrics:
             m = model[task.name].get(spec.name, math.nan)
@@ -52,5 +56,7 @@ def delta_m(taskset: TaskSet, model: Scores, baseline: Scores) -> float:
 
 def delta_p(taskset: TaskSet, model: Scores, baseline: Scores) -> float:
     """Δp in percent, averaged per task first; higher is better."""
-    per_task = [sum(p.values()) / len(p) for p in relative_gains(taskset, model, baseline).values() if p]
+    per_task = [
+        sum(p.values()) / len(p) for p in relative_gains(taskset, model, baseline).values() if p
+    ]
     return 100.0 * sum(per_task) / len(per_task) if per_task else math.nan

@@ -13,7 +13,9 @@ from polytask.tasks.data.tensors import index_inputs
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: TensorData, tasks: Sequence[str], batch_size: int = 1024) -> dict[str, Tensor]:
+def predict(
+    model: nn.Module, data: TensorData, tasks: Sequence[str], batch_size: int = 1024
+) -> dict[str, Tensor]:
     """Raw head outputs ``{task: [N, ...]}`` for every row of ``data`` (model in eval mode)."""
     was_training = model.training
     model.eval()
@@ -33,11 +35,15 @@ def predict(model: nn.Module, data: TensorData, tasks: Sequence[str], batch_size
 SplitData = TensorData | Mapping[str, TensorData]
 
 
-def evaluate_split(model: nn.Module, taskset: TaskSet, data: SplitData, batch_size: int = 1024) -> dict[str, dict[str, float]]:
+def evaluate_split(
+    model: nn.Module, taskset: TaskSet, data: SplitData, batch_size: int = 1024
+) -> dict[str, dict[str, float]]:
     """Per-task metrics on one split; ``data`` is shared by all tasks or given per task."""
     if isinstance(data, TensorData):
         preds = predict(model, data, taskset.names, batch_size)
-        return {t.name: t.compute_metrics(preds[t.name], data.targets[t.name]) for t in taskset.tasks}
+        return {
+            t.name: t.compute_metrics(preds[t.name], data.targets[t.name]) for t in taskset.tasks
+        }
     out = {}
     for t in taskset.tasks:
         part = data[t.name]

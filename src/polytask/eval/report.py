@@ -51,7 +51,10 @@ def build_report(
                 "name": t.name,
                 "kind": t.kind,
                 "loss": t.loss,
-                "metrics": {m.name: "higher is better" if m.higher_is_better else "lower is better" for m in t.metrics},
+                "metrics": {
+                    m.name: "higher is better" if m.higher_is_better else "lower is better"
+                    for m in t.metrics
+                },
             }
             for t in taskset.tasks
         ],
@@ -70,7 +73,10 @@ def build_report(
                 "gains": relative_gains(taskset, per, baseline[split]),
                 "baseline_means": metric_means(taskset, baseline[split]),
             }
-        report["baseline"] = {"source": baseline_source, "metrics": {s: dict(v) for s, v in baseline.items()}}
+        report["baseline"] = {
+            "source": baseline_source,
+            "metrics": {s: dict(v) for s, v in baseline.items()},
+        }
         report["comparison"] = comparison
         report["formulas"] = FORMULAS
     return report

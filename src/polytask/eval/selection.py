@@ -27,7 +27,9 @@ class SelectionRule:
     def parse(cls, rule: str, taskset: TaskSet) -> SelectionRule:
         scope, sep, metric = rule.rpartition(":")
         if not sep or not scope or not metric:
-            raise PolytaskError(f"selection rule {rule!r} must look like 'mean:roc_auc' or 'TASK:metric'")
+            raise PolytaskError(
+                f"selection rule {rule!r} must look like 'mean:roc_auc' or 'TASK:metric'"
+            )
         tasks = taskset.tasks if scope == "mean" else (taskset[scope],)
         having = [t for t in tasks if metric in t.metric_names]
         if not having:
@@ -37,7 +39,11 @@ class SelectionRule:
     def score(self, scores: Scores) -> float:
         if self.scope != "mean":
             return scores[self.scope][self.metric]
-        vals = [s[self.metric] for s in scores.values() if self.metric in s and not math.isnan(s[self.metric])]
+        vals = [
+            s[self.metric]
+            for s in scores.values()
+            if self.metric in s and not math.isnan(s[self.metric])
+        ]
         return sum(vals) / len(vals) if vals else math.nan
 
     def better(self, new: float, best: float | None) -> bool:
@@ -48,5 +54,9 @@ class SelectionRule:
         return new > best if self.higher_is_better else new < best
 
     def describe(self) -> str:
-        what = f"mean of {self.metric!r} over tasks" if self.scope == "mean" else f"{self.metric!r} of task {self.scope!r}"
+        what = (
+            f"mean of {self.metric!r} over tasks"
+            if self.scope == "mean"
+            else f"{self.metric!r} of task {self.scope!r}"
+        )
         return f"checkpoint with the {'highest' if self.higher_is_better else 'lowest'} validation {what}"

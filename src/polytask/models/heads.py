@@ -14,7 +14,9 @@ import torch
 from torch import Tensor, nn
 
 
-def _split(out: Tensor, names: Sequence[str], widths: Sequence[int], squeeze: Sequence[bool]) -> dict[str, Tensor]:
+def _split(
+    out: Tensor, names: Sequence[str], widths: Sequence[int], squeeze: Sequence[bool]
+) -> dict[str, Tensor]:
     parts = torch.split(out, list(widths), dim=-1)
     return {n: (p.squeeze(-1) if s else p) for n, p, s in zip(names, parts, squeeze)}
 
@@ -25,7 +27,9 @@ class LinearHeads(nn.Module):
     ``out_dims`` maps task name → width; tasks with ``scalar=True`` get ``[B]`` outputs.
     """
 
-    def __init__(self, in_dim: int, out_dims: Mapping[str, int], scalar: Mapping[str, bool]) -> None:
+    def __init__(
+        self, in_dim: int, out_dims: Mapping[str, int], scalar: Mapping[str, bool]
+    ) -> None:
         super().__init__()
         self.names = tuple(out_dims)
         self.widths = tuple(out_dims.values())
@@ -52,7 +56,9 @@ class MLPHeads(nn.Module):
         self.scalar = dict(scalar)
         self.heads = nn.ModuleDict(
             {
-                n: nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, w))
+                n: nn.Sequential(
+                    nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, w)
+                )
                 for n, w in out_dims.items()
             }
         )

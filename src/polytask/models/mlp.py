@@ -8,7 +8,12 @@ from torch import nn
 
 from polytask._core import PolytaskError
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
 
 
 def mlp_trunk(
@@ -24,9 +29,13 @@ def mlp_trunk(
     3
     """
     if in_dim < 1 or not hidden or min(hidden) < 1:
-        raise PolytaskError(f"mlp trunk: in_dim and every hidden width must be >= 1, got {in_dim}, {list(hidden)}")
+        raise PolytaskError(
+            f"mlp trunk: in_dim and every hidden width must be >= 1, got {in_dim}, {list(hidden)}"
+        )
     if activation not in _ACTIVATIONS:
-        raise PolytaskError(f"mlp trunk: unknown activation {activation!r}; valid: {', '.join(_ACTIVATIONS)}")
+        raise PolytaskError(
+            f"mlp trunk: unknown activation {activation!r}; valid: {', '.join(_ACTIVATIONS)}"
+        )
     if not 0.0 <= dropout < 1.0:
         raise PolytaskError(f"mlp trunk: dropout must be in [0, 1), got {dropout}")
     layers: list[nn.Module] = []

@@ -29,10 +29,14 @@ class MultiTaskModel(nn.Module):
     def forward_features(self, inputs: Tensor | dict[str, Tensor]) -> Tensor:
         return self.trunk(**inputs) if isinstance(inputs, dict) else self.trunk(inputs)
 
-    def forward_heads(self, features: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
+    def forward_heads(
+        self, features: Tensor, tasks: Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
         return self.heads(features, tasks)
 
-    def forward(self, inputs: Tensor | dict[str, Tensor], tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, inputs: Tensor | dict[str, Tensor], tasks: Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
         return self.forward_heads(self.forward_features(inputs), tasks)
 
     def shared_parameters(self) -> list[nn.Parameter]:

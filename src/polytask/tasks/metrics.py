@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 import torchmetrics.functional as tmf
 from torch import Tensor
 
@@ -51,11 +50,15 @@ def _bin_f1(pred: Tensor, target: Tensor, _: int) -> float:
 
 
 def _mc_acc(pred: Tensor, target: Tensor, c: int) -> float:
-    return float(tmf.classification.multiclass_accuracy(pred, target.long(), num_classes=c, average="micro"))
+    return float(
+        tmf.classification.multiclass_accuracy(pred, target.long(), num_classes=c, average="micro")
+    )
 
 
 def _mc_f1(pred: Tensor, target: Tensor, c: int) -> float:
-    return float(tmf.classification.multiclass_f1_score(pred, target.long(), num_classes=c, average="macro"))
+    return float(
+        tmf.classification.multiclass_f1_score(pred, target.long(), num_classes=c, average="macro")
+    )
 
 
 def _mae(pred: Tensor, target: Tensor, _: int) -> float:

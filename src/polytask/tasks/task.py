@@ -92,7 +92,9 @@ class Task:
                 f"task {self.name!r}: kind {self.kind!r} needs num_classes >= 2, got {self.num_classes}"
             )
         if not math.isfinite(self.weight) or self.weight < 0:
-            raise PolytaskError(f"task {self.name!r}: weight must be finite and >= 0, got {self.weight}")
+            raise PolytaskError(
+                f"task {self.name!r}: weight must be finite and >= 0, got {self.weight}"
+            )
         object.__setattr__(self, "loss", loss)
         object.__setattr__(self, "metric_names", names)
         object.__setattr__(self, "metrics", tuple(table[m] for m in names))
@@ -162,7 +164,9 @@ class TaskSet(Mapping[str, Task]):
         try:
             return self._tasks[self._index[name]]
         except KeyError:
-            raise PolytaskError(f"unknown task {name!r}; tasks are: {', '.join(self.names)}") from None
+            raise PolytaskError(
+                f"unknown task {name!r}; tasks are: {', '.join(self.names)}"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)

@@ -44,11 +44,20 @@ def load_weights(model: nn.Module, path: Path) -> None:
     expected = set(model.state_dict())
     missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or extra:
-        raise PolytaskError(f"{path}: weights do not fit the model (missing: {missing[:3]}, unexpected: {extra[:3]})")
+        raise PolytaskError(
+            f"{path}: weights do not fit the model (missing: {missing[:3]}, unexpected: {extra[:3]})"
+        )
     model.load_state_dict(state)
 
 
-def write_checkpoint(root: Path, step: int, model: nn.Module, state: dict[str, Any], meta: dict[str, Any], keep: int = 1) -> Path:
+def write_checkpoint(
+    root: Path,
+    step: int,
+    model: nn.Module,
+    state: dict[str, Any],
+    meta: dict[str, Any],
+    keep: int = 1,
+) -> Path:
     """Write ``step-XXXXXX`` atomically, point ``latest`` at it, prune older ones beyond ``keep``."""
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
@@ -95,7 +104,9 @@ def read_state(path: Path) -> dict[str, Any]:
     try:
         state: dict[str, Any] = torch.load(path / "state.pt", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise PolytaskError(f"{path / 'state.pt'}: unreadable checkpoint state ({type(exc).__name__})") from None
+        raise PolytaskError(
+            f"{path / 'state.pt'}: unreadable checkpoint state ({type(exc).__name__})"
+        ) from None
     return state
 
 

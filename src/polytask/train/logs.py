@@ -39,7 +39,10 @@ class RunLog:
                 write_text(path, "")
             else:
                 self._truncate(path, resume_step)
-        self._files: dict[str, IO[str]] = {k: open(p, "a", encoding="utf-8") for k, p in self.paths.items()}
+        # kept open for the run (one line per step); closed in close()
+        self._files: dict[str, IO[str]] = {
+            k: open(p, "a", encoding="utf-8") for k, p in self.paths.items()
+        }
 
     @staticmethod
     def _truncate(path: Path, step: int) -> None:
@@ -63,8 +66,15 @@ class RunLog:
     def close(self) -> None:
         for fh in self._files.values():
             fh.close()
-        rows = [json.loads(line) for line in self.paths["val"].read_text(encoding="utf-8").splitlines() if line]
-        flat = [{"step": r["step"], "score": r.get("score"), **_flatten(r.get("metrics", {}))} for r in rows]
+        rows = [
+            json.loads(line)
+            for line in self.paths["val"].read_text(encoding="utf-8").splitlines()
+            if line
+        ]
+        flat = [
+            {"step": r["step"], "score": r.get("score"), **_flatten(r.get("metrics", {}))}
+            for r in rows
+        ]
         cols = sorted({k for r in flat for k in r} - {"step", "score"})
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["step", "score", *cols])

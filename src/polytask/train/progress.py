@@ -5,7 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class _Bar:
@@ -22,7 +29,9 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, start: int, enabled: bool = True, label: str = "train") -> Iterator[_Bar]:
+def progress_bar(
+    total: int, start: int, enabled: bool = True, label: str = "train"
+) -> Iterator[_Bar]:
     if not enabled:
         yield _Bar(None, None)
         return

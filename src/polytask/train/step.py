@@ -24,7 +24,13 @@ from polytask.tasks.data import Group
 
 
 class BalancerLike(Protocol):
-    def backward(self, losses: Tensor, shared_params: Sequence[nn.Parameter], *, features: Tensor | None = None) -> Any: ...
+    def backward(
+        self,
+        losses: Tensor,
+        shared_params: Sequence[nn.Parameter],
+        *,
+        features: Tensor | None = None,
+    ) -> Any: ...
 
 
 @dataclass
@@ -39,7 +45,9 @@ class StepOutput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def compute_losses(model: MultiTaskModel, batch: Sequence[Group], taskset: TaskSet) -> tuple[dict[str, Tensor], list[Tensor]]:
+def compute_losses(
+    model: MultiTaskModel, batch: Sequence[Group], taskset: TaskSet
+) -> tuple[dict[str, Tensor], list[Tensor]]:
     """Per-task losses (task weight applied) and the shared features of each group."""
     losses: dict[str, Tensor] = {}
     features: list[Tensor] = []
@@ -59,7 +67,9 @@ def check_finite(losses: dict[str, Tensor], step: int) -> None:
     for name, loss in losses.items():
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"step {step}: the loss of task {name!r} is {value}; training stopped")
+            raise NonFiniteLossError(
+                f"step {step}: the loss of task {name!r} is {value}; training stopped"
+            )
 
 
 def train_step(
@@ -89,7 +99,9 @@ def train_step(
         torch.stack(list(losses.values())).sum().backward()
     else:
         vector = torch.stack([losses[n] for n in taskset.names if n in losses])
-        result = balancer.backward(vector, model.shared_parameters(), features=features[0] if len(features) == 1 else None)
+        result = balancer.backward(
+            vector, model.shared_parameters(), features=features[0] if len(features) == 1 else None
+        )
         out.weights = [float(w) for w in result.weights]
         out.gramian = result.gramian
         out.extra = result.log_dict()
@@ -98,7 +110,9 @@ def train_step(
     out.grad_norm = float(norm)
     if not math.isfinite(out.grad_norm):
         optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLossError(f"step {step}: the gradient norm is {out.grad_norm}; training stopped")
+        raise NonFiniteLossError(
+            f"step {step}: the gradient norm is {out.grad_norm}; training stopped"
+        )
     optimizer.step()
     if scheduler is not None:
         scheduler.step()

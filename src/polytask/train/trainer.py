@@ -21,7 +21,14 @@ from polytask.eval.predict import SplitData
 from polytask.models import MultiTaskModel
 from polytask.tasks import TaskSet
 from polytask.tasks.data import Group
-from polytask.train.checkpoint import latest_checkpoint, load_weights, read_state, restore_best_dir, write_best, write_checkpoint
+from polytask.train.checkpoint import (
+    latest_checkpoint,
+    load_weights,
+    read_state,
+    restore_best_dir,
+    write_best,
+    write_checkpoint,
+)
 from polytask.train.logs import RunLog
 from polytask.train.progress import progress_bar
 from polytask.train.step import BalancerLike, train_step
@@ -112,7 +119,9 @@ class Trainer:
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "balancer": self.balancer.state_dict() if isinstance(self.balancer, nn.Module) else None,
+            "balancer": self.balancer.state_dict()
+            if isinstance(self.balancer, nn.Module)
+            else None,
             "loader": self.loader.state_dict(),
             "rng": rng_state(),
             "best_score": self.best_score,
@@ -156,7 +165,11 @@ class Trainer:
             if ckpt_root is None:
                 raise PolytaskError("resume needs an output folder")
             self._resume(ckpt_root)
-        log = RunLog(self.out_dir / "logs", self.step if resume else None) if self.out_dir is not None else None
+        log = (
+            RunLog(self.out_dir / "logs", self.step if resume else None)
+            if self.out_dir is not None
+            else None
+        )
         stopped_early = False
         try:
             with progress_bar(self.max_steps, self.step, enabled=self.progress) as bar:
@@ -167,14 +180,18 @@ class Trainer:
                     if self.val_data is not None and (self.step % self.eval_every == 0 or last):
                         stopped_early = self._validate(log, ckpt_root)
                         bar.note(self.best_score)
-                    if ckpt_root is not None and (self.step % self.checkpoint_every == 0 or last or stopped_early):
+                    if ckpt_root is not None and (
+                        self.step % self.checkpoint_every == 0 or last or stopped_early
+                    ):
                         self._checkpoint(ckpt_root)
         finally:
             if log is not None:
                 log.close()
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
-        return FitResult(self.step, self.best_step, self.best_score, stopped_early, time.perf_counter() - start)
+        return FitResult(
+            self.step, self.best_step, self.best_score, stopped_early, time.perf_counter() - start
+        )
 
     def _one_step(self, log: RunLog | None) -> None:
         batch = self.loader.batch(self.step)
@@ -185,7 +202,12 @@ class Trainer:
         self.step += 1
         epoch = (self.step - 1) // self.loader.steps_per_epoch
         if log is not None:
-            record: dict[str, Any] = {"step": self.step, "epoch": epoch, "loss": out.total, "losses": out.losses}
+            record: dict[str, Any] = {
+                "step": self.step,
+                "epoch": epoch,
+                "loss": out.total,
+                "losses": out.losses,
+            }
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             record["grad_norm"] = out.grad_norm
             if out.weights is not None:
@@ -218,9 +240,22 @@ class Trainer:
         else:
             self.bad_evals += 1
         if log is not None:
-            log.write("val", {"step": self.step, "score": score, "best_step": self.best_step, "metrics": metrics})
+            log.write(
+                "val",
+                {
+                    "step": self.step,
+                    "score": score,
+                    "best_step": self.best_step,
+                    "metrics": metrics,
+                },
+            )
         return self.patience is not None and self.bad_evals >= self.patience
 
     def _checkpoint(self, ckpt_root: Path) -> None:
-        meta = {"step": self.step, "best_step": self.best_step, "best_score": self.best_score, "config_hash": self.config_hash}
+        meta = {
+            "step": self.step,
+            "best_step": self.best_step,
+            "best_score": self.best_score,
+            "config_hash": self.config_hash,
+        }
         write_checkpoint(ckpt_root, self.step, self.model, self.state_dict(), meta)

@@ -39,7 +39,14 @@ def _parse(chem: object, smiles: str) -> object:
     return mol
 
 
-def ecfp(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048, *, where: str = "smiles", cache: bool = True) -> np.ndarray:
+def ecfp(
+    smiles: Sequence[str],
+    radius: int = 2,
+    n_bits: int = 2048,
+    *,
+    where: str = "smiles",
+    cache: bool = True,
+) -> np.ndarray:
     """Morgan fingerprints ``[N, n_bits]`` (uint8 0/1); ECFP4 is ``radius=2``.
 
     Raises a one-line error naming the row of the first SMILES RDKit cannot parse.
@@ -65,7 +72,6 @@ def ecfp(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048, *, where: s
             raise PolytaskError(f"{where}: row {i}: RDKit cannot parse SMILES {s!r}")
         out[i] = gen.GetFingerprintAsNumPy(mol)
     if cache:
-        with atomic_path(path, suffix=".npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.packbits(out, axis=1), allow_pickle=False)
+        with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.packbits(out, axis=1), allow_pickle=False)
     return out

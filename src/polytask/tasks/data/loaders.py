@@ -44,7 +44,9 @@ def _epoch_order(n: int, seed: int, salt: int, epoch: int, shuffle: bool) -> Ten
     return torch.randperm(n, generator=g)
 
 
-def _batch_indices(n: int, batch_size: int, drop_last: bool, seed: int, salt: int, j: int, shuffle: bool) -> Tensor:
+def _batch_indices(
+    n: int, batch_size: int, drop_last: bool, seed: int, salt: int, j: int, shuffle: bool
+) -> Tensor:
     per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
     per_epoch = max(per_epoch, 1)
     epoch, pos = divmod(j, per_epoch)
@@ -55,7 +57,14 @@ def _batch_indices(n: int, batch_size: int, drop_last: bool, seed: int, salt: in
 class JointLoader:
     """Batches of one multi-label dataset; batch ``j`` depends only on ``(seed, j)``."""
 
-    def __init__(self, data: TensorData, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        data: TensorData,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+    ) -> None:
         if batch_size < 1:
             raise PolytaskError(f"batch_size must be >= 1, got {batch_size}")
         self.data, self.batch_size, self.seed = data, batch_size, seed
@@ -64,7 +73,9 @@ class JointLoader:
         self.steps_per_epoch = max(n // batch_size if drop_last else math.ceil(n / batch_size), 1)
 
     def batch(self, step: int) -> list[Group]:
-        idx = _batch_indices(len(self.data), self.batch_size, self.drop_last, self.seed, 0, step, self.shuffle)
+        idx = _batch_indices(
+            len(self.data), self.batch_size, self.drop_last, self.seed, 0, step, self.shuffle
+        )
         part = self.data.select(idx)
         return [Group(part.inputs, part.targets)]
 
@@ -90,7 +101,12 @@ class PerTaskLoader:
             raise PolytaskError(f"batch_size must be >= 1, got {batch_size}")
         self.names = tuple(datasets)
         self.datasets = dict(datasets)
-        self.batch_size, self.sampler, self.seed, self.drop_last = batch_size, sampler, seed, drop_last
+        self.batch_size, self.sampler, self.seed, self.drop_last = (
+            batch_size,
+            sampler,
+            seed,
+            drop_last,
+        )
         self.draws = [0] * len(self.names)
         total = sum(len(d) for d in self.datasets.values())
         self.steps_per_epoch = max(math.ceil(total / batch_size), 1)
@@ -100,7 +116,9 @@ class PerTaskLoader:
         for k in self.sampler.tasks_for_step(step):
             name = self.names[k]
             data = self.datasets[name]
-            idx = _batch_indices(len(data), self.batch_size, self.drop_last, self.seed, k + 1, self.draws[k], True)
+            idx = _batch_indices(
+                len(data), self.batch_size, self.drop_last, self.seed, k + 1, self.draws[k], True
+            )
             self.draws[k] += 1
             part = data.select(idx)
             groups.append(Group(part.inputs, {name: part.targets[name]}))
@@ -112,5 +130,7 @@ class PerTaskLoader:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         draws = list(state.get("draws", []))
         if len(draws) != len(self.names):
-            raise PolytaskError(f"loader state has {len(draws)} task counters, data has {len(self.names)} tasks")
+            raise PolytaskError(
+                f"loader state has {len(draws)} task counters, data has {len(self.names)} tasks"
+            )
         self.draws = [int(d) for d in draws]

@@ -29,7 +29,9 @@ class TemperatureSampler:
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) <= 0:
-            raise PolytaskError(f"sampler: every task needs at least one training row, sizes are {list(self.sizes)}")
+            raise PolytaskError(
+                f"sampler: every task needs at least one training row, sizes are {list(self.sizes)}"
+            )
         if not self.temperature > 0:
             raise PolytaskError(f"sampler: temperature must be > 0, got {self.temperature}")
 

@@ -14,7 +14,9 @@ Split = dict[str, np.ndarray]
 
 def _check(fractions: Sequence[float]) -> tuple[float, float, float]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise PolytaskError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+        raise PolytaskError(
+            f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}"
+        )
     return float(fractions[0]), float(fractions[1]), float(fractions[2])
 
 
@@ -22,8 +24,8 @@ def random_split(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int
     """Shuffle ``range(n)`` with ``seed`` and cut it into train/val/test by ``fractions``."""
     f_train, f_val, _ = _check(fractions)
     perm = np.random.default_rng(seed).permutation(n)
-    n_train = int(round(f_train * n))
-    n_val = int(round(f_val * n))
+    n_train = round(f_train * n)
+    n_val = round(f_val * n)
     return {
         "train": np.sort(perm[:n_train]),
         "val": np.sort(perm[n_train : n_train + n_val]),
@@ -62,4 +64,7 @@ def scaffold_split(smiles: Sequence[str], fractions: Sequence[float] = (0.8, 0.1
             val += g
         else:
             test += g
-    return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in (("train", train), ("val", val), ("test", test))}
+    return {
+        k: np.sort(np.asarray(v, dtype=np.int64))
+        for k, v in (("train", train), ("val", val), ("test", test))
+    }

@@ -14,7 +14,9 @@ import pandas as pd
 from polytask._core import PolytaskError
 
 
-def read_table(path: str | Path, columns: Sequence[str] | None = None, sep: str | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | Path, columns: Sequence[str] | None = None, sep: str | None = None
+) -> pd.DataFrame:
     """Read ``path`` (``.csv``, ``.tsv``, ``.gz`` variants); check that ``columns`` exist."""
     path = Path(path)
     if not path.is_file():
@@ -24,7 +26,9 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, sep: str 
     try:
         frame = pd.read_csv(path, sep=sep, quoting=3 if sep == "\t" else 0, encoding="utf-8-sig")
     except (UnicodeDecodeError, pd.errors.ParserError, EOFError, OSError, ValueError) as exc:
-        raise PolytaskError(f"{path}: unreadable table ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise PolytaskError(
+            f"{path}: unreadable table ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
     if frame.empty:
         raise PolytaskError(f"{path}: the table has no rows")
     missing = [c for c in columns or () if c not in frame.columns]
@@ -41,5 +45,7 @@ def label_array(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
     bad = values.isna() & frame[column].notna()
     if bool(bad.any()):
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise PolytaskError(f"{where}: column {column!r} row {row}: not a number: {frame[column].iloc[row]!r}")
+        raise PolytaskError(
+            f"{where}: column {column!r} row {row}: not a number: {frame[column].iloc[row]!r}"
+        )
     return values.to_numpy(dtype=np.float32)

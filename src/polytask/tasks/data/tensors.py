@@ -51,7 +51,9 @@ class TensorData:
                     f"{self.name}: targets of task {task!r} have {y.shape[0]} rows, inputs have {n}"
                 )
             if not torch.is_floating_point(y):
-                raise PolytaskError(f"{self.name}: targets of task {task!r} must be float (NaN = missing)")
+                raise PolytaskError(
+                    f"{self.name}: targets of task {task!r} must be float (NaN = missing)"
+                )
 
     def __len__(self) -> int:
         return num_rows(self.inputs)
