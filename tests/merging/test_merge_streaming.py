@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -155,3 +156,47 @@ def test_selector_is_exact(dtype: torch.dtype) -> None:
     sorted_desc = allv.sort(descending=True).values
     assert got[:6] == [sorted_desc[k - 1].item() for k in ranks[:6]]
     assert got[6] == float("inf") and got[7] == 0.0
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_row_blocks_equal_whole_tensors_bit_for_bit(name: str, checkpoints) -> None:
+    _, _, base, models = checkpoints
+    method = METHODS[name]
+    whole = merge(method, base, models, exclude=["head.*"])
+    blocks = merge(
+        method, base, models, exclude=["head.*"], chunk_elems=24
+    )  # embed: 50 x 8 -> 3 rows
+    assert all(torch.equal(whole[k], blocks[k]) for k in whole), name
+
+
+def test_streamed_row_blocks(checkpoints, tmp_path: Path) -> None:
+    base_dir, paths, base, models = checkpoints
+    method = Ties(density=0.3)
+    expected = merge(method, base, models, exclude=["head.*"])
+    out = merge_checkpoints(
+        method, base_dir, paths, tmp_path / "o", exclude=["head.*"], chunk_elems=40
+    )
+    with open_checkpoint(out) as reader:
+        assert all(torch.equal(reader.get(k), v) for k, v in expected.items())
+
+
+def test_uniform_draws_do_not_depend_on_the_split() -> None:
+    from polytask.merging.tensor.seeding import BLOCK, uniform
+
+    n = 2 * BLOCK + 123
+    whole = uniform(3, "w", 1, (n,))
+    cuts = [0, 5, BLOCK - 1, BLOCK + 7, 2 * BLOCK + 100, n]
+    parts = torch.cat([uniform(3, "w", 1, (b - a,), a) for a, b in itertools.pairwise(cuts)])
+    assert torch.equal(whole, parts)
+    assert not torch.equal(whole, uniform(3, "w", 2, (n,)))
+
+
+@pytest.mark.parametrize("k", [1, 7, 1000, 123_456, 299_999, 300_000])
+def test_kth_largest_is_exact_on_large_tensors(k: int) -> None:
+    from polytask.merging.tensor import kth_largest
+
+    gen = torch.Generator().manual_seed(k)
+    values = torch.randn(300_000, generator=gen).abs()
+    values[::3] = values[1::3]  # many duplicates
+    values[:50_000] = 0.0
+    assert kth_largest(values, k) == values.sort(descending=True).values[k - 1].item()

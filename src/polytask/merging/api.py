@@ -23,7 +23,7 @@ import torch
 
 from polytask import __version__
 from polytask._core import PolytaskError
-from polytask.merging.executor import Progress, execute, plan_merge
+from polytask.merging.executor import CHUNK_ELEMS, Progress, execute, plan_merge
 from polytask.merging.io.filters import KeyFilter
 from polytask.merging.io.reader import open_checkpoint
 from polytask.merging.io.writer import ShardedWriter, output_folder
@@ -60,13 +60,15 @@ def merge(
     syntax: Literal["glob", "regex"] = "glob",
     excluded: Literal["base", "drop"] = "base",
     dtype: torch.dtype | None = None,
+    chunk_elems: int = CHUNK_ELEMS,
 ) -> dict[str, torch.Tensor]:
     """Merge in-memory state dicts; returns a new dict (inputs are not modified).
 
     ``include``/``exclude`` select which tensors are merged (glob or regex, see
     :class:`KeyFilter`); unselected base tensors are copied (``excluded="base"``) or left out
     (``"drop"``). Non-floating tensors are copied from the base. ``dtype`` casts floating
-    outputs (default: the base's dtype per tensor).
+    outputs (default: the base's dtype per tensor). Tensors with more than ``chunk_elems``
+    entries are merged in blocks of rows (same result, less memory).
     """
     base = StateSource(base_state, "the base state")
     models = [StateSource(s, f"state {i}") for i, s in enumerate(states)]
@@ -78,9 +80,16 @@ def merge(
         excluded=excluded,
         dtype=dtype,
     )
-    out: dict[str, torch.Tensor] = {}
-    execute(method, plan, base, models, out.__setitem__)
-    return out
+    parts: dict[str, list[torch.Tensor]] = {}
+    execute(
+        method,
+        plan,
+        base,
+        models,
+        lambda key, part: parts.setdefault(key, []).append(part),
+        chunk_elems=chunk_elems,
+    )
+    return {key: p[0] if len(p) == 1 else torch.cat(p) for key, p in parts.items()}
 
 
 def _rich_progress(enabled: bool) -> tuple[Progress, Any]:
@@ -113,6 +122,7 @@ def merge_checkpoints(
     trust_pickle: bool = False,
     progress: bool = False,
     record: Mapping[str, Any] | None = None,
+    chunk_elems: int = CHUNK_ELEMS,
 ) -> Path:
     """Stream-merge checkpoints (files, sharded indexes or HF folders) into the folder ``out``.
 

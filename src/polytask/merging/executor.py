@@ -11,6 +11,7 @@ number of models, options), so bad input fails before any output is written.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -23,7 +24,9 @@ from polytask.merging.selection import MagnitudeSelector
 from polytask.merging.sources import TensorSource
 from polytask.merging.tensor.protocol import TensorMerge, compute_dtype
 
-__all__ = ["MergePlan", "PlanItem", "execute", "plan_merge"]
+__all__ = ["CHUNK_ELEMS", "MergePlan", "PlanItem", "execute", "plan_merge"]
+
+CHUNK_ELEMS = 1 << 22  # tensors above this many entries are merged in blocks of rows
 
 
 @dataclass(frozen=True)
@@ -115,25 +118,54 @@ def _where(source: TensorSource) -> str:
     return str(getattr(source, "path", None) or getattr(source, "label", "a checkpoint"))
 
 
-def _checked(source: TensorSource, key: str) -> torch.Tensor:
-    tensor = source.get(key)
-    if _is_float(tensor.dtype) and not bool(torch.isfinite(tensor).all()):
-        raise PolytaskError(f"tensor {key!r} in {source.file_of(key)} contains NaN or Inf")
-    return tensor
+def _finite(tensor: torch.Tensor) -> bool:
+    """True when every entry is finite (a float64 sum is NaN/Inf exactly when one entry is)."""
+    if not _is_float(tensor.dtype) or tensor.numel() == 0:
+        return True
+    if math.isfinite(float(tensor.sum(dtype=torch.float64))):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+class _Block:
+    """Rows ``start:stop`` of one tensor (the whole tensor when ``rows`` is None)."""
+
+    def __init__(self, key: str, rows: tuple[int, int] | None) -> None:
+        self.key = key
+        self.rows = rows
+
+    def read(self, source: TensorSource) -> torch.Tensor:
+        tensor = (
+            source.get(self.key) if self.rows is None else source.get_rows(self.key, *self.rows)
+        )
+        if not _finite(tensor):
+            raise PolytaskError(
+                f"tensor {self.key!r} in {source.file_of(self.key)} contains NaN or Inf"
+            )
+        return tensor
+
+
+def _blocks(item: PlanItem, chunkable: bool, chunk_elems: int) -> list[_Block]:
+    numel = math.prod(item.shape)
+    if not chunkable or len(item.shape) < 2 or numel <= chunk_elems:
+        return [_Block(item.key, None)]
+    step = max(1, chunk_elems // math.prod(item.shape[1:]))
+    rows = item.shape[0]
+    return [_Block(item.key, (r, min(r + step, rows))) for r in range(0, rows, step)]
 
 
 class _Lazy(Sequence[torch.Tensor]):
-    """The fine-tuned models' tensors for one key, read from their sources on each access."""
+    """The fine-tuned models' tensors for one block, read from their sources on each access."""
 
-    def __init__(self, models: Sequence[TensorSource], key: str) -> None:
+    def __init__(self, models: Sequence[TensorSource], block: _Block) -> None:
         self._models = models
-        self._key = key
+        self._block = block
 
     def __len__(self) -> int:
         return len(self._models)
 
     def __getitem__(self, index: int) -> torch.Tensor:  # type: ignore[override]
-        return _checked(self._models[index], self._key)
+        return self._block.read(self._models[index])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for i in range(len(self)):
@@ -147,27 +179,23 @@ def _no_progress(items: Iterable[PlanItem], label: str) -> Iterable[PlanItem]:
     return items
 
 
-def global_thresholds(
-    method: TensorMerge,
-    plan: MergePlan,
+def _select(
+    ranks: list[tuple[int, ...]],
+    blocks: Iterable[_Block],
     base: TensorSource,
     models: Sequence[TensorSource],
-    progress: Progress = _no_progress,
-) -> list[list[float]] | None:
-    """Whole-model magnitude thresholds per model (two streaming passes), or None if unneeded."""
-    ranks = [method.global_ranks(plan.merged_numel, i) for i in range(len(models))]
-    if not any(ranks):
-        return None
+) -> list[list[float]]:
+    """Exact k-th largest task-vector magnitudes per model over ``blocks`` (two passes)."""
     selectors = [MagnitudeSelector(r) for r in ranks]
-    merged = [item for item in plan.items if item.action == "merge"]
+    blocks = list(blocks)
     for pass_no in (1, 2):
-        for item in progress(merged, f"threshold pass {pass_no}/2"):
-            b = _checked(base, item.key)
+        for block in blocks:
+            b = block.read(base)
             b = b.to(compute_dtype(b.dtype))
             for i, model in enumerate(models):
                 if not ranks[i]:
                     continue
-                magnitude = (_checked(model, item.key).to(b.dtype) - b).abs_()
+                magnitude = (block.read(model).to(b.dtype) - b).abs_()
                 if pass_no == 1:
                     selectors[i].observe(magnitude)
                 else:
@@ -179,6 +207,22 @@ def global_thresholds(
     return [s.thresholds() for s in selectors]
 
 
+def global_thresholds(
+    method: TensorMerge,
+    plan: MergePlan,
+    base: TensorSource,
+    models: Sequence[TensorSource],
+    chunk_elems: int = CHUNK_ELEMS,
+) -> list[list[float]] | None:
+    """Whole-model magnitude thresholds per model (two streaming passes), or None if unneeded."""
+    ranks = [method.global_ranks(plan.merged_numel, i) for i in range(len(models))]
+    if not any(ranks):
+        return None
+    merged = [item for item in plan.items if item.action == "merge"]
+    blocks = (b for item in merged for b in _blocks(item, True, chunk_elems))
+    return _select(ranks, blocks, base, models)
+
+
 def execute(
     method: TensorMerge,
     plan: MergePlan,
@@ -187,20 +231,34 @@ def execute(
     sink: Callable[[str, torch.Tensor], None],
     *,
     progress: Progress = _no_progress,
+    chunk_elems: int = CHUNK_ELEMS,
 ) -> list[list[float]] | None:
-    """Merge (or copy) every planned tensor into ``sink``; returns the global thresholds used."""
-    thresholds = global_thresholds(method, plan, base, models, progress)
+    """Merge (or copy) every planned tensor into ``sink``; returns the global thresholds used.
+
+    Tensors with more than ``chunk_elems`` entries are processed in blocks of rows when the
+    method is ``chunkable`` (``sink`` then receives consecutive row blocks of one key).
+    """
+    thresholds = global_thresholds(method, plan, base, models, chunk_elems)
     for item in progress(plan.items, "merging"):
-        b = _checked(base, item.key)
-        if item.action == "merge":
-            out = method(b, _Lazy(models, item.key), name=item.key, thresholds=thresholds)
-            if tuple(out.shape) != item.shape:
-                raise PolytaskError(f"tensor {item.key!r}: the method changed its shape")
-            if not bool(torch.isfinite(out).all()):
-                raise PolytaskError(f"tensor {item.key!r}: the merge produced NaN or Inf")
-        else:
-            out = b
-        del b
-        sink(item.key, out.to(item.dtype))
-        del out
+        blocks = _blocks(item, item.action == "merge" and method.chunkable, chunk_elems)
+        own = thresholds
+        if len(blocks) > 1 and thresholds is None:
+            numel = math.prod(item.shape)
+            ranks = [method.tensor_ranks(numel, i) for i in range(len(models))]
+            own = _select(ranks, blocks, base, models) if any(ranks) else None
+        row_numel = math.prod(item.shape[1:]) if item.shape else 1
+        for block in blocks:
+            b = block.read(base)
+            if item.action == "merge":
+                offset = 0 if block.rows is None else block.rows[0] * row_numel
+                out = method(b, _Lazy(models, block), name=item.key, thresholds=own, offset=offset)
+                if out.shape != b.shape:
+                    raise PolytaskError(f"tensor {item.key!r}: the method changed its shape")
+                if not _finite(out):
+                    raise PolytaskError(f"tensor {item.key!r}: the merge produced NaN or Inf")
+            else:
+                out = b
+            del b
+            sink(item.key, out.to(item.dtype))
+            del out
     return thresholds

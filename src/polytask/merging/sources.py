@@ -1,7 +1,7 @@
 """What the executor reads from: checkpoints on disk or plain dicts of tensors, behind one protocol.
 
 :class:`TensorSource` is the reading side of :class:`~polytask.merging.io.CheckpointReader`
-(``keys``, ``shape``, ``dtype``, ``get``, ``file_of``); :class:`StateSource` gives an in-memory
+(``keys``, ``shape``, ``dtype``, ``get``, ``get_rows``, ``file_of``); :class:`StateSource` gives an in-memory
 ``dict[str, Tensor]`` the same face so in-memory merges run the very same code as streamed ones.
 """
 
@@ -28,6 +28,8 @@ class TensorSource(Protocol):
     def dtype(self, key: str) -> torch.dtype: ...
 
     def get(self, key: str) -> torch.Tensor: ...
+
+    def get_rows(self, key: str, start: int, stop: int) -> torch.Tensor: ...
 
     def file_of(self, key: str) -> str | Path: ...
 
@@ -59,6 +61,9 @@ class StateSource:
 
     def get(self, key: str) -> torch.Tensor:
         return self._item(key).detach().cpu()
+
+    def get_rows(self, key: str, start: int, stop: int) -> torch.Tensor:
+        return self._item(key).detach()[start:stop].cpu()
 
     def file_of(self, key: str) -> str:
         return self.label

@@ -103,14 +103,21 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
     return ordered, {str(k): str(v) for k, v in metadata.items()}
 
 
-def read_into(fh: BinaryIO, entry: TensorEntry) -> torch.Tensor:
-    """Read one tensor's bytes with positioned reads into a freshly allocated tensor."""
-    out = torch.empty(entry.shape, dtype=entry.dtype)
+def read_into(
+    fh: BinaryIO, entry: TensorEntry, rows: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Read one tensor (or rows ``start:stop`` of its first dimension) into a fresh tensor."""
+    shape, start = entry.shape, entry.start
+    if rows is not None:
+        row_bytes = (entry.end - entry.start) // shape[0] if shape[0] else 0
+        shape = (rows[1] - rows[0], *shape[1:])
+        start += rows[0] * row_bytes
+    out = torch.empty(shape, dtype=entry.dtype)
     view = out.reshape(-1).view(torch.uint8).numpy().data
     fd = fh.fileno()
-    done, total = 0, entry.end - entry.start
+    done, total = 0, len(view)
     while done < total:
-        got = os.preadv(fd, [view[done:]], entry.start + done)
+        got = os.preadv(fd, [view[done:]], start + done)
         if got <= 0:
             raise PolytaskError(f"{entry.file} is truncated: could not read all bytes of a tensor")
         done += got

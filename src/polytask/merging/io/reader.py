@@ -42,6 +42,7 @@ _PICKLE_SUFFIXES = {".bin", ".pt", ".pth"}
 class CheckpointReader:
     """Read-only view of one checkpoint: ``keys()``, ``shape(key)``, ``dtype(key)``, ``get(key)``.
 
+    ``get_rows(key, start, stop)`` reads a block of rows of a large tensor.
     Keys keep the order of the data on disk, so iterating them reads files sequentially.
     ``file_of(key)`` names the file holding a tensor (used in error messages) and ``metadata``
     holds the safetensors ``__metadata__`` of the first file.
@@ -97,19 +98,32 @@ class CheckpointReader:
 
     def get(self, key: str) -> torch.Tensor:
         """Read one tensor into a new, writable CPU tensor."""
+        return self._read(key, None)
+
+    def get_rows(self, key: str, start: int, stop: int) -> torch.Tensor:
+        """Read rows ``start:stop`` (first dimension) of a tensor, without reading the rest."""
+        shape = self.shape(key)
+        if not shape or not 0 <= start <= stop <= shape[0]:
+            raise PolytaskError(
+                f"rows {start}:{stop} are out of range for tensor {key!r} of shape {shape}"
+            )
+        return self._read(key, (start, stop))
+
+    def _read(self, key: str, rows: tuple[int, int] | None) -> torch.Tensor:
         entry = self._entry(key)
         if self._loaded is not None:
-            return self._loaded[key].clone()
+            full = self._loaded[key]
+            return (full if rows is None else full[rows[0] : rows[1]]).clone()
         fh = self._handles.get(entry.file)
         if fh is None:
             try:
-                fh = open(entry.file, "rb", buffering=0)  # noqa: SIM115 - kept open until close()
+                fh = open(entry.file, "rb", buffering=0)
             except OSError as exc:
                 raise PolytaskError(
                     f"cannot read checkpoint file {entry.file}: {exc.strerror}"
                 ) from None
             self._handles[entry.file] = fh
-        return read_into(fh, entry)
+        return read_into(fh, entry, rows)
 
     def close(self) -> None:
         """Close the open file handles (reopened on the next ``get``)."""

@@ -80,6 +80,7 @@ class ShardedWriter:
         )
         self._order = [(s, e) for s, shard in enumerate(self._shards) for e in shard]
         self._next = 0
+        self._rows = 0  # rows of the current tensor written so far (row-block writes)
         self._shard = -1
         self._fh: BinaryIO | None = None
 
@@ -87,16 +88,23 @@ class ShardedWriter:
         if self._fh is not None:
             self._fh.close()
         header, _ = encode_header(self._shards[index], self.metadata)
-        self._fh = open(self.folder / self.files[index], "wb")  # noqa: SIM115 - closed in close()
+        self._fh = open(self.folder / self.files[index], "wb")
         self._fh.write(header)
         self._shard = index
 
     def write(self, key: str, tensor: torch.Tensor) -> None:
-        """Write the next planned tensor (must match the plan's name, shape and dtype)."""
+        """Write the next planned tensor, whole or as consecutive blocks of rows."""
         if self._next >= len(self._order):
             raise PolytaskError(f"tensor {key!r} was not planned for this output")
         shard, (name, shape, dtype) = self._order[self._next]
-        if key != name or tuple(tensor.shape) != shape or tensor.dtype != dtype:
+        whole = self._rows == 0 and tuple(tensor.shape) == shape
+        part = (
+            len(shape) > 0
+            and tensor.dim() == len(shape)
+            and tuple(tensor.shape[1:]) == shape[1:]
+            and self._rows + tensor.shape[0] <= shape[0]
+        )
+        if key != name or tensor.dtype != dtype or not (whole or part):
             raise PolytaskError(
                 f"output tensor {key!r} ({tuple(tensor.shape)}, {tensor.dtype}) does not match "
                 f"the planned {name!r} ({shape}, {dtype})"
@@ -107,7 +115,10 @@ class ShardedWriter:
         data = tensor.detach().contiguous().reshape(-1)
         if data.numel():
             self._fh.write(data.view(torch.uint8).numpy().data)
-        self._next += 1
+        self._rows = 0 if whole else self._rows + tensor.shape[0]
+        if whole or self._rows == shape[0]:
+            self._rows = 0
+            self._next += 1
 
     def close(self) -> None:
         """Finish the last shard and write the index (more than one shard)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,6 +22,8 @@ __all__ = ["WeightAverage"]
 class WeightAverage:
     """Weighted mean of the fine-tuned tensors (uniform by default)."""
 
+    chunkable: ClassVar[bool] = True
+
     weights: tuple[float, ...] | None = None
 
     def check_models(self, n: int) -> None:
@@ -28,6 +31,9 @@ class WeightAverage:
             raise PolytaskError("averaging needs at least one fine-tuned model")
         if sum(per_model(self.weights, n, "weights", 1.0)) == 0:
             raise PolytaskError("option 'weights' sums to 0; the weighted mean is undefined")
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return ()
 
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return ()
@@ -39,6 +45,7 @@ class WeightAverage:
         *,
         name: str = "",
         thresholds: Thresholds = None,
+        offset: int = 0,
     ) -> torch.Tensor:
         n = len(finetuned)
         self.check_models(n)

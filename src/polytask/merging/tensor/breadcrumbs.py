@@ -23,8 +23,8 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.pipeline import SparseSignMerge, kth_largest
-from polytask.merging.tensor.protocol import Thresholds, check_fraction, per_model
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge, kth_largest
+from polytask.merging.tensor.protocol import check_fraction, per_model
 
 __all__ = ["Breadcrumbs", "MagnitudeBand"]
 
@@ -51,14 +51,26 @@ class MagnitudeBand:
     def check_models(self, n: int) -> None:
         per_model(self.density, n, "density", 1.0)
 
+    @property
+    def chunkable(self) -> bool:
+        return True
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return self._ranks(numel, index) if self.topk == "tensor" else ()
+
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return self._ranks(total, index) if self.topk == "model" else ()
 
     def __call__(
-        self, tau: torch.Tensor, index: int, name: str, thresholds: Sequence[float] | None
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int = 0,
     ) -> torch.Tensor:
         magnitude = tau.abs()
-        if self.topk == "model" and thresholds is not None:
+        if thresholds is not None:
             upper, lower = thresholds
         else:
             top, bottom = self._ranks(tau.numel(), index)
@@ -67,7 +79,7 @@ class MagnitudeBand:
 
 
 @dataclass(frozen=True)
-class Breadcrumbs:
+class Breadcrumbs(PipelineMethod):
     """Magnitude band mask on each task vector, then sum (or TIES sign election and mean)."""
 
     density: float | tuple[float, ...] = 0.9
@@ -82,22 +94,3 @@ class Breadcrumbs:
         band = MagnitudeBand(self.density, self.gamma, self.topk)
         combine: Literal["sum", "mean"] = "sum" if self.sign == "none" else "mean"
         return SparseSignMerge(band, self.sign, combine, self.lam, self.weights)
-
-    def __post_init__(self) -> None:
-        _ = self.pipeline
-
-    def check_models(self, n: int) -> None:
-        self.pipeline.check_models(n)
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return self.pipeline.global_ranks(total, index)
-
-    def __call__(
-        self,
-        base: torch.Tensor,
-        finetuned: Sequence[torch.Tensor],
-        *,
-        name: str = "",
-        thresholds: Thresholds = None,
-    ) -> torch.Tensor:
-        return self.pipeline(base, finetuned, name=name, thresholds=thresholds)

@@ -8,7 +8,8 @@ For each task vector τ_t = θ_t − θ_0 and drop rate p = 1 − d (``density``
   ``rescale="l1"``: r_t = ‖τ_t‖₁ / ‖m_t ⊙ τ_t‖₁ (norm matching, as mergekit), or ``"none"``: 1;
 * θ = θ_0 + λ Σ_t w_t τ̂_t.
 
-The mask is drawn as ``torch.rand(shape, generator=g) < d`` with a float32 uniform draw.
+The mask is ``u < d`` with u float32 uniform draws from :func:`~polytask.merging.tensor.seeding.uniform`
+(per element position, so a tensor merged in row blocks gets the same mask).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.pipeline import SparseSignMerge
-from polytask.merging.tensor.protocol import Thresholds, check_fraction, per_model
-from polytask.merging.tensor.seeding import tensor_generator
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge
+from polytask.merging.tensor.protocol import check_fraction, per_model
+from polytask.merging.tensor.seeding import uniform
 
 __all__ = ["Dare", "RandomDrop"]
 
@@ -45,17 +46,28 @@ class RandomDrop:
     def check_models(self, n: int) -> None:
         per_model(self.density, n, "density", 1.0)
 
+    @property
+    def chunkable(self) -> bool:
+        return self.rescale != "l1"  # the L1 norms are those of the whole tensor
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return ()
+
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return ()
 
     def __call__(
-        self, tau: torch.Tensor, index: int, name: str, thresholds: Sequence[float] | None
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int = 0,
     ) -> torch.Tensor:
         density = self.density if isinstance(self.density, float | int) else self.density[index]
         if density >= 1.0:
             return tau
-        gen = tensor_generator(self.seed, name, index)
-        keep = torch.rand(tau.shape, generator=gen) < density
+        keep = uniform(self.seed, name, index, tau.shape, offset) < density
         if self.rescale == "l1":
             before = tau.abs().sum()
             tau.mul_(keep)
@@ -70,7 +82,7 @@ class RandomDrop:
 
 
 @dataclass(frozen=True)
-class Dare:
+class Dare(PipelineMethod):
     """DARE: random drop with rescale, then ``θ_0 + λ Σ w_t τ̂_t`` (no sign election)."""
 
     density: float | tuple[float, ...] = 0.5
@@ -83,22 +95,3 @@ class Dare:
     def pipeline(self) -> SparseSignMerge:
         drop = RandomDrop(self.density, self.rescale, self.seed)
         return SparseSignMerge(drop, "none", "sum", self.lam, self.weights)
-
-    def __post_init__(self) -> None:
-        _ = self.pipeline
-
-    def check_models(self, n: int) -> None:
-        self.pipeline.check_models(n)
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return ()
-
-    def __call__(
-        self,
-        base: torch.Tensor,
-        finetuned: Sequence[torch.Tensor],
-        *,
-        name: str = "",
-        thresholds: Thresholds = None,
-    ) -> torch.Tensor:
-        return self.pipeline(base, finetuned, name=name, thresholds=thresholds)

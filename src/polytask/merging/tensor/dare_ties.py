@@ -8,21 +8,17 @@ agree with γ; θ = θ_0 + λ τ_m.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
 from polytask.merging.tensor.dare import RandomDrop
-from polytask.merging.tensor.pipeline import SparseSignMerge
-from polytask.merging.tensor.protocol import Thresholds
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge
 
 __all__ = ["DareTies"]
 
 
 @dataclass(frozen=True)
-class DareTies:
+class DareTies(PipelineMethod):
     """Random drop with rescale, sign election, disjoint mean, scale by ``lam``."""
 
     density: float | tuple[float, ...] = 0.5
@@ -36,22 +32,3 @@ class DareTies:
     def pipeline(self) -> SparseSignMerge:
         drop = RandomDrop(self.density, self.rescale, self.seed)
         return SparseSignMerge(drop, self.sign, "mean", self.lam, self.weights)
-
-    def __post_init__(self) -> None:
-        _ = self.pipeline
-
-    def check_models(self, n: int) -> None:
-        self.pipeline.check_models(n)
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return ()
-
-    def __call__(
-        self,
-        base: torch.Tensor,
-        finetuned: Sequence[torch.Tensor],
-        *,
-        name: str = "",
-        thresholds: Thresholds = None,
-    ) -> torch.Tensor:
-        return self.pipeline(base, finetuned, name=name, thresholds=thresholds)

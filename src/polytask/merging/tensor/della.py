@@ -22,9 +22,9 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.pipeline import SparseSignMerge
-from polytask.merging.tensor.protocol import Thresholds, check_fraction, per_model
-from polytask.merging.tensor.seeding import tensor_generator
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge
+from polytask.merging.tensor.protocol import check_fraction, per_model
+from polytask.merging.tensor.seeding import uniform
 
 __all__ = ["Della", "MagnitudeSampling"]
 
@@ -54,6 +54,13 @@ class MagnitudeSampling:
     def check_models(self, n: int) -> None:
         per_model(self.density, n, "density", 1.0)
 
+    @property
+    def chunkable(self) -> bool:
+        return True
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return ()
+
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return ()
 
@@ -71,11 +78,15 @@ class MagnitudeSampling:
         return q.reshape(tau.shape)
 
     def __call__(
-        self, tau: torch.Tensor, index: int, name: str, thresholds: Sequence[float] | None
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int = 0,
     ) -> torch.Tensor:
         q = self.keep_probability(tau, index)
-        gen = tensor_generator(self.seed, name, index)
-        keep = torch.rand(tau.shape, generator=gen, dtype=tau.dtype) < q
+        keep = uniform(self.seed, name, index, tau.shape, offset, dtype=tau.dtype) < q
         tau.mul_(keep)
         if self.rescale == "inverse":
             tau.div_(q)
@@ -83,7 +94,7 @@ class MagnitudeSampling:
 
 
 @dataclass(frozen=True)
-class Della:
+class Della(PipelineMethod):
     """MAGPRUNE sampling with rescale, sign election, disjoint mean, scale by ``lam``."""
 
     density: float | tuple[float, ...] = 0.5
@@ -98,22 +109,3 @@ class Della:
     def pipeline(self) -> SparseSignMerge:
         sampling = MagnitudeSampling(self.density, self.epsilon, self.rescale, self.seed)
         return SparseSignMerge(sampling, self.sign, "mean", self.lam, self.weights)
-
-    def __post_init__(self) -> None:
-        _ = self.pipeline
-
-    def check_models(self, n: int) -> None:
-        self.pipeline.check_models(n)
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return ()
-
-    def __call__(
-        self,
-        base: torch.Tensor,
-        finetuned: Sequence[torch.Tensor],
-        *,
-        name: str = "",
-        thresholds: Thresholds = None,
-    ) -> torch.Tensor:
-        return self.pipeline(base, finetuned, name=name, thresholds=thresholds)

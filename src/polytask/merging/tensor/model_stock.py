@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -29,9 +30,14 @@ __all__ = ["ModelStock"]
 class ModelStock:
     """Interpolate between the base and the models' mean by the Model Stock ratio t."""
 
+    chunkable: ClassVar[bool] = False
+
     def check_models(self, n: int) -> None:
         if n < 1:
             raise PolytaskError("model stock needs at least one fine-tuned model")
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return ()
 
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return ()
@@ -43,6 +49,7 @@ class ModelStock:
         *,
         name: str = "",
         thresholds: Thresholds = None,
+        offset: int = 0,
     ) -> torch.Tensor:
         n = len(finetuned)
         self.check_models(n)

@@ -11,13 +11,15 @@ For task vectors τ_t = θ_t − θ_0 (t = 1..T, weights w_t, scaling λ):
    mask (all ones without consensus);
 4. **scale**: θ = θ_0 + λ τ_m.
 
-The fine-tuned tensors are visited one at a time: one sweep without consensus, two with it
-(sparsification is deterministic given the thresholds and the per-tensor seed, so the second
-sweep recomputes τ̂_t instead of holding all of them).
+The fine-tuned tensors are visited once, one at a time. With consensus, the positive and
+negative parts are accumulated separately — P = Σ w_t max(τ̂_t, 0), N = Σ w_t min(τ̂_t, 0) and
+the weights of the models behind each — so after the sweep γ = sgn(P + N) (or of the sign
+counts) picks P or N and its weight without revisiting any model.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -27,32 +29,66 @@ import torch
 from polytask._core import PolytaskError
 from polytask.merging.tensor.protocol import Thresholds, compute_dtype, per_model
 
-__all__ = ["SparseSignMerge", "Sparsifier", "kth_largest"]
+__all__ = ["PipelineMethod", "SparseSignMerge", "Sparsifier", "kth_largest"]
 
 
 class Sparsifier(Protocol):
-    """Step 1 of the pipeline: ``sparsifier(tau, index, name, thresholds) -> tau_hat``.
+    """Step 1 of the pipeline: ``sparsifier(tau, index, name, thresholds, offset) -> tau_hat``.
 
     It may modify ``tau`` in place (the pipeline owns it) and must be deterministic given its
-    arguments. ``global_ranks`` names the whole-model magnitude ranks it needs (or ``()``).
+    arguments. ``tensor_ranks`` / ``global_ranks`` name the magnitude ranks it needs (or ``()``).
     """
 
     def __call__(
-        self, tau: torch.Tensor, index: int, name: str, thresholds: Sequence[float] | None
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int,
     ) -> torch.Tensor: ...
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]: ...
 
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]: ...
 
     def check_models(self, n: int) -> None: ...
 
+    @property
+    def chunkable(self) -> bool:
+        """False when the result on a block of rows depends on the rest of the tensor."""
+
+
+_SAMPLE = 1 << 14
+
 
 def kth_largest(magnitudes: torch.Tensor, k: int) -> float:
-    """The k-th largest value (1-based) of a flat tensor; +inf for k = 0."""
-    n = magnitudes.numel()
+    """The exact k-th largest value (1-based) of a tensor; +inf for k = 0.
+
+    Large tensors are bracketed from a strided sample first, so the exact selection runs on a
+    thin band of values instead of the whole tensor (a full ``kthvalue`` is the fallback).
+    """
+    flat = magnitudes.reshape(-1)
+    n = flat.numel()
     if k <= 0:
         return float("inf")
     k = min(k, n)
-    return float(torch.kthvalue(magnitudes.reshape(-1), n - k + 1).values)
+    if n > 16 * _SAMPLE:
+        sample = flat[:: n // _SAMPLE].sort(descending=True).values
+        s = sample.numel()
+        q = k / n
+        margin = int(4 * math.sqrt(s * q * (1 - q))) + 16
+        hi_at, lo_at = int(q * s) - margin, int(q * s) + margin
+        hi = float(sample[hi_at]) if hi_at > 0 else float("inf")
+        if lo_at < s:
+            lo = float(sample[lo_at])
+            above = int((flat > hi).sum()) if hi_at > 0 else 0
+            if above < k:
+                band = flat[(flat <= hi) & (flat >= lo)]
+                need = k - above
+                if band.numel() >= need:
+                    return float(torch.kthvalue(band, band.numel() - need + 1).values)
+    return float(torch.kthvalue(flat, n - k + 1).values)
 
 
 @dataclass(frozen=True)
@@ -64,6 +100,10 @@ class SparseSignMerge:
     combine: Literal["sum", "mean"] = "sum"
     lam: float = 1.0
     weights: tuple[float, ...] | None = None
+
+    @property
+    def chunkable(self) -> bool:
+        return self.sparsifier is None or self.sparsifier.chunkable
 
     def __post_init__(self) -> None:
         if self.consensus not in ("none", "sum", "count"):
@@ -80,17 +120,11 @@ class SparseSignMerge:
         if self.sparsifier is not None:
             self.sparsifier.check_models(n)
 
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return () if self.sparsifier is None else self.sparsifier.tensor_ranks(numel, index)
+
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return () if self.sparsifier is None else self.sparsifier.global_ranks(total, index)
-
-    def _sparse(
-        self, base: torch.Tensor, theta: torch.Tensor, index: int, name: str, thresholds: Thresholds
-    ) -> torch.Tensor:
-        tau = theta.to(base.dtype) - base
-        if self.sparsifier is None:
-            return tau
-        own = None if thresholds is None else thresholds[index]
-        return self.sparsifier(tau, index, name, own)
 
     def __call__(
         self,
@@ -99,43 +133,106 @@ class SparseSignMerge:
         *,
         name: str = "",
         thresholds: Thresholds = None,
+        offset: int = 0,
     ) -> torch.Tensor:
         n = len(finetuned)
         self.check_models(n)
         weights = per_model(self.weights, n, "weights", 1.0)
         b = base.to(compute_dtype(base.dtype))
-        sign: torch.Tensor | None = None
-        if self.consensus != "none":
-            score = torch.zeros_like(b)
+        if self.consensus == "none":
+            total = torch.zeros_like(b)
             for t in range(n):
-                tau_hat = self._sparse(b, finetuned[t], t, name, thresholds)
-                if self.consensus == "sum":
-                    score.add_(tau_hat, alpha=weights[t])
-                else:
-                    score.add_(torch.sign(tau_hat))
+                tau_hat = self._sparse(b, finetuned[t], t, name, thresholds, offset)
+                total.add_(tau_hat) if weights[t] == 1.0 else total.add_(tau_hat, alpha=weights[t])
                 del tau_hat
-            sign = score >= 0
-            del score
-        total = torch.zeros_like(b)
-        norm = torch.zeros_like(b) if self.combine == "mean" else None
-        for t in range(n):
-            tau_hat = self._sparse(b, finetuned[t], t, name, thresholds)
-            if sign is not None:
-                agree = (tau_hat > 0) == sign
-                agree &= tau_hat != 0
-                tau_hat.mul_(agree)
-                if norm is not None:
-                    norm.add_(agree, alpha=weights[t])
-            elif norm is not None:
-                norm.add_(weights[t])
-            if weights[t] == 1.0:
-                total.add_(tau_hat)
-            else:
-                total.add_(tau_hat, alpha=weights[t])
-            del tau_hat
-        if norm is not None:
-            norm.masked_fill_(norm == 0, 1.0)  # where nothing contributes, total is 0 already
-            total.div_(norm)
+            if self.combine == "mean":
+                total.div_(sum(weights))
+        else:
+            total = self._consensus(b, finetuned, weights, name, thresholds, offset)
         if self.lam != 1.0:
             total.mul_(self.lam)
         return (b + total).to(base.dtype)
+
+    def _sparse(
+        self,
+        b: torch.Tensor,
+        theta: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Thresholds,
+        offset: int,
+    ) -> torch.Tensor:
+        tau = theta.to(b.dtype) - b
+        if self.sparsifier is None:
+            return tau
+        own = None if thresholds is None else thresholds[index]
+        return self.sparsifier(tau, index, name, own, offset)
+
+    def _consensus(
+        self,
+        b: torch.Tensor,
+        finetuned: Sequence[torch.Tensor],
+        weights: list[float],
+        name: str,
+        thresholds: Thresholds,
+        offset: int,
+    ) -> torch.Tensor:
+        pos, neg = torch.zeros_like(b), torch.zeros_like(b)
+        w_pos, w_neg = torch.zeros_like(b), torch.zeros_like(b)
+        unit = all(w == 1.0 for w in weights)
+        shared = unit or self.consensus == "sum"  # sign counts are the weights, or unused
+        c_pos, c_neg = (w_pos, w_neg) if shared else (torch.zeros_like(b), torch.zeros_like(b))
+        for t in range(len(finetuned)):
+            tau_hat = self._sparse(b, finetuned[t], t, name, thresholds, offset)
+            is_pos, is_neg = tau_hat > 0, tau_hat < 0
+            pos.add_(tau_hat.clamp(min=0), alpha=weights[t])
+            neg.add_(tau_hat.clamp_(max=0), alpha=weights[t])
+            w_pos.add_(is_pos, alpha=weights[t])
+            w_neg.add_(is_neg, alpha=weights[t])
+            if not shared:
+                c_pos.add_(is_pos)
+                c_neg.add_(is_neg)
+            del tau_hat, is_pos, is_neg
+        up = (pos + neg >= 0) if self.consensus == "sum" else (c_pos >= c_neg)
+        total = torch.where(up, pos, neg)
+        del pos, neg
+        if self.combine == "mean":
+            norm = torch.where(up, w_pos, w_neg)
+            norm.masked_fill_(norm == 0, 1.0)  # where nothing contributes, total is 0 already
+            total.div_(norm)
+        return total
+
+
+class PipelineMethod:
+    """Base of the methods that are one :class:`SparseSignMerge` setting (``pipeline``)."""
+
+    @property
+    def chunkable(self) -> bool:
+        return self.pipeline.chunkable
+
+    @property
+    def pipeline(self) -> SparseSignMerge:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        _ = self.pipeline  # validates the options
+
+    def check_models(self, n: int) -> None:
+        self.pipeline.check_models(n)
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return self.pipeline.tensor_ranks(numel, index)
+
+    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
+        return self.pipeline.global_ranks(total, index)
+
+    def __call__(
+        self,
+        base: torch.Tensor,
+        finetuned: Sequence[torch.Tensor],
+        *,
+        name: str = "",
+        thresholds: Thresholds = None,
+        offset: int = 0,
+    ) -> torch.Tensor:
+        return self.pipeline(base, finetuned, name=name, thresholds=thresholds, offset=offset)

@@ -6,13 +6,18 @@ A per-tensor method is a frozen dataclass called on one tensor name at a time::
 
 ``base`` is the pre-trained tensor, ``finetuned`` a sequence of the fine-tuned models' tensors
 (same shape and dtype). The sequence may be lazy: the streaming executor hands one that reads a
-model's tensor from disk on each access, so methods touch the models one at a time (possibly in
-two sweeps) and never modify what they are given. The result has ``base``'s shape and dtype;
-arithmetic runs in float32 (float64 for float64 inputs).
+model's tensor from disk on each access, so methods touch the models one at a time and never
+modify what they are given. The result has ``base``'s shape and dtype; arithmetic runs in
+float32 (float64 for float64 inputs).
 
-Methods that rank magnitudes over the whole model (``topk="model"``) say which ranks they need
-through ``global_ranks(total, index)``; the executor finds those k-th largest task-vector
-magnitudes in a streaming pre-pass and passes them back as ``thresholds[index]``.
+Large tensors may be merged in row blocks (``chunkable`` methods only): then ``base`` and the
+fine-tuned tensors are rows of the full tensor, ``offset`` is the flat index of their first
+element (random masks are drawn per element position), and statistics that need the whole
+tensor arrive precomputed as ``thresholds``. Methods that rank magnitudes say which ranks they
+need: ``tensor_ranks(numel, index)`` within one tensor, ``global_ranks(total, index)`` over the
+whole model (``topk="model"``); the executor finds those k-th largest task-vector magnitudes
+with an exact streaming selection and passes them as ``thresholds[index]``. Called without
+``thresholds``, a method computes them from the tensor it was given.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ Thresholds = Sequence[Sequence[float]] | None
 
 @runtime_checkable
 class TensorMerge(Protocol):
-    """``method(base, finetuned, name=..., thresholds=...) -> merged`` on one tensor."""
+    """``method(base, finetuned, name=..., thresholds=..., offset=...) -> merged`` on one tensor."""
+
+    @property
+    def chunkable(self) -> bool:
+        """True when rows of a tensor can be merged separately (given ``thresholds``)."""
 
     def __call__(
         self,
@@ -41,13 +50,17 @@ class TensorMerge(Protocol):
         *,
         name: str = "",
         thresholds: Thresholds = None,
+        offset: int = 0,
     ) -> torch.Tensor: ...
 
     def check_models(self, n: int) -> None:
         """Raise PolytaskError when the method cannot merge ``n`` fine-tuned models."""
 
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        """k-th largest magnitudes (1-based) of model ``index``'s task vector within one tensor."""
+
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        """k-th largest magnitudes (1-based ranks) of model ``index``'s whole task vector needed."""
+        """k-th largest magnitudes (1-based) of model ``index``'s whole task vector needed."""
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

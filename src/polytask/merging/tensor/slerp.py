@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -28,6 +29,8 @@ __all__ = ["Slerp"]
 class Slerp:
     """SLERP from the base (t = 0) to the single fine-tuned model (t = 1)."""
 
+    chunkable: ClassVar[bool] = False
+
     t: float = 0.5
     colinear_eps: float = 5e-4
 
@@ -37,6 +40,9 @@ class Slerp:
     def check_models(self, n: int) -> None:
         if n != 1:
             raise PolytaskError(f"slerp merges exactly one fine-tuned model into the base, got {n}")
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return ()
 
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return ()
@@ -48,6 +54,7 @@ class Slerp:
         *,
         name: str = "",
         thresholds: Thresholds = None,
+        offset: int = 0,
     ) -> torch.Tensor:
         self.check_models(len(finetuned))
         v0 = base.to(compute_dtype(base.dtype))

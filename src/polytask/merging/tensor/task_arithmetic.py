@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -22,6 +23,8 @@ __all__ = ["TaskArithmetic"]
 class TaskArithmetic:
     """``θ_0 + λ Σ_t w_t τ_t``: one scaling ``lam`` and optional per-model ``weights``."""
 
+    chunkable: ClassVar[bool] = True
+
     lam: float = 1.0
     weights: tuple[float, ...] | None = None
 
@@ -29,6 +32,9 @@ class TaskArithmetic:
         if n < 1:
             raise PolytaskError("task arithmetic needs at least one fine-tuned model")
         per_model(self.weights, n, "weights", 1.0)
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return ()
 
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return ()
@@ -40,6 +46,7 @@ class TaskArithmetic:
         *,
         name: str = "",
         thresholds: Thresholds = None,
+        offset: int = 0,
     ) -> torch.Tensor:
         n = len(finetuned)
         self.check_models(n)

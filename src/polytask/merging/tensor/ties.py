@@ -24,8 +24,8 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.pipeline import SparseSignMerge, kth_largest
-from polytask.merging.tensor.protocol import Thresholds, check_fraction, per_model
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge, kth_largest
+from polytask.merging.tensor.protocol import check_fraction, per_model
 
 __all__ = ["MagnitudeTopK", "Ties"]
 
@@ -52,17 +52,31 @@ class MagnitudeTopK:
     def check_models(self, n: int) -> None:
         per_model(self.density, n, "density", 1.0)
 
+    @property
+    def chunkable(self) -> bool:
+        return True
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        scoped = self.topk == "tensor" and self._density(index) < 1.0
+        return (_keep_count(self._density(index), numel),) if scoped else ()
+
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return (_keep_count(self._density(index), total),) if self.topk == "model" else ()
+        scoped = self.topk == "model" and self._density(index) < 1.0
+        return (_keep_count(self._density(index), total),) if scoped else ()
 
     def __call__(
-        self, tau: torch.Tensor, index: int, name: str, thresholds: Sequence[float] | None
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int = 0,
     ) -> torch.Tensor:
         density = self._density(index)
         if density >= 1.0:
             return tau
         magnitude = tau.abs()
-        if self.topk == "model" and thresholds is not None:
+        if thresholds is not None:
             threshold = thresholds[0]
         else:
             threshold = kth_largest(magnitude, _keep_count(density, tau.numel()))
@@ -70,7 +84,7 @@ class MagnitudeTopK:
 
 
 @dataclass(frozen=True)
-class Ties:
+class Ties(PipelineMethod):
     """TIES: trim to the top-``density`` magnitudes, elect signs, disjoint mean, scale by ``lam``."""
 
     density: float | tuple[float, ...] = 0.2
@@ -84,22 +98,3 @@ class Ties:
         return SparseSignMerge(
             MagnitudeTopK(self.density, self.topk), self.sign, "mean", self.lam, self.weights
         )
-
-    def __post_init__(self) -> None:
-        _ = self.pipeline  # validates the options
-
-    def check_models(self, n: int) -> None:
-        self.pipeline.check_models(n)
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return self.pipeline.global_ranks(total, index)
-
-    def __call__(
-        self,
-        base: torch.Tensor,
-        finetuned: Sequence[torch.Tensor],
-        *,
-        name: str = "",
-        thresholds: Thresholds = None,
-    ) -> torch.Tensor:
-        return self.pipeline(base, finetuned, name=name, thresholds=thresholds)
