@@ -177,3 +177,44 @@ def test_data_based_methods_require_their_data(name: str) -> None:
         method.merge(base, ft, data=task_data(2))
     with pytest.raises(PolytaskError, match="one iterable per task"):
         method.merge(base, ft, model=model, data=torch.zeros(2, 3))
+
+
+class DropoutNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(3, 4)
+        self.drop = torch.nn.Dropout(0.5)
+        self.out = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(torch.tanh(self.hidden(x))))
+
+
+@pytest.mark.parametrize(
+    "method",
+    [FisherMerge(labels="predicted"), RegMean(), AdaMerging(steps=2)],
+    ids=["fisher", "regmean", "adamerging"],
+)
+def test_data_based_methods_run_the_model_in_eval_mode(method: ModelMerge) -> None:
+    model = DropoutNet()
+    model.train()
+    base = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ft = [{k: v + 0.1 * (i + 1) for k, v in base.items()} for i in range(2)]
+    data = (
+        [[b[0] for b in task] for task in task_data(2)]
+        if isinstance(method, AdaMerging)
+        else task_data(2)
+    )
+    first = method.merge(base, ft, model=model, data=data)
+    second = method.merge(base, ft, model=model, data=data)
+    for k in base:
+        assert torch.equal(first.state[k], second.state[k])  # no dropout noise
+    assert model.training and model.drop.training
+    assert first.metadata["model_mode"] == "eval"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bfloat16_checkpoints_stay_bfloat16(name: str) -> None:
+    outcome, base, _ = _run(name, 2, torch.bfloat16)
+    for k, v in base.items():
+        assert outcome.state[k].dtype == v.dtype

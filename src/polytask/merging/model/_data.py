@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -68,3 +69,15 @@ def model_state(model: nn.Module, state: Mapping[str, Tensor], method: str) -> d
 def no_grad_outputs(model: nn.Module, state: Mapping[str, Tensor], inputs: Tensor) -> Any:
     with torch.no_grad():
         return torch.func.functional_call(model, dict(state), (inputs,))
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode (no dropout, running norm statistics), then restore its modes."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes.items():
+            module.train(training)

@@ -32,7 +32,13 @@ from torch import Tensor, nn
 
 from polytask._core import PolytaskError
 from polytask.merging.model._checkpoints import check_checkpoints, check_number, task_vectors
-from polytask.merging.model._data import check_model, check_task_data, model_state, split_batch
+from polytask.merging.model._data import (
+    check_model,
+    check_task_data,
+    eval_mode,
+    model_state,
+    split_batch,
+)
 from polytask.merging.model.protocol import MergeOutcome
 
 _NAME = "AdaMerging"
@@ -50,13 +56,15 @@ def merged_state(
     base: Mapping[str, Tensor], vectors: Sequence[Mapping[str, Tensor]], coefficients: Tensor
 ) -> dict[str, Tensor]:
     """θ_0 + Σ_t λ_t τ_t; ``coefficients`` is ``[T]`` (task-wise) or ``[T, L]`` (layer-wise, L
-    = number of tensors in ``vectors[0]``, in its order). Differentiable in ``coefficients``."""
+    = number of tensors in ``vectors[0]``, in its order). Differentiable in ``coefficients``;
+    each tensor is returned in its base dtype."""
     out: dict[str, Tensor] = dict(base)
     for index, name in enumerate(vectors[0]):
         lam = coefficients if coefficients.dim() == 1 else coefficients[:, index]
         stacked = torch.stack([v[name] for v in vectors])
         lam = lam.to(stacked.dtype).reshape((-1,) + (1,) * (stacked.dim() - 1))
-        out[name] = base[name].to(stacked.dtype) + (lam * stacked).sum(0)
+        merged = base[name].to(stacked.dtype) + (lam * stacked).sum(0)
+        out[name] = merged.to(base[name].dtype)
     return out
 
 
@@ -146,20 +154,21 @@ class AdaMerging:
                 loss = loss + prediction_entropy(pick(out, t)).mean()
             return loss
 
-        with torch.no_grad():
-            before = float(objective(first))
-        history = []
-        for step in range(self.steps):
-            batch_list = first if step == 0 else [next(s) for s in streams]
-            optimizer.zero_grad()
-            loss = objective(batch_list)
-            loss.backward()
-            optimizer.step()
-            history.append(float(loss.detach()))
-        with torch.no_grad():
-            after = float(objective(first))
-            lam = self.coefficients(raw).detach()
-            merged = merged_state(base, vectors, lam)
+        with eval_mode(net):
+            with torch.no_grad():
+                before = float(objective(first))
+            history = []
+            for step in range(self.steps):
+                batch_list = first if step == 0 else [next(s) for s in streams]
+                optimizer.zero_grad()
+                loss = objective(batch_list)
+                loss.backward()
+                optimizer.step()
+                history.append(float(loss.detach()))
+            with torch.no_grad():
+                after = float(objective(first))
+                lam = self.coefficients(raw).detach()
+                merged = merged_state(base, vectors, lam)
         state = {
             k: merged[k].to(base[k].dtype) if base[k].is_floating_point() else base[k].clone()
             for k in base
@@ -179,6 +188,7 @@ class AdaMerging:
             "objective": "sum over tasks of the mean Shannon entropy of softmax(logits), nats",
             "optimizer": f"Adam(lr={self.lr})",
             "init": self.init,
+            "model_mode": "eval",
             "steps": self.steps,
             "clamp": list(self.clamp) if self.clamp is not None else None,
             "coefficients": coefs,

@@ -42,6 +42,7 @@ from polytask.merging.model._data import (
     batches,
     check_model,
     check_task_data,
+    eval_mode,
     model_state,
     no_grad_outputs,
     split_batch,
@@ -136,10 +137,10 @@ class FisherMerge:
         pick = select or (lambda out, t: out)
         full = model_state(check_model(model, _NAME), state, _NAME)
         names = [n for n, _ in model.named_parameters()]
-        params = {n: full[n].detach().to(work_dtype(full[n].dtype)) for n in names}
+        params = {n: full[n].detach() for n in names}
         buffers = {n: full[n] for n in full if n not in params}
         gen = torch.Generator().manual_seed(self.seed)
-        total = {n: torch.zeros_like(p) for n, p in params.items()}
+        total = {n: torch.zeros_like(p, dtype=work_dtype(p.dtype)) for n, p in params.items()}
         count = 0
 
         def loglik(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -147,14 +148,15 @@ class FisherMerge:
             return _log_prob(out, y.unsqueeze(0), self.likelihood)
 
         per_example = torch.func.vmap(torch.func.grad(loglik), in_dims=(None, 0, 0))
-        for batch in batches(data, self.num_batches, _NAME, task):
-            inputs, given = split_batch(batch, _NAME, task)
-            outputs = pick(no_grad_outputs(model, {**params, **buffers}, inputs), task)
-            labels = self._labels(outputs, given, gen, task)
-            grads = per_example(params, inputs, labels)
-            for n in total:
-                total[n] += grads[n].pow(2).sum(0)
-            count += inputs.shape[0]
+        with eval_mode(model):
+            for batch in batches(data, self.num_batches, _NAME, task):
+                inputs, given = split_batch(batch, _NAME, task)
+                outputs = pick(no_grad_outputs(model, {**params, **buffers}, inputs), task)
+                labels = self._labels(outputs, given, gen, task)
+                grads = per_example(params, inputs, labels)
+                for n in total:
+                    total[n] += grads[n].to(total[n].dtype).pow(2).sum(0)
+                count += inputs.shape[0]
         return {n: t / count for n, t in total.items()}
 
     def merge(
@@ -206,6 +208,7 @@ class FisherMerge:
             "likelihood": self.likelihood if source == "computed" else None,
             "num_batches": self.num_batches,
             "seed": self.seed,
+            "model_mode": "eval",
             "epsilon": self.epsilon,
             "weights": list(weights),
             "fisher_keys": fisher_keys,

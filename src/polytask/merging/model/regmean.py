@@ -33,6 +33,7 @@ from polytask.merging.model._data import (
     batches,
     check_model,
     check_task_data,
+    eval_mode,
     model_state,
     split_batch,
 )
@@ -123,7 +124,7 @@ class RegMean:
 
         handles = [m.register_forward_hook(hook_for(n)) for n, m in linears.items()]
         try:
-            with torch.no_grad():
+            with torch.no_grad(), eval_mode(model):
                 for batch in batches(data, self.num_batches, _NAME, task):
                     inputs, _ = split_batch(batch, _NAME, task)
                     torch.func.functional_call(model, full, (inputs,))
@@ -175,6 +176,7 @@ class RegMean:
             "gram": self.gram,
             "gram_source": source,
             "num_batches": self.num_batches,
+            "model_mode": "eval",
             "solver": "float64, W_avg + pinv(A)(B - A W_avg) (Cholesky on reached inputs)",
             "regmean_keys": [k for k in base if k in grams[0]],
             "other_floating_tensors": "plain mean",
