@@ -67,9 +67,7 @@ def test_task_order_permutation_invariance(name: str) -> None:
     torch.testing.assert_close(d1, d2, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "name", sorted(n for n in FACTORIES if FACTORIES[n]().non_conflicting)
-)
+@pytest.mark.parametrize("name", sorted(n for n in FACTORIES if FACTORIES[n]().non_conflicting))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_non_conflicting_where_claimed(name: str, seed: int) -> None:
     jac = jacobian(4, n=5, seed=seed)

@@ -62,14 +62,17 @@ def test_exact_mode_gramian_method_by_hand(tiny) -> None:
         torch.testing.assert_close(p.grad, g)
 
 
-def test_features_mode_matches_formula(tiny) -> None:
-    model, x, y = tiny()
+@pytest.mark.parametrize("m", [3, 5])  # 3: factored linear-head path; 5 (≥ width 4): generic
+def test_features_mode_matches_formula(tiny, m: int) -> None:
+    model, x, y = tiny(m=m)
     shared = list(model.trunk.parameters())
     losses, z = model.losses(x, y)
     dz = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])
     gram = dz.flatten(1) @ dz.flatten(1).T
     w_ref = pb.UPGrad().weights(pb.Statistics(losses=losses.detach(), gramian=gram))
-    trunk_ref = torch.autograd.grad(z, shared, grad_outputs=torch.einsum("k,kbd->bd", w_ref, dz), retain_graph=True)
+    trunk_ref = torch.autograd.grad(
+        z, shared, grad_outputs=torch.einsum("k,kbd->bd", w_ref, dz), retain_graph=True
+    )
     head_ref = torch.autograd.grad(losses.sum(), list(model.heads.parameters()), retain_graph=True)
     res = pb.Balancer(pb.UPGrad(), mode="features").backward(losses, shared, features=z)
     torch.testing.assert_close(res.gramian, gram)
@@ -84,7 +87,9 @@ def test_balanced_backward_picks_features_mode(tiny) -> None:
     model, x, y = tiny()
     losses, z = model.losses(x, y)
     dz = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])
-    w_ref = pb.IMTLG().weights(pb.Statistics(losses.detach(), gramian=dz.flatten(1) @ dz.flatten(1).T))
+    w_ref = pb.IMTLG().weights(
+        pb.Statistics(losses.detach(), gramian=dz.flatten(1) @ dz.flatten(1).T)
+    )
     w = pb.balanced_backward(losses, model.trunk.parameters(), pb.IMTLG(), features=z)
     torch.testing.assert_close(w, w_ref)
 
@@ -123,7 +128,7 @@ def test_every_reuses_weights(tiny) -> None:
     first = bal.backward(losses, shared)
     assert first.recomputed and first.gramian is not None
     model.zero_grad(set_to_none=True)
-    losses, z = model.losses(x * 0.5, y)
+    losses, _ = model.losses(x * 0.5, y)
     rows = per_task(losses, shared)
     jac = torch.stack([torch.cat([g.flatten() for g in r]) for r in rows])
     head_ref = [sum(r) for r in zip(*per_task(losses, list(model.heads.parameters())))]
@@ -146,7 +151,9 @@ def test_every_in_features_mode(tiny) -> None:
     model.zero_grad(set_to_none=True)
     losses, z = model.losses(x, y)
     dz = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])
-    ref = torch.autograd.grad(z, shared, grad_outputs=torch.einsum("k,kbd->bd", w, dz), retain_graph=True)
+    ref = torch.autograd.grad(
+        z, shared, grad_outputs=torch.einsum("k,kbd->bd", w, dz), retain_graph=True
+    )
     bal.backward(losses, shared, features=z)
     for p, g in zip(shared, ref):
         torch.testing.assert_close(p.grad, g)
@@ -163,7 +170,7 @@ def test_log_dict_cosines() -> None:
 def test_errors(tiny) -> None:
     model, x, y = tiny()
     shared = list(model.trunk.parameters())
-    losses, z = model.losses(x, y)
+    losses, _ = model.losses(x, y)
     with pytest.raises(PolytaskError, match="at least 2"):
         pb.balanced_backward(losses[:1], shared, pb.MGDA())
     with pytest.raises(NonFiniteLossError, match=r"\[1\]"):
@@ -187,3 +194,33 @@ def test_non_finite_gradient_is_reported(tiny) -> None:
     assert bool(torch.isfinite(bad).all())
     with pytest.raises(NonFiniteLossError, match="gradient"):
         pb.Balancer(pb.MGDA(), mode="features").backward(bad, shared, features=z)
+
+
+@pytest.mark.parametrize("m", [3, 5])
+def test_features_mode_jacobian_method_sees_feature_rows(tiny, m: int) -> None:
+    model, x, y = tiny(m=m)
+    shared = list(model.trunk.parameters())
+    losses, z = model.losses(x, y)
+    dz = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])
+    torch.manual_seed(0)
+    upd = pb.GradDrop().aggregate(pb.Statistics(losses.detach(), jacobian=dz.flatten(1)))[0]
+    ref = torch.autograd.grad(z, shared, grad_outputs=upd.reshape(z.shape), retain_graph=True)
+    torch.manual_seed(0)
+    pb.Balancer(pb.GradDrop(), mode="features").backward(losses, shared, features=z)
+    for p, g in zip(shared, ref):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_features_mode_with_separate_linear_heads(tiny) -> None:
+    # three nn.Linear(4, 1) heads consuming Z: stacked into one factor
+    model, x, y = tiny()
+    heads = [torch.nn.Linear(4, 1).double() for _ in range(3)]
+    z = model.trunk(x)
+    losses = torch.stack([((h(z)[:, 0] - y[:, i]) ** 2).mean() for i, h in enumerate(heads)])
+    dz = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])
+    gram = dz.flatten(1) @ dz.flatten(1).T
+    res = pb.Balancer(pb.MGDA(), mode="features").backward(
+        losses, model.trunk.parameters(), features=z
+    )
+    torch.testing.assert_close(res.gramian, gram)
+    assert all(h.weight.grad is not None for h in heads)

@@ -31,7 +31,7 @@ def test_options_and_mode() -> None:
 
 
 def test_unknown_method_lists_valid_ones() -> None:
-    with pytest.raises(PolytaskError, match="unknown method 'sgd'.*upgrad"):
+    with pytest.raises(PolytaskError, match=r"unknown method 'sgd'.*upgrad"):
         build_balancer(BalancingConfig(method="sgd"))
 
 

@@ -85,13 +85,17 @@ def test_config_by_hand_and_torchjd() -> None:
 def test_upgrad_and_dualproj() -> None:
     # K = 2: UPGrad = mean of the two projections (1, 1) and (0, 1) → (0.5, 1) = 0.75 g1 + 1 g2
     torch.testing.assert_close(
-        weights(pb.UPGrad(reg_eps=1e-12)), torch.tensor([0.75, 1.0], dtype=torch.float64),
-        atol=1e-6, rtol=1e-6,
+        weights(pb.UPGrad(reg_eps=1e-12)),
+        torch.tensor([0.75, 1.0], dtype=torch.float64),
+        atol=1e-6,
+        rtol=1e-6,
     )
     # the mean (0.5, 0.5) already satisfies g1·ḡ = 1 ≥ 0, g2·ḡ = 0 ≥ 0 → unchanged
     torch.testing.assert_close(
-        weights(pb.DualProj(reg_eps=1e-12)), torch.tensor([0.5, 0.5], dtype=torch.float64),
-        atol=1e-6, rtol=1e-6,
+        weights(pb.DualProj(reg_eps=1e-12)),
+        torch.tensor([0.5, 0.5], dtype=torch.float64),
+        atol=1e-6,
+        rtol=1e-6,
     )
 
 
@@ -117,7 +121,9 @@ def test_cagrad_against_a_grid_search_of_the_dual() -> None:
     ww = torch.tensor([best, 1 - best], dtype=torch.float64)
     expected = 0.5 + c * g0.norm() / (ww @ J).norm() * ww
     torch.testing.assert_close(weights(pb.CAGrad(c=c)), expected, atol=2e-4, rtol=2e-4)
-    torch.testing.assert_close(weights(pb.CAGrad(c=0.0)), torch.full((2,), 0.5, dtype=torch.float64))
+    torch.testing.assert_close(
+        weights(pb.CAGrad(c=0.0)), torch.full((2,), 0.5, dtype=torch.float64)
+    )
 
 
 def test_nash_mtl_solves_the_bargaining_equation() -> None:
@@ -164,3 +170,22 @@ def test_graddrop_by_hand() -> None:
     )
     torch.testing.assert_close(upd, expected)
     assert w.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("k", [3, 12, 40])
+def test_faster_solvers_match_torchjd(k: int) -> None:
+    import torchjd.aggregation as tja
+
+    torch.manual_seed(k)
+    jac = torch.randn(k, 50, dtype=torch.float64) + 0.4 * torch.randn(1, 50, dtype=torch.float64)
+    jac[1] = -jac[0] + 0.1 * jac[1]
+    gram = jac @ jac.T
+    torch.testing.assert_close(weights(pb.UPGrad(), gram), tja.UPGradWeighting()(gram))
+    torch.testing.assert_close(weights(pb.MGDA(), gram), tja.MGDAWeighting()(gram))
+    for alpha in (0.5, 2.0):
+        torch.testing.assert_close(
+            weights(pb.FairGrad(alpha=alpha), gram),
+            tja.FairGradWeighting(alpha=alpha)(gram),
+            atol=1e-5,
+            rtol=1e-4,
+        )

@@ -56,7 +56,13 @@ def test_round_trip(name: str, tiny) -> None:
 def test_state_lives_in_buffers() -> None:
     bal = pb.Balancer(pb.FAMO(), every=1)
     keys = set(bal.state_dict())
-    assert {"step", "cached_weights", "method.logits", "method.exp_avg", "method.prev_losses"} <= keys
+    assert {
+        "step",
+        "cached_weights",
+        "method.logits",
+        "method.exp_avg",
+        "method.prev_losses",
+    } <= keys
 
 
 def test_uw_parameters_are_exposed() -> None:

@@ -27,15 +27,15 @@ def accumulate(params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
             p.grad.add_(g)
 
 
-def apply_update(tg: TaskGradients, update: Tensor) -> None:
-    """Shared part gets ``update`` (``[n]`` over ``tg.rows``' columns); heads their plain grads."""
+def apply_update(tg: TaskGradients, pieces: Sequence[Tensor]) -> None:
+    """Shared part gets the update (one piece per target); heads their plain gradients."""
     accumulate(tg.heads, tg.head_grads)
     if tg.features_mode:
         (features,) = tg.targets
-        features.backward(update.reshape(features.shape).to(features.dtype))
+        (piece,) = pieces
+        features.backward(piece.reshape(features.shape).to(features.dtype))
         return
-    sizes = [p.numel() for p in tg.targets]
-    accumulate(tg.targets, list(torch.split(update, sizes)))
+    accumulate(tg.targets, pieces)
 
 
 def apply_weighted_loss(losses: Tensor, weights: Tensor, regularizer: Tensor | None) -> None:

@@ -18,7 +18,6 @@ from polytask.balancing.apply import apply_update, apply_weighted_loss, apply_we
 from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, Statistics
 from polytask.balancing.statistic import (
     as_loss_vector,
-    gramian,
     layer_grad_norms,
     task_gradients,
 )
@@ -129,20 +128,22 @@ class Balancer(nn.Module):
             result = BalanceResult(w.to(vec.dtype).clone(), None, recomputed=False)
         else:
             tg = task_gradients(vec, shared, features, features_mode)
-            g = gramian(tg.rows)
+            g = tg.gramian()
             stats = Statistics(
                 losses=vec.detach(),
                 gramian=g if "gramian" in needs else None,
-                jacobian=tg.rows if "jacobian" in needs else None,
+                jacobian=tg.rows() if "jacobian" in needs else None,
             )
             if "jacobian" in needs:
                 update, w = self.method.aggregate(stats)
+                _check_finite(update, "update")
+                pieces = tg.split(update)
             else:
                 w = self.method.weights(stats).detach()
-                update = w.to(tg.rows.dtype) @ tg.rows
+                _check_finite(w, "weights")
+                pieces = tg.combine(w)
             _check_finite(w, "weights")
-            _check_finite(update, "update")
-            apply_update(tg, update.to(tg.rows.dtype))
+            apply_update(tg, pieces)
             self.cached_weights = w.detach().to(torch.float64).clone()
             result = BalanceResult(w.detach().to(vec.dtype), g.detach())
         self.step += 1

@@ -2,32 +2,39 @@
 
 Two places to measure the per-task gradients ``g_k``:
 
-* ``exact``: gradients of every shared parameter, flattened and concatenated — the Jacobian
-  ``J ∈ R^{m×n}`` over the shared parameters.
+* ``exact``: gradients of every shared parameter — the Jacobian ``J ∈ R^{m×n}`` over the shared
+  parameters, kept as one ``[m, numel]`` block per parameter (never concatenated; the Gramian is
+  the sum of the blocks' Gramians).
 * ``features``: gradients with respect to the shared representation ``Z`` (MGDA-UB, Sener &
   Koltun 2018): ``J ∈ R^{m×|Z|}``. The trunk then receives ONE backward of ``Σ_k w_k ∂L_k/∂Z``.
 
-All task rows come from one batched backward (``is_grads_batched``) that also yields the task
-heads' gradients, so the heads are traversed once.
+Fast path in ``features`` mode: when every consumer of a 2-D ``Z`` in the graph is a linear map
+(``nn.Linear``: ``Y_c = Z A_cᵀ + b``, e.g. one stacked head ``Linear(d, K)``), then
+``∂L_k/∂Z = R_k A`` with ``R_k = ∂L_k/∂Y`` (``[B, H]``, one batched backward through the loss ops
+only) and ``A`` the stacked ``A_c``, so ``G = R (A Aᵀ) Rᵀ`` costs ``O(m B H²+ m² B H)`` instead of
+``O(m² B d)``, and the rows are never formed unless a method needs the Jacobian.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import GradientEdge
 
 from polytask._core import NonFiniteLossError, PolytaskError
+
+# autograd node → (index of Z among next_functions, saved attribute holding Aᵀ)
+_LINEAR_NODES = {"AddmmBackward0": (1, "_saved_mat2"), "MmBackward0": (0, "_saved_mat2")}
 
 
 @dataclass
 class TaskGradients:
     """Per-task gradients of the measured tensors, kept for the apply step."""
 
-    rows: Tensor
-    """``[m, n]`` per-task gradients of ``targets`` (flattened, concatenated)."""
     targets: list[Tensor]
     """Shared parameters (``exact``) or ``[features]`` (``features``)."""
     heads: list[Tensor]
@@ -35,6 +42,43 @@ class TaskGradients:
     head_grads: list[Tensor]
     """Plain (unweighted, summed over tasks) gradients of ``heads``."""
     features_mode: bool
+    blocks: list[Tensor] = field(default_factory=list)
+    """``[m, numel]`` per-task gradients of each target (empty on the factored path)."""
+    factor: tuple[Tensor, Tensor] | None = None
+    """``(R [m, B, H], A [H, d])`` with ``∂L_k/∂Z = R_k A`` (factored ``features`` path)."""
+
+    def gramian(self) -> Tensor:
+        """``J Jᵀ`` (``[m, m]``), symmetrised."""
+        if self.factor is not None:
+            r, a = self.factor
+            m, b, h = r.shape
+            rm = (r.reshape(m * b, h) @ (a @ a.T)).reshape(m, -1)
+            g = rm @ r.reshape(m, -1).T
+        else:
+            g = sum((blk @ blk.T for blk in self.blocks), torch.zeros(()))
+            assert isinstance(g, Tensor)
+        return (g + g.T) / 2
+
+    def rows(self) -> Tensor:
+        """The ``[m, n]`` Jacobian, materialised (only Jacobian methods ask for it)."""
+        if self.factor is not None:
+            r, a = self.factor
+            m, b, h = r.shape
+            return (r.reshape(m * b, h) @ a).reshape(m, -1)
+        return torch.cat(self.blocks, dim=1)
+
+    def combine(self, weights: Tensor) -> list[Tensor]:
+        """``Σ_k w_k g_k`` as one tensor per target."""
+        if self.factor is not None:
+            r, a = self.factor
+            m, b, h = r.shape
+            mixed = (weights.to(r.dtype) @ r.reshape(m, -1)).reshape(b, h) @ a
+            return [mixed]
+        return [weights.to(blk.dtype) @ blk for blk in self.blocks]
+
+    def split(self, update: Tensor) -> list[Tensor]:
+        """An explicit ``[n]`` update cut into one tensor per target."""
+        return list(torch.split(update, [t.numel() for t in self.targets]))
 
 
 def as_loss_vector(losses: Tensor | Sequence[Tensor]) -> Tensor:
@@ -52,19 +96,20 @@ def as_loss_vector(losses: Tensor | Sequence[Tensor]) -> Tensor:
             f"balancing: needs at least 2 task losses, got {vec.shape[0]}; use a plain backward"
         )
     if not bool(torch.isfinite(vec.detach()).all()):
-        bad = [
-            i for i, v in enumerate(vec.detach().tolist()) if not torch.isfinite(torch.tensor(v))
-        ]
+        bad = (~torch.isfinite(vec.detach())).nonzero()[:, 0].tolist()
         raise NonFiniteLossError(f"balancing: non-finite loss for task index(es) {bad}")
     return vec
 
 
-def graph_leaves(roots: Sequence[Tensor], stop: Tensor | None = None) -> list[Tensor]:
-    """Leaf tensors requiring grad that ``roots`` depend on, not looking past ``stop``."""
+def _walk(roots: Sequence[Tensor], stop: Tensor | None) -> tuple[list[Tensor], list[object]]:
+    """Leaves requiring grad that ``roots`` depend on (not looking past ``stop``), and the graph
+    nodes that consume ``stop`` directly."""
     stop_fn = stop.grad_fn if stop is not None else None
+    stop_edge = (stop_fn, stop.output_nr) if stop is not None and stop_fn is not None else None
     seen: set[object] = set()
     stack = [t.grad_fn for t in roots if t.grad_fn is not None]
-    out: list[Tensor] = []
+    leaves: list[Tensor] = []
+    consumers: list[object] = []
     while stack:
         fn = stack.pop()
         if fn is None or fn in seen or fn is stop_fn:
@@ -73,21 +118,57 @@ def graph_leaves(roots: Sequence[Tensor], stop: Tensor | None = None) -> list[Te
         var = getattr(fn, "variable", None)
         if isinstance(var, Tensor):
             if stop is None or var is not stop:
-                out.append(var)
+                leaves.append(var)
             continue
-        stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
-    return out
+        for nxt, nr in fn.next_functions:
+            if nxt is None:
+                continue
+            if stop_edge is not None and nxt is stop_edge[0] and nr == stop_edge[1]:
+                consumers.append(fn)
+            stack.append(nxt)
+    return leaves, consumers
+
+
+def graph_leaves(roots: Sequence[Tensor], stop: Tensor | None = None) -> list[Tensor]:
+    """Leaf tensors requiring grad that ``roots`` depend on, not looking past ``stop``."""
+    return _walk(roots, stop)[0]
+
+
+def _linear_factor(features: Tensor, consumers: list[object]) -> list[tuple[object, Tensor]] | None:
+    """``[(node, A_c)]`` when every consumer of ``features`` is ``Z A_cᵀ (+ b)``, else None."""
+    if features.dim() != 2 or not consumers:
+        return None
+    out = []
+    width = 0
+    for node in consumers:
+        spec = _LINEAR_NODES.get(type(node).__name__)
+        if spec is None:
+            return None
+        z_pos, attr = spec
+        nxt, nr = node.next_functions[z_pos]  # type: ignore[attr-defined]
+        if nxt is not features.grad_fn or nr != features.output_nr:
+            return None
+        if float(getattr(node, "_saved_alpha", 1)) != 1.0:
+            return None
+        a_t = getattr(node, attr)
+        out.append((node, a_t.T))
+        width += a_t.shape[1]
+    return out if width < features.shape[1] else None
 
 
 def batched_grads(
-    losses: Tensor, inputs: Sequence[Tensor], grad_outputs: Tensor, retain_graph: bool
+    losses: Tensor,
+    inputs: Sequence[Tensor | GradientEdge],
+    grad_outputs: Tensor,
+    retain_graph: bool,
 ) -> list[Tensor]:
     """``[r, *input.shape]`` gradients of ``grad_outputs[i] · losses`` for every row ``i``."""
     grads: tuple[Tensor | None, ...]
+    ins: Any = list(inputs)
     try:
         grads = torch.autograd.grad(
             losses,
-            list(inputs),
+            ins,
             grad_outputs=grad_outputs,
             is_grads_batched=True,
             retain_graph=True if retain_graph else None,
@@ -95,25 +176,27 @@ def batched_grads(
         )
     except RuntimeError:  # an op without a batching rule: fall back to one backward per row
         per_row = [
-            torch.autograd.grad(losses, list(inputs), g, retain_graph=True, allow_unused=True)
+            torch.autograd.grad(losses, ins, g, retain_graph=True, allow_unused=True)
             for g in grad_outputs
         ]
         grads = tuple(
-            torch.stack([r[j] if r[j] is not None else torch.zeros_like(x) for r in per_row])
+            torch.stack([r[j] if r[j] is not None else torch.zeros(()) for r in per_row])
             if any(r[j] is not None for r in per_row)
             else None
-            for j, x in enumerate(inputs)
+            for j in range(len(inputs))
         )
-    r = grad_outputs.shape[0]
-    return [
-        g if g is not None else torch.zeros((r, *x.shape), dtype=x.dtype, device=x.device)
-        for g, x in zip(grads, inputs)
-    ]
+    out = []
+    for g, x in zip(grads, inputs):
+        if g is None:
+            assert isinstance(x, Tensor)
+            g = torch.zeros((grad_outputs.shape[0], *x.shape), dtype=x.dtype, device=x.device)
+        out.append(g)
+    return out
 
 
-def _split_roles(
+def _roles(
     losses: Tensor, shared: Sequence[Tensor], features: Tensor | None, features_mode: bool
-) -> tuple[list[Tensor], list[Tensor]]:
+) -> tuple[list[Tensor], list[Tensor], list[object]]:
     if features_mode:
         if features is None:
             raise PolytaskError("balancing: mode 'features' needs `features=` (the shared output)")
@@ -121,16 +204,20 @@ def _split_roles(
             raise PolytaskError(
                 "balancing: `features` does not require grad; pass the trunk output"
             )
-        targets = [features]
         ids = {id(p) for p in shared} | {id(features)}
-        heads = [p for p in graph_leaves([losses], stop=features) if id(p) not in ids]
-    else:
-        targets = [p for p in shared if p.requires_grad]
-        if not targets:
-            raise PolytaskError("balancing: `shared_params` is empty or none requires grad")
-        ids = {id(p) for p in targets}
-        heads = [p for p in graph_leaves([losses]) if id(p) not in ids]
-    return targets, heads
+        leaves, consumers = _walk([losses], features)
+        return [features], [p for p in leaves if id(p) not in ids], consumers
+    targets = [p for p in shared if p.requires_grad]
+    if not targets:
+        raise PolytaskError("balancing: `shared_params` is empty or none requires grad")
+    ids = {id(p) for p in targets}
+    return targets, [p for p in graph_leaves([losses]) if id(p) not in ids], []
+
+
+def _check_rows(t: Tensor) -> None:
+    if not bool(torch.isfinite(t).all()):
+        bad = sorted({int(i) for i in (~torch.isfinite(t.reshape(t.shape[0], -1))).nonzero()[:, 0]})
+        raise NonFiniteLossError(f"balancing: non-finite gradient for task index(es) {bad}")
 
 
 def task_gradients(
@@ -139,23 +226,31 @@ def task_gradients(
     features: Tensor | None,
     features_mode: bool,
 ) -> TaskGradients:
-    """One batched backward: per-task rows of the targets, summed gradients of the heads."""
-    targets, heads = _split_roles(losses, shared, features, features_mode)
+    """Per-task gradients of the targets and summed gradients of the heads."""
+    targets, heads, consumers = _roles(losses, shared, features, features_mode)
     m = losses.shape[0]
     eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
+    lin = _linear_factor(targets[0], consumers) if features_mode else None
+    if lin is not None:
+        edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
+        r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
+        _check_rows(r)
+        a = torch.cat([a_c for _, a_c in lin], dim=0)
+        head_grads = (
+            list(torch.autograd.grad(losses.sum(), heads, retain_graph=True, allow_unused=True))
+            if heads
+            else []
+        )
+        head_grads = [
+            g if g is not None else torch.zeros_like(p) for g, p in zip(head_grads, heads)
+        ]
+        return TaskGradients(targets, heads, head_grads, True, factor=(r, a))
     grads = batched_grads(losses, targets + heads, eye, retain_graph=features_mode)
-    rows = torch.cat([g.reshape(m, -1) for g in grads[: len(targets)]], dim=1)
-    if not bool(torch.isfinite(rows).all()):
-        bad = sorted({int(i) for i in (~torch.isfinite(rows)).nonzero()[:, 0].tolist()})
-        raise NonFiniteLossError(f"balancing: non-finite gradient for task index(es) {bad}")
+    blocks = [g.reshape(m, -1) for g in grads[: len(targets)]]
+    for blk in blocks:
+        _check_rows(blk)
     head_grads = [g.sum(0) for g in grads[len(targets) :]]
-    return TaskGradients(rows, targets, heads, head_grads, features_mode)
-
-
-def gramian(rows: Tensor) -> Tensor:
-    """``J Jᵀ`` as one matmul, symmetrised."""
-    g = rows @ rows.T
-    return (g + g.T) / 2
+    return TaskGradients(targets, heads, head_grads, features_mode, blocks=blocks)
 
 
 def layer_grad_norms(

@@ -7,33 +7,8 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
+from polytask.balancing.aggregator.alpha_fair import alpha_fair_solve
 from polytask.balancing.base import GramianWeighting, Statistics, lazy_buffer
-
-
-def nash_solve(
-    g: np.ndarray, start: np.ndarray, tol: float = 1e-18, max_iters: int = 50
-) -> np.ndarray:
-    """Positive solution of ``G α = 1/α``: the minimiser of ``½αᵀGα − Σ log α`` (damped Newton)."""
-    a = start.copy()
-    f = 0.5 * a @ g @ a - np.log(a).sum()
-    for _ in range(max_iters):
-        grad = g @ a - 1.0 / a
-        step = np.linalg.solve(g + np.diag(1.0 / (a * a)), grad)
-        decrement = grad @ step
-        if decrement < tol:
-            break
-        t = 1.0
-        while True:
-            new = a - t * step
-            if (new > 0).all():
-                f_new = 0.5 * new @ g @ new - np.log(new).sum()
-                if f_new <= f - 0.25 * t * decrement:
-                    break
-            t *= 0.5
-            if t < 1e-12:
-                return a
-        a, f = new, f_new
-    return a
 
 
 class NashMTL(GramianWeighting):
@@ -49,7 +24,7 @@ class NashMTL(GramianWeighting):
 
     The paper's code approximates the solution by a sequence of convex programs (cvxpy, as
     torchjd's ``NashMTL``); here it is solved exactly as the minimiser of the strictly convex
-    :math:`\tfrac12\alpha^\top\hat G\alpha - \sum_k\log\alpha_k` by damped Newton in float64,
+    :math:`\tfrac12\alpha^\top\hat G\alpha - \sum_k\log\alpha_k` by damped Newton in float64 (:mod:`.alpha_fair`),
     warm-started from the previous α (a buffer).
 
     :param max_norm: clip of the update norm (1.0 as in the official code and torchjd).
@@ -78,7 +53,7 @@ class NashMTL(GramianWeighting):
             return torch.zeros(m, dtype=stats.gramian.dtype, device=stats.gramian.device)
         start = lazy_buffer(self, "prev_alpha", (m,), fill=1.0)
         gn = (g / norm).numpy() + self.reg_eps * np.eye(m)
-        alpha_hat = torch.from_numpy(nash_solve(gn, start.numpy()))
+        alpha_hat = torch.from_numpy(alpha_fair_solve(gn, start.numpy(), alpha=1.0))
         self.prev_alpha.copy_(alpha_hat)
         alpha = alpha_hat / norm**0.5
         if self.max_norm > 0:
