@@ -45,7 +45,7 @@ def ties_vector(vectors: Sequence[dict[str, Tensor]], density: float) -> dict[st
     return out
 
 
-def merged_vector(
+def combine_vectors(
     vectors: Sequence[dict[str, Tensor]], combine: str, density: float, method: str
 ) -> dict[str, Tensor]:
     """The merged task vector τ_MTL named by ``combine`` (validated in the method's constructor)."""

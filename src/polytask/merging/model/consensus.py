@@ -36,7 +36,7 @@ from polytask.merging.model._checkpoints import (
     check_number,
     task_vectors,
 )
-from polytask.merging.model._combine import COMBINES, check_given_vector, merged_vector
+from polytask.merging.model._combine import COMBINES, check_given_vector, combine_vectors
 from polytask.merging.model.protocol import MergeOutcome
 from polytask.merging.model.tall import resolve_lambdas, tall_masks
 
@@ -103,7 +103,7 @@ class ConsensusMerge:
         check_checkpoints(base, finetuned, _NAME)
         vectors = task_vectors(base, finetuned)
         if merged_vector is None:
-            merged = merged_vector_for(vectors, self.combine, self.ties_density)
+            merged = combine_vectors(vectors, self.combine, self.ties_density, _NAME)
         else:
             merged = check_given_vector(dict(merged_vector), vectors[0], _NAME)
         if masks is None:
@@ -154,9 +154,3 @@ class ConsensusMerge:
                 )
             out[name] = mask[name].to(torch.bool)
         return out
-
-
-def merged_vector_for(
-    vectors: list[dict[str, Tensor]], combine: str, density: float
-) -> dict[str, Tensor]:
-    return merged_vector(vectors, combine, density, _NAME)

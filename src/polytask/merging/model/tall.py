@@ -41,7 +41,7 @@ from polytask.merging.model._checkpoints import (
     check_number,
     task_vectors,
 )
-from polytask.merging.model._combine import COMBINES, check_given_vector, merged_vector
+from polytask.merging.model._combine import COMBINES, check_given_vector, combine_vectors
 from polytask.merging.model.protocol import MergeOutcome
 from polytask.merging.model.tall_store import TallMaskSet
 
@@ -134,7 +134,7 @@ class TallMasks:
         check_checkpoints(base, finetuned, _NAME)
         vectors = task_vectors(base, finetuned)
         if merged_vector is None:
-            merged = merged_vector_of(vectors, self.combine, self.ties_density)
+            merged = combine_vectors(vectors, self.combine, self.ties_density, _NAME)
         else:
             merged = check_given_vector(dict(merged_vector), vectors[0], _NAME)
         details: dict[str, Any] = {
@@ -209,10 +209,3 @@ class TallMasks:
         state = add_vector(base, store.merged_vector, self.scaling)
         tensors = {k: v for k, v in store.to_tensors().items() if k.startswith("mask.")}
         return MergeOutcome(state=state, metadata=metadata, tensors=tensors)
-
-
-def merged_vector_of(
-    vectors: list[dict[str, Tensor]], combine: str, ties_density: float
-) -> dict[str, Tensor]:
-    """τ_MTL from task vectors (see :mod:`~polytask.merging.model._combine`)."""
-    return merged_vector(vectors, combine, ties_density, _NAME)
