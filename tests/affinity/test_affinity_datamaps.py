@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from polytask._core import PolytaskError
-from polytask.affinity import cluster_tasks_by_data_maps, data_map, data_map_features
+from polytask.affinity import (
+    TrainingDynamics,
+    cluster_tasks_by_data_maps,
+    data_map,
+    data_map_features,
+)
 
 
 def test_confidence_and_variability_pinned() -> None:
@@ -59,3 +64,15 @@ def test_bad_input() -> None:
         cluster_tasks_by_data_maps({"a": np.ones((2, 3)), "b": np.ones((2, 3))}, 3)
     with pytest.raises(PolytaskError, match="task 'b'"):
         cluster_tasks_by_data_maps({"a": np.ones((2, 3)), "b": np.full((2, 3), np.nan)}, 1)
+
+
+def test_training_dynamics_binary_probabilities() -> None:
+    rec = TrainingDynamics()
+    labels = np.array([1.0, 0.0, np.nan, 1.0])
+    rec.add_binary("a", 1, np.array([0.0, 0.0, 5.0, np.log(3.0)]), labels)
+    rec.add_binary("a", 0, np.array([np.log(3.0), -np.log(3.0), 5.0, 0.0]), labels)
+    # epoch 0: sigmoid(ln 3) = 0.75 for a positive; 1 - sigmoid(-ln 3) = 0.75 for a negative
+    probs = rec.arrays()["a"]
+    assert np.allclose(probs, [[0.75, 0.75, 0.5], [0.5, 0.5, 0.75]])
+    with pytest.raises(PolytaskError, match="3 examples"):
+        rec.add("a", 2, np.ones(4))

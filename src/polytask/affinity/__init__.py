@@ -17,6 +17,7 @@ from polytask.affinity._protocols import StepInfo, TensorReader
 from polytask.affinity.datamaps import (
     DataMap,
     DataMapClustering,
+    TrainingDynamics,
     cluster_tasks_by_data_maps,
     data_map,
     data_map_features,
@@ -64,6 +65,7 @@ __all__ = [
     "StepInfo",
     "TaskVectorSimilarity",
     "TensorReader",
+    "TrainingDynamics",
     "beam_grouping",
     "build_affinity_report",
     "choose_groups",

@@ -64,6 +64,46 @@ def data_map_features(dm: DataMap, bins: int = 5) -> np.ndarray:
     return (hist / max(hist.sum(), 1.0)).reshape(-1)
 
 
+class TrainingDynamics:
+    """Collect, per task and epoch, the probability each training example gives its true label.
+
+    Call :meth:`add` (probabilities) or :meth:`add_binary` (logits and 0/1 labels; NaN labels
+    are dropped) once per task per epoch, with the examples in the same order every epoch.
+    :meth:`arrays` returns ``{task: probs[epochs, examples]}`` for
+    :func:`cluster_tasks_by_data_maps`.
+    """
+
+    def __init__(self) -> None:
+        self._probs: dict[str, dict[int, np.ndarray]] = {}
+
+    def add(self, task: str, epoch: int, probs: np.ndarray) -> None:
+        """Record ``probs[examples]`` (probability of the true label) for ``task`` at ``epoch``."""
+        p = np.asarray(probs, dtype=np.float64).reshape(-1)
+        seen = self._probs.setdefault(task, {})
+        if seen and p.size != next(iter(seen.values())).size:
+            n = next(iter(seen.values())).size
+            raise PolytaskError(
+                f"TrainingDynamics: task '{task}' had {n} examples, epoch {epoch} gives {p.size}"
+            )
+        seen[int(epoch)] = p
+
+    def add_binary(self, task: str, epoch: int, logits: np.ndarray, labels: np.ndarray) -> None:
+        """Record ``sigmoid(logit)`` for positives and ``1 - sigmoid(logit)`` for negatives."""
+        z = np.asarray(logits, dtype=np.float64).reshape(-1)
+        y = np.asarray(labels, dtype=np.float64).reshape(-1)
+        if z.shape != y.shape:
+            raise PolytaskError(
+                f"TrainingDynamics: task '{task}' has {z.size} logits for {y.size} labels"
+            )
+        keep = ~np.isnan(y)
+        p = 1.0 / (1.0 + np.exp(-z[keep]))
+        self.add(task, epoch, np.where(y[keep] > 0.5, p, 1.0 - p))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``{task: probs[epochs, examples]}``, epochs in increasing order."""
+        return {t: np.stack([e[k] for k in sorted(e)]) for t, e in self._probs.items()}
+
+
 @dataclass(frozen=True)
 class DataMapClustering:
     """Hard groups from KMeans, soft memberships, and the task features they came from."""

@@ -189,7 +189,13 @@ class LookaheadAffinity:
     def matrix(self) -> Tensor:
         """Mean ``Z`` over all measurements."""
         if self._sum is None:
-            raise PolytaskError("LookaheadAffinity: nothing measured yet")
+            hint = (
+                f" ({self.missing_batch_steps} steps gave no info.batch: call maybe_update(step, batch) "
+                "from the training loop instead)"
+                if self.missing_batch_steps
+                else ""
+            )
+            raise PolytaskError(f"LookaheadAffinity: nothing measured yet{hint}")
         return self._sum / self.cost.measurements
 
     def per_epoch(self) -> dict[int, Tensor]:
