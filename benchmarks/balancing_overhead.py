@@ -3,7 +3,7 @@
 Trunk-dominated MLP (1024 → 512 → 512 → 512, ReLU), batch 256, heads as ONE stacked
 ``nn.Linear(512, K)`` producing ``[B, K]``, per-task MSE losses, SGD, one thread. A step is
 zero_grad + forward + backward variant + optimizer step; the median over ``--reps`` timed steps
-(after ``--warmup``) is divided by the plain step's median. Columns: polytask ``features`` mode,
+is divided by the median of plain steps timed alternately with it (same machine load). Columns: polytask ``features`` mode,
 polytask ``exact`` mode, and torchjd 0.18's autojac path (``mtl_backward`` + ``jac_to_grad``)
 with the same method. Example::
 
@@ -68,6 +68,26 @@ class Net(nn.Module):
         return ((self.heads(z) - y) ** 2).mean(0), z
 
 
+def paired_ratio(
+    plain: Callable[[], None], step: Callable[[], None], warmup: int, reps: int
+) -> float:
+    """Median of ``step`` over median of ``plain``, timed alternately so that both see the same
+    machine load (this machine is shared; drift would otherwise dominate small overheads)."""
+    for _ in range(warmup):
+        plain()
+        step()
+    tp, ts = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        plain()
+        t1 = time.perf_counter()
+        step()
+        t2 = time.perf_counter()
+        tp.append(t1 - t0)
+        ts.append(t2 - t1)
+    return statistics.median(ts) / statistics.median(tp)
+
+
 def median_ms(step: Callable[[], None], warmup: int, reps: int) -> float:
     for _ in range(warmup):
         step()
@@ -129,7 +149,7 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[2, 8, 40])
     ap.add_argument("--methods", nargs="+", default=list(BALANCING_METHODS))
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=21)
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "balancing_overhead.md"))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -140,6 +160,7 @@ def main() -> None:
     for k in args.ks:
         base[k] = median_ms(make_step("plain", k, None), args.warmup, args.reps)
         print(f"K={k}: plain summed-loss step {base[k]:.1f} ms", flush=True)
+    plains = {k: make_step("plain", k, None) for k in args.ks}
     for name in args.methods:
         cls = BALANCING_METHODS[name]
         cells = [name, ",".join(sorted(cls.needs))]
@@ -151,10 +172,10 @@ def main() -> None:
                 if kind == "torchjd" and name not in TORCHJD:
                     cells.append("—")
                     continue
-                slow = kind != "features" and k >= 40
-                reps = max(3, args.reps // 3) if slow else args.reps
-                ms = median_ms(make_step(kind, k, name), min(args.warmup, 2), reps)
-                cells.append(f"{ms / base[k]:.2f}×")
+                cheap = kind == "features" or cls.needs <= {"losses", "grad_norms"}
+                reps = args.reps if cheap or k < 40 else max(3, args.reps // 3)
+                ratio = paired_ratio(plains[k], make_step(kind, k, name), 2, reps)
+                cells.append(f"{ratio:.2f}×")
         rows.append(cells)
         print(" | ".join(cells), flush=True)
     head = ["method", "needs"] + [
@@ -169,7 +190,7 @@ def main() -> None:
         "",
         "Trunk 1024→512→512→512 (ReLU), batch 256, one stacked `nn.Linear(512, K)` head, per-task"
         " MSE, SGD, `torch.set_num_threads(1)`, CPU. Median step (zero_grad + forward + backward"
-        " + optimizer step) divided by the plain step's median. `features`/`exact`: polytask"
+        " + optimizer step) divided by the median of plain steps timed alternately with it. `features`/`exact`: polytask"
         " `Balancer` modes; `torchjd`: torchjd 0.18 `mtl_backward` + `jac_to_grad` with the same"
         " method (full Jacobian of the shared parameters). Loss weightings ignore the mode (they"
         " back-propagate the weighted sum), so their two columns measure the same thing.",

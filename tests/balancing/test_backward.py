@@ -212,9 +212,9 @@ def test_features_mode_jacobian_method_sees_feature_rows(tiny, m: int) -> None:
 
 
 def test_features_mode_with_separate_linear_heads(tiny) -> None:
-    # three nn.Linear(4, 1) heads consuming Z: stacked into one factor
+    # three linear heads consuming Z (one without bias: an mm node): stacked into one factor
     model, x, y = tiny()
-    heads = [torch.nn.Linear(4, 1).double() for _ in range(3)]
+    heads = [torch.nn.Linear(4, 1, bias=i > 0).double() for i in range(3)]
     z = model.trunk(x)
     losses = torch.stack([((h(z)[:, 0] - y[:, i]) ** 2).mean() for i, h in enumerate(heads)])
     dz = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])

@@ -27,7 +27,7 @@ def test_options_and_mode() -> None:
     bal = build_balancer(
         BalancingConfig(method="CAGrad", mode="features", every=4, options={"c": 0.2})
     )
-    assert bal.mode == "features" and bal.every == 4 and bal.method.inner.c == 0.2
+    assert bal.mode == "features" and bal.every == 4 and bal.method.c == 0.2
 
 
 def test_unknown_method_lists_valid_ones() -> None:

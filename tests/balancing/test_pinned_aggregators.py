@@ -189,3 +189,18 @@ def test_faster_solvers_match_torchjd(k: int) -> None:
             atol=1e-5,
             rtol=1e-4,
         )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cagrad_matches_torchjd(seed: int) -> None:
+    pytest.importorskip("cvxpy")
+    import torchjd.aggregation as tja
+
+    torch.manual_seed(seed)
+    jac = torch.randn(7, 30, dtype=torch.float64) + 0.3 * torch.randn(1, 30, dtype=torch.float64)
+    jac[1] = -0.7 * jac[0] + 0.2 * jac[1]
+    gram = jac @ jac.T
+    for c in (0.2, 0.4, 1.0):
+        ours, theirs = weights(pb.CAGrad(c=c), gram), tja.CAGradWeighting(c=c)(gram)
+        # both solve the dual to ~1e-9 in objective; weights agree to the solvers' precision
+        torch.testing.assert_close(ours, theirs, atol=2e-3 * float(theirs.abs().max()), rtol=0)
