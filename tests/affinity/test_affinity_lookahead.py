@@ -136,3 +136,31 @@ def test_bad_input() -> None:
         lookahead_affinity(model, shared, lambda f, b: mse(f, b).sum(), batch, lr=0.1)
     with pytest.raises(PolytaskError, match="nothing measured"):
         LookaheadAffinity(model, shared, mse, lr=0.1).matrix()
+
+
+def test_zero_loss_column_is_nan_and_skipped_in_the_mean() -> None:
+    model = Scalar()
+    z = lookahead_affinity(model, ["w"], losses, torch.tensor([1.0, 0.0]), lr=0.1)  # L_2(0) = 0
+    assert torch.isnan(z[:, 1]).all()
+    # L_1 = (w-1)^2: step on 1 -> w = 0.2, Z(1->1) = 0.36 ; L_2 = w^2 has zero gradient at 0
+    assert z[0, 0].item() == pytest.approx(0.36) and z[1, 0].item() == pytest.approx(0.0)
+    acc = LookaheadAffinity(model, ["w"], losses, lr=0.1, every=1)
+    acc.update(torch.tensor([1.0, 0.0]))
+    acc.update(torch.tensor([1.0, 2.0]))
+    # column 2 defined once (second batch: Z(1->2) = 0.19), column 1 twice (0.36 then 0.36)
+    assert acc.matrix()[0, 1].item() == pytest.approx(0.19)
+    assert acc.matrix()[0, 0].item() == pytest.approx(0.36)
+
+
+def test_runs_in_eval_mode_under_no_grad_and_restores_mode() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.5), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    model.train()
+    stats = model[2].running_mean.clone()
+    batch = (torch.randn(16, 5), torch.randn(16, 3))
+    with torch.no_grad():
+        z1 = lookahead_affinity(model, ["0.weight"], mse, batch, lr=0.05)
+    z2 = lookahead_affinity(model, ["0.weight"], mse, batch, lr=0.05)
+    assert torch.equal(z1, z2)  # no dropout noise
+    assert model.training
+    assert torch.equal(model[2].running_mean, stats)  # BatchNorm statistics untouched

@@ -72,37 +72,50 @@ def lookahead_affinity(
 
     ``shared_params``: names (as in ``model.named_parameters()``) of the shared parameters,
     or a mapping whose keys are those names. Parameters not named keep their value.
-    The model's parameters and gradients are left untouched.
+    The model's parameters and gradients are left untouched; the passes run in eval mode
+    (the model's mode is restored). Losses must be positive: a column whose ``L_j(theta)`` is
+    0 (or negative) is NaN.
     """
     if lr <= 0:
         raise PolytaskError(f"lookahead_affinity: lr must be > 0, got {lr}")
     names = _shared_names(model, shared_params)
     base = {n: p.detach() for n, p in model.named_parameters()}
     shared = {n: base[n].clone().requires_grad_(True) for n in names}
-    losses = _losses(model, {**base, **shared}, loss_fn, batch)
-    m = losses.shape[0]
-    if m < 2:
-        raise PolytaskError(f"lookahead_affinity: affinity needs at least 2 tasks, got {m}")
-    if not torch.isfinite(losses).all():
-        raise PolytaskError(f"lookahead_affinity: non-finite task losses {losses.tolist()}")
-    before = losses.detach().to(torch.float64)
-    z = torch.empty(m, m, dtype=torch.float64)
-    with torch.enable_grad():
-        grads = [
-            torch.autograd.grad(
-                losses[i], list(shared.values()), retain_graph=i < m - 1, allow_unused=True
-            )
-            for i in range(m)
-        ]
-    with torch.no_grad():
-        for i in range(m):
-            moved = {
-                n: shared[n].detach() - lr * (g if g is not None else torch.zeros_like(shared[n]))
-                for n, g in zip(names, grads[i])
-            }
-            after = _losses(model, {**base, **moved}, loss_fn, batch).to(torch.float64)
-            z[i] = 1.0 - after / before
+    was_training = model.training
+    model.eval()  # no dropout noise between the passes, no BatchNorm statistics updated
+    try:
+        with torch.enable_grad():
+            losses = _losses(model, {**base, **shared}, loss_fn, batch)
+            m = losses.shape[0]
+            if m < 2:
+                raise PolytaskError(f"lookahead_affinity: affinity needs at least 2 tasks, got {m}")
+            if not torch.isfinite(losses).all():
+                raise PolytaskError(f"lookahead_affinity: non-finite task losses {losses.tolist()}")
+            grads = [
+                torch.autograd.grad(
+                    losses[i], list(shared.values()), retain_graph=i < m - 1, allow_unused=True
+                )
+                for i in range(m)
+            ]
+        before = losses.detach().to(torch.float64)
+        z = torch.empty(m, m, dtype=torch.float64)
+        with torch.no_grad():
+            for i in range(m):
+                moved = {
+                    n: shared[n].detach()
+                    - lr * (g if g is not None else torch.zeros_like(shared[n]))
+                    for n, g in zip(names, grads[i])
+                }
+                after = _losses(model, {**base, **moved}, loss_fn, batch).to(torch.float64)
+                z[i] = 1.0 - after / before
+    finally:
+        model.train(was_training)
+    z[:, before <= 0] = float("nan")  # the ratio needs L_j > 0
     return z
+
+
+def _mean(total: Tensor, count: Tensor) -> Tensor:
+    return torch.where(count > 0, total / count.clamp_min(1.0), float("nan"))
 
 
 @dataclass
@@ -147,7 +160,8 @@ class LookaheadAffinity:
         self.cost = LookaheadCost()
         self.missing_batch_steps = 0
         self._sum: Tensor | None = None
-        self._epochs: dict[int, tuple[Tensor, int]] = {}
+        self._count: Tensor | None = None
+        self._epochs: dict[int, tuple[Tensor, Tensor]] = {}
 
     def maybe_update(self, step: int, batch: Any, epoch: int = 0) -> Tensor | None:
         """Measure on ``batch`` if ``step % every == 0``; returns that measurement or ``None``."""
@@ -168,9 +182,13 @@ class LookaheadAffinity:
             raise PolytaskError(
                 f"LookaheadAffinity: loss_fn returned {m} losses for {len(self.task_names)} tasks"
             )
-        self._sum = z.clone() if self._sum is None else self._sum + z
-        total, count = self._epochs.get(epoch, (torch.zeros_like(z), 0))
-        self._epochs[epoch] = (total + z, count + 1)
+        ok = torch.isfinite(z)
+        value, seen = torch.where(ok, z, 0.0), ok.to(torch.float64)
+        if self._sum is None or self._count is None:
+            self._sum, self._count = torch.zeros_like(z), torch.zeros_like(z)
+        self._sum, self._count = self._sum + value, self._count + seen
+        total, count = self._epochs.get(epoch, (torch.zeros_like(z), torch.zeros_like(z)))
+        self._epochs[epoch] = (total + value, count + seen)
         return z
 
     def on_step(self, info: Any) -> None:
@@ -187,8 +205,8 @@ class LookaheadAffinity:
         """Nothing to close: per-epoch means are kept as running sums."""
 
     def matrix(self) -> Tensor:
-        """Mean ``Z`` over all measurements."""
-        if self._sum is None:
+        """Mean ``Z`` over all measurements (per entry, over the measurements where it was defined)."""
+        if self._sum is None or self._count is None:
             hint = (
                 f" ({self.missing_batch_steps} steps gave no info.batch: call maybe_update(step, batch) "
                 "from the training loop instead)"
@@ -196,18 +214,19 @@ class LookaheadAffinity:
                 else ""
             )
             raise PolytaskError(f"LookaheadAffinity: nothing measured yet{hint}")
-        return self._sum / self.cost.measurements
+        return _mean(self._sum, self._count)
 
     def per_epoch(self) -> dict[int, Tensor]:
         """Mean ``Z`` of each epoch."""
-        return {e: t / c for e, (t, c) in sorted(self._epochs.items())}
+        return {e: _mean(t, c) for e, (t, c) in sorted(self._epochs.items())}
 
     def state_dict(self) -> dict[str, Any]:
         """Accumulated sums and cost (the model is not part of it)."""
         return {
             "task_names": None if self.task_names is None else list(self.task_names),
             "sum": None if self._sum is None else self._sum.clone(),
-            "epochs": {e: (t.clone(), c) for e, (t, c) in self._epochs.items()},
+            "count": None if self._count is None else self._count.clone(),
+            "epochs": {e: (t.clone(), c.clone()) for e, (t, c) in self._epochs.items()},
             "cost": vars(self.cost).copy(),
             "missing_batch_steps": self.missing_batch_steps,
         }
@@ -217,6 +236,7 @@ class LookaheadAffinity:
         names = state["task_names"]
         self.task_names = None if names is None else tuple(names)
         self._sum = None if state["sum"] is None else state["sum"].clone()
-        self._epochs = {int(e): (t.clone(), int(c)) for e, (t, c) in state["epochs"].items()}
+        self._count = None if state["count"] is None else state["count"].clone()
+        self._epochs = {int(e): (t.clone(), c.clone()) for e, (t, c) in state["epochs"].items()}
         self.cost = LookaheadCost(**state["cost"])
         self.missing_batch_steps = int(state["missing_batch_steps"])
