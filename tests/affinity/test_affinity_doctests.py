@@ -11,6 +11,7 @@ MODULES = [
     "polytask.affinity.gradient",
     "polytask.affinity.grouping.score",
     "polytask.affinity.datamaps",
+    "polytask.affinity.sources.transfer",
 ]
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from polytask._core import PolytaskError
-from polytask.affinity import lasso_source_selection, rank_sources
+from polytask.affinity import lasso_source_selection, metric_gain_matrix, rank_sources
 
 
 def test_rank_sources_by_column() -> None:
@@ -67,3 +67,23 @@ def test_lasso_bad_input() -> None:
         lasso_source_selection("t", np.zeros(11), src)
     with pytest.raises(PolytaskError, match="no source task"):
         lasso_source_selection("t", np.zeros(10), {"t": np.zeros(10)})
+
+
+def test_metric_gain_matrix_and_ranking() -> None:
+    names = ["a", "b", "c"]
+    alone = {"a": 0.80, "b": 2.0, "c": 0.70}
+    paired = {("b", "a"): 0.84, ("c", "a"): 0.78, ("a", "b"): 1.5, ("c", "b"): 2.5}
+    t = metric_gain_matrix(names, alone, paired, higher_is_better={"b": False})
+    assert t[1, 0].item() == pytest.approx(0.04)  # b helps a: 0.84 - 0.80
+    assert t[2, 0].item() == pytest.approx(-0.02)
+    assert t[0, 1].item() == pytest.approx(0.5)  # b is an error: 2.0 - 1.5
+    assert t[2, 1].item() == pytest.approx(-0.5)
+    assert torch.isnan(t[0, 2]) and torch.isnan(t[1, 2])  # c never measured as a target
+    rel = metric_gain_matrix(names, alone, paired, higher_is_better={"b": False}, relative=True)
+    assert rel[0, 1].item() == pytest.approx(0.25)
+    assert rank_sources(t, names, "a").sources == ("b", "c")
+    assert rank_sources(t, names, "c").sources == ()  # nothing measured
+    with pytest.raises(PolytaskError, match="'z'"):
+        metric_gain_matrix(names, alone, {("z", "a"): 1.0})
+    with pytest.raises(PolytaskError, match="single-task metric"):
+        metric_gain_matrix(names, {"a": 0.8}, {("a", "c"): 1.0})

@@ -43,6 +43,7 @@ from polytask.affinity.sources import (
     LassoSelection,
     SourceRanking,
     lasso_source_selection,
+    metric_gain_matrix,
     rank_sources,
 )
 from polytask.affinity.task_vectors import (
@@ -77,6 +78,7 @@ __all__ = [
     "lasso_source_selection",
     "load_affinity_report_dict",
     "lookahead_affinity",
+    "metric_gain_matrix",
     "partition_score",
     "rank_sources",
     "save_affinity_report",
