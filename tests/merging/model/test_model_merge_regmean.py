@@ -121,3 +121,22 @@ def test_regmean_bad_input() -> None:
         )
     with pytest.raises(PolytaskError, match="yielded no batch"):
         RegMean().merge(base, ft, model=model, data=[[], []])
+
+
+def test_a_layer_the_data_never_reaches_gets_a_zero_gram_and_the_average() -> None:
+    class Skip(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used = nn.Linear(2, 2)
+            self.unused = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    model = Skip()
+    base = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    ft = [{k: v + i + 1 for k, v in base.items()} for i in range(2)]
+    grams = RegMean().grams(model, ft[0], [torch.ones(2, 2)])
+    assert torch.equal(grams["unused.weight"], torch.zeros(3, 3, dtype=torch.float64))
+    out = RegMean().merge(base, ft, model=model, data=[[torch.ones(2, 2)]] * 2)
+    assert torch.equal(out.state["unused.weight"], torch.full((2, 3), 1.5))

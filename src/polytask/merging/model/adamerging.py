@@ -62,7 +62,9 @@ def merged_state(
     for index, name in enumerate(vectors[0]):
         lam = coefficients if coefficients.dim() == 1 else coefficients[:, index]
         stacked = torch.stack([v[name] for v in vectors])
-        lam = lam.to(stacked.dtype).reshape((-1,) + (1,) * (stacked.dim() - 1))
+        lam = lam.to(device=stacked.device, dtype=stacked.dtype).reshape(
+            (-1,) + (1,) * (stacked.dim() - 1)
+        )
         merged = base[name].to(stacked.dtype) + (lam * stacked).sum(0)
         out[name] = merged.to(base[name].dtype)
     return out
@@ -137,8 +139,13 @@ class AdaMerging:
         net = check_model(model, _NAME)
         model_state(net, base, _NAME)
         vectors = task_vectors(base, finetuned)
+        if not vectors[0]:
+            raise PolytaskError(f"{_NAME}: the checkpoints have no floating-point tensor to merge")
         shape = (len(vectors),) if self.granularity == "task" else (len(vectors), len(vectors[0]))
-        raw = torch.full(shape, float(self.init), dtype=torch.float64, requires_grad=True)
+        device = next(iter(vectors[0].values())).device
+        raw = torch.full(
+            shape, float(self.init), dtype=torch.float64, device=device, requires_grad=True
+        )
         optimizer = torch.optim.Adam([raw], lr=self.lr)
         streams = [_cycle(d, t) for t, d in enumerate(tasks)]
         first = [next(s) for s in streams]
@@ -147,7 +154,7 @@ class AdaMerging:
         def objective(batch_list: Sequence[Any]) -> Tensor:
             lam = self.coefficients(raw)
             params = merged_state(base, vectors, lam)
-            loss = torch.zeros((), dtype=torch.float64)
+            loss = torch.zeros((), dtype=torch.float64, device=raw.device)
             for t, batch in enumerate(batch_list):
                 inputs, _ = split_batch(batch, _NAME, t)
                 out = torch.func.functional_call(net, params, (inputs,))

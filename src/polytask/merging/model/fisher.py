@@ -139,7 +139,7 @@ class FisherMerge:
         names = [n for n, _ in model.named_parameters()]
         params = {n: full[n].detach() for n in names}
         buffers = {n: full[n] for n in full if n not in params}
-        gen = torch.Generator().manual_seed(self.seed)
+        gen: torch.Generator | None = None
         total = {n: torch.zeros_like(p, dtype=work_dtype(p.dtype)) for n, p in params.items()}
         count = 0
 
@@ -152,6 +152,8 @@ class FisherMerge:
             for batch in batches(data, self.num_batches, _NAME, task):
                 inputs, given = split_batch(batch, _NAME, task)
                 outputs = pick(no_grad_outputs(model, {**params, **buffers}, inputs), task)
+                if gen is None:  # on the outputs' device, reset for every task
+                    gen = torch.Generator(device=outputs.device).manual_seed(self.seed)
                 labels = self._labels(outputs, given, gen, task)
                 grads = per_example(params, inputs, labels)
                 for n in total:
@@ -191,7 +193,9 @@ class FisherMerge:
                 state[name] = ref.clone()
                 continue
             dtype = work_dtype(ref.dtype)
-            w = torch.tensor(weights, dtype=dtype).reshape(-1, *([1] * ref.dim()))
+            w = torch.tensor(weights, dtype=dtype, device=ref.device).reshape(
+                -1, *([1] * ref.dim())
+            )
             if name in fishers[0]:
                 w = w * (torch.stack([f[name].to(dtype) for f in fishers]) + self.epsilon)
             coef = w / w.sum(0)

@@ -108,16 +108,13 @@ class RegMean:
         """G = XᵀX of the inputs of every ``nn.Linear``, keyed by its weight's name (float64)."""
         full = model_state(check_model(model, _NAME), state, _NAME)
         linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-        sums = {
-            n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64)
-            for n, m in linears.items()
-        }
+        sums = {n: torch.zeros((), dtype=torch.float64) for n in linears}
         rows = dict.fromkeys(linears, 0)
 
         def hook_for(name: str) -> Any:
             def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
                 x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
-                sums[name] += x.T @ x
+                sums[name] = sums[name].to(x.device) + x.T @ x
                 rows[name] += x.shape[0]
 
             return hook
@@ -132,7 +129,15 @@ class RegMean:
             for handle in handles:
                 handle.remove()
         scale = {n: 1.0 / max(r, 1) if self.gram == "mean" else 1.0 for n, r in rows.items()}
-        return {(f"{n}.weight" if n else "weight"): sums[n] * scale[n] for n in linears}
+        out = {}
+        for n, m in linears.items():  # a layer the data never reaches gets a zero Gram
+            gram = (
+                sums[n]
+                if rows[n]
+                else torch.zeros(m.in_features, m.in_features, dtype=torch.float64)
+            )
+            out[f"{n}.weight" if n else "weight"] = gram * scale[n]
+        return out
 
     def merge(
         self,

@@ -110,7 +110,7 @@ class TallMaskSet:
                     f"TALL masks: base tensor '{name}' has shape {tuple(ref.shape)}, "
                     f"the stored vector {tuple(vec.shape)}"
                 )
-            delta = vec * masks[name].to(vec.dtype)
+            delta = vec * masks[name].to(device=vec.device, dtype=vec.dtype)
             out[name] = (ref.to(vec.dtype) + delta).to(ref.dtype)
         missing = sorted(set(self.merged_vector) - set(base))
         if missing:
