@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import small_tox21
 
-STEPS = 160
+STEPS = 100
 
 
 def _train(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
@@ -50,7 +50,7 @@ def _final(out: Path) -> tuple[dict, dict, list]:
     return weights, report["metrics"], steps
 
 
-@pytest.mark.parametrize("balancing", [None])
+@pytest.mark.parametrize("balancing", [None, {"method": "uw"}, {"method": "famo"}], ids=["sum", "uw", "famo"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, balancing):
     cfg = small_tox21(tmp_path, steps=STEPS, checkpoint_every=2, eval_every=20)
     if balancing is not None:
@@ -62,7 +62,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, balancing):
     ref = _train(cfg, tmp_path / "ref")
     assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()
 
-    kill_at = random.Random().randint(25, STEPS - 40)
+    kill_at = random.Random().randint(20, STEPS - 30)
     victim = _train(cfg, tmp_path / "run")
     log = tmp_path / "run" / "logs" / "train.jsonl"
     deadline = time.time() + 240

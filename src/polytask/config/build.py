@@ -69,7 +69,7 @@ def make_balancer(config: TrainConfig, num_tasks: int) -> Any:
         raise PolytaskError(
             f"balancing: method {cfg.method!r} needs at least 2 tasks, got {num_tasks}"
         )
-    return build_balancer(cfg)
+    return build_balancer(cfg, n_tasks=num_tasks)
 
 
 def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
