@@ -1,9 +1,10 @@
 """Incremental partial partition (tasks 0..k-1 placed) with the objective's upper bound.
 
 Used by the exact and the beam search. For a placed task ``j`` with group-mates so far
-summing to ``s_j`` over ``n_j`` mates, its final mean can grow at most to
-``max(s_j / n_j, max_{u unplaced} A[u, j])`` (a mean never exceeds its largest term), or
-``max(0, max_u A[u, j])`` when it is alone so far. An unplaced task ``u`` receives at most
+summing to ``s_j`` over ``n_j`` mates, its final mean is at most the largest mean reachable by
+adding unplaced tasks' values ``A[u, j]`` to it: add them largest first while each one is above
+the running mean (no other subset does better). A task alone so far gets at most
+``max(0, max_u A[u, j])``. An unplaced task ``u`` receives at most
 ``max(0, max_{i != u} A[i, u])``. The bound is the sum of these.
 """
 
@@ -23,6 +24,7 @@ class Tables:
     a: np.ndarray
     future_max: np.ndarray  # [k, j]: max_{u >= k, u != j} A[u, j]  (-inf if none)
     unplaced_ub: np.ndarray  # [k]: sum_{u >= k} max(0, max_{i != u} A[i, u])
+    future_sorted: list[list[list[float]]]  # [k][j]: A[u, j] for u >= k (j < k), largest first
 
     @classmethod
     def build(cls, a: np.ndarray) -> Tables:
@@ -34,7 +36,10 @@ class Tables:
             future_max[k] = np.maximum(future_max[k + 1], off[k])
         best_in = np.maximum(off.max(axis=0), 0.0)
         unplaced_ub = np.concatenate([np.cumsum(best_in[::-1])[::-1], [0.0]])
-        return cls(a=a, future_max=future_max, unplaced_ub=unplaced_ub)
+        future_sorted = [
+            [sorted(a[k:, j].tolist(), reverse=True) for j in range(k)] for k in range(m + 1)
+        ]
+        return cls(a=a, future_max=future_max, unplaced_ub=unplaced_ub, future_sorted=future_sorted)
 
 
 @dataclass
@@ -90,13 +95,20 @@ class State:
         """Upper bound on the objective of any completion of this state."""
         k = self.k
         fut = t.future_max[k]
+        ordered = t.future_sorted[k]
         total = float(t.unplaced_ub[k])
         for j in range(k):
-            f = float(fut[j])
-            if self.mates[j] > 0:
-                total += max(self.sums[j] / self.mates[j], f)
-            else:
-                total += max(0.0, f)
+            n = self.mates[j]
+            if n == 0:
+                total += max(0.0, float(fut[j]))
+                continue
+            s = self.sums[j]
+            for v in ordered[j]:
+                if v * n <= s:  # v <= running mean: adding it (or anything smaller) cannot help
+                    break
+                s += v
+                n += 1
+            total += s / n
         return total
 
     def partition(self) -> Partition:
