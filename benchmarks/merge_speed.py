@@ -52,7 +52,12 @@ def bert_shapes(hidden: int, layers: int = 12, vocab: int = 30522) -> dict[str, 
     }
     for i in range(layers):
         p = f"bert.encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+        for name in (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ):
             shapes[p + name + ".weight"] = (h, h)
             shapes[p + name + ".bias"] = (h,)
         shapes[p + "attention.output.LayerNorm.weight"] = (h,)
@@ -85,9 +90,15 @@ def write_model(folder: Path, state: dict[str, torch.Tensor], hidden: int) -> No
     folder.mkdir(parents=True)
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     config = {
-        "architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": hidden,
-        "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 4 * hidden,
-        "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "architectures": ["BertForSequenceClassification"],
+        "model_type": "bert",
+        "hidden_size": hidden,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 4 * hidden,
+        "vocab_size": 30522,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
         "num_labels": 2,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -105,7 +116,12 @@ def make_checkpoints(root: Path, params: float, n: int) -> tuple[Path, list[Path
         write_model(root / f"ft{i}", ft, hidden)
         models.append(root / f"ft{i}")
         del ft
-    return root / "base", models, count(shapes), (root / "base" / "model.safetensors").stat().st_size
+    return (
+        root / "base",
+        models,
+        count(shapes),
+        (root / "base" / "model.safetensors").stat().st_size,
+    )
 
 
 def worker(kind: str, out: str, base: str, models: list[str]) -> None:
@@ -136,7 +152,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed:\n{res.stderr[-3000:]}")
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
+    wall = re.search(
+        r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", res.stderr
+    )
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
     assert wall and rss, res.stderr[-2000:]
     seconds = int(wall.group(1) or 0) * 3600 + int(wall.group(2)) * 60 + float(wall.group(3))
@@ -161,17 +179,29 @@ def max_diff(a: Path, b: Path) -> float:
     from polytask.merging import open_checkpoint
 
     ra, rb = open_checkpoint(a), open_checkpoint(b)
-    return max(float((ra.get(k) - rb.get(k)).abs().max()) for k in ra.keys() if ra.dtype(k).is_floating_point)
+    return max(
+        float((ra.get(k) - rb.get(k)).abs().max())
+        for k in ra.keys()
+        if ra.dtype(k).is_floating_point
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=float, default=110e6, help="approximate parameters per model")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--params", type=float, default=110e6, help="approximate parameters per model"
+    )
     parser.add_argument("--models", type=int, default=8)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--mergekit", default="/tmp/mk_venv/bin/mergekit-yaml")
-    parser.add_argument("--workdir", default=None, help="parent folder for the temporary checkpoints")
-    parser.add_argument("--no-write", action="store_true", help="print only; do not write docs/results")
+    parser.add_argument(
+        "--workdir", default=None, help="parent folder for the temporary checkpoints"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not write docs/results"
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -190,13 +220,24 @@ def main() -> None:
         rw_s, rw_mb = timed([*me, "readwrite", str(root / "rw"), str(base), *map(str, models)], env)
         rows = []
         for method in args.methods:
-            pt_s, pt_mb = timed([*me, method, str(root / f"pt_{method}"), str(base), *map(str, models)], env)
+            pt_s, pt_mb = timed(
+                [*me, method, str(root / f"pt_{method}"), str(base), *map(str, models)], env
+            )
             mk_s = mk_mb = diff = None
             if have_mergekit:
                 cfg = root / f"{method}.yaml"
                 mergekit_config(method, base, models, cfg)
-                cmd = [args.mergekit, str(cfg), str(root / f"mk_{method}"), "--random-seed", "0",
-                       "--no-copy-tokenizer", "--quiet", "-j", "1"]
+                cmd = [
+                    args.mergekit,
+                    str(cfg),
+                    str(root / f"mk_{method}"),
+                    "--random-seed",
+                    "0",
+                    "--no-copy-tokenizer",
+                    "--quiet",
+                    "-j",
+                    "1",
+                ]
                 mk_s, mk_mb = timed(cmd, env)
                 if method != "dare_ties":
                     diff = max_diff(root / f"pt_{method}", root / f"mk_{method}")
@@ -209,7 +250,9 @@ def main() -> None:
     report(rows, args, params, ckpt_mb, rw_mb)
 
 
-def report(rows: list[tuple], args: argparse.Namespace, params: int, ckpt_mb: float, rw_mb: float) -> None:
+def report(
+    rows: list[tuple], args: argparse.Namespace, params: int, ckpt_mb: float, rw_mb: float
+) -> None:
     def f(x: float | None, fmt: str) -> str:
         return "—" if x is None else format(x, fmt)
 
@@ -224,7 +267,9 @@ def report(rows: list[tuple], args: argparse.Namespace, params: int, ckpt_mb: fl
             f"{pt_s / rw_s:.2f}× | {pt_mb:.0f} | {f(mk_mb, '.0f')} | {pt_mb / ck:.2f}× | {f(diff, '.1e')} |"
         )
     table = "\n".join(lines)
-    command = "python benchmarks/merge_speed.py" + (f" --params {args.params:g}" if args.params != 110e6 else "")
+    command = "python benchmarks/merge_speed.py" + (
+        f" --params {args.params:g}" if args.params != 110e6 else ""
+    )
     text = (
         "# Merge speed and memory\n\n"
         f"{args.models} fine-tuned checkpoints + base of a BERT-base-shaped model, {params / 1e6:.1f}M fp32 "

@@ -119,10 +119,14 @@ def _where(source: TensorSource) -> str:
 
 
 def _finite(tensor: torch.Tensor) -> bool:
-    """True when every entry is finite (a float64 sum is NaN/Inf exactly when one entry is)."""
+    """True when every entry is finite.
+
+    A sum is NaN or infinite whenever an entry is, so a finite sum settles it cheaply; only a
+    non-finite sum (a NaN/Inf entry, or an overflow) needs the element-wise check.
+    """
     if not _is_float(tensor.dtype) or tensor.numel() == 0:
         return True
-    if math.isfinite(float(tensor.sum(dtype=torch.float64))):
+    if math.isfinite(float(tensor.sum())):
         return True
     return bool(torch.isfinite(tensor).all())
 

@@ -1,11 +1,12 @@
-"""Exact k-th largest magnitudes over a whole model, streamed tensor by tensor in two passes.
+"""Exact k-th largest magnitudes over many tensors, streamed block by block in two passes.
 
-Needed for whole-model top-k (``topk="model"``) without holding the model in memory. Magnitudes
-are non-negative, so the bit patterns of their float32 values sort like the values. Pass 1
-counts the top 16 of those bits (65,536 bins) over every tensor and finds, for each requested
-rank k, the bin holding the k-th largest value; pass 2 keeps only the values falling in those
-bins (a sliver of the model) and selects exactly among them. Float64 magnitudes are binned by
-their float32 rounding (monotone) and selected exactly in float64.
+Needed for whole-model top-k (``topk="model"``), and for per-tensor top-k of a tensor merged in
+row blocks, without holding the values in memory. Magnitudes are non-negative, so the bit
+patterns of their float32 values sort like the values. Pass 1 counts the high 16 of the 31
+magnitude bits (65,536 bins) and finds, for each requested rank k, the bin holding the k-th
+largest value and its rank inside that bin; pass 2 counts the low 15 bits of the values in that
+bin, which pins the exact float32 value. Memory is two fixed histograms per rank, whatever the
+model size. (Float64 magnitudes keep the values of the target bin and select among them.)
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ __all__ = ["MagnitudeSelector"]
 
 _SHIFT = 15
 _BINS = 1 << 16
+_LOW = (1 << _SHIFT) - 1
 
 
-def _bins(magnitude: torch.Tensor) -> torch.Tensor:
-    return magnitude.reshape(-1).to(torch.float32).view(torch.int32).bitwise_right_shift(_SHIFT)
+def _bits(magnitude: torch.Tensor) -> torch.Tensor:
+    return magnitude.reshape(-1).to(torch.float32).view(torch.int32)
+
+
+def _rank_in(hist: torch.Tensor, k: int) -> tuple[int, int]:
+    """The bin holding the k-th largest count-weighted entry, and k's rank inside that bin."""
+    above = torch.flip(torch.cumsum(torch.flip(hist, [0]), 0), [0]) - hist
+    b = int(torch.nonzero((above < k) & (above + hist >= k))[0])
+    return b, k - int(above[b])
 
 
 class MagnitudeSelector:
@@ -29,38 +38,41 @@ class MagnitudeSelector:
 
     def __init__(self, ranks: Sequence[int]) -> None:
         self.ranks = [int(k) for k in ranks]
+        self.count = 0
         self._hist = torch.zeros(_BINS, dtype=torch.int64)
         self._targets: list[tuple[int, int]] = []
+        self._low: dict[int, torch.Tensor] = {}
         self._found: dict[int, list[torch.Tensor]] = {}
-        self.count = 0
+        self._float64 = False
 
     def observe(self, magnitude: torch.Tensor) -> None:
         """Pass 1: add a tensor of non-negative magnitudes to the histogram."""
-        self._hist += torch.bincount(_bins(magnitude), minlength=_BINS)
+        self._float64 |= magnitude.dtype == torch.float64
+        self._hist += torch.bincount(_bits(magnitude).bitwise_right_shift(_SHIFT), minlength=_BINS)
         self.count += magnitude.numel()
 
     def locate(self) -> None:
         """End of pass 1: find the bin and the rank within it for each requested rank."""
-        above = torch.flip(torch.cumsum(torch.flip(self._hist, [0]), 0), [0]) - self._hist
         self._targets = []
         for k in self.ranks:
             if k <= 0 or k > self.count:
                 self._targets.append((-1, k))
                 continue
-            b = int(torch.nonzero((above < k) & (above + self._hist >= k))[0])
-            self._targets.append((b, k - int(above[b])))
-            self._found.setdefault(b, [])
+            b, r = _rank_in(self._hist, k)
+            self._targets.append((b, r))
+            if self._float64:
+                self._found.setdefault(b, [])
+            else:
+                self._low.setdefault(b, torch.zeros(_LOW + 1, dtype=torch.int64))
 
     def collect(self, magnitude: torch.Tensor) -> None:
-        """Pass 2: keep the values that fall in a target bin."""
-        if not self._found:
-            return
-        flat = magnitude.reshape(-1)
-        bins = _bins(flat)
+        """Pass 2: count (or keep, for float64) the values that fall in a target bin."""
+        bits = _bits(magnitude)
+        high = bits.bitwise_right_shift(_SHIFT)
+        for b, low in self._low.items():
+            low += torch.bincount(bits[high == b].bitwise_and_(_LOW), minlength=_LOW + 1)
         for b, chunks in self._found.items():
-            hit = flat[bins == b]
-            if hit.numel():
-                chunks.append(hit.clone())
+            chunks.append(magnitude.reshape(-1)[high == b].clone())
 
     def thresholds(self) -> list[float]:
         """End of pass 2: the exact k-th largest value per rank (+inf for k <= 0, 0 beyond)."""
@@ -68,7 +80,11 @@ class MagnitudeSelector:
         for b, r in self._targets:
             if b < 0:
                 out.append(float("inf") if r <= 0 else 0.0)
-                continue
-            values = torch.cat(self._found[b])
-            out.append(float(torch.kthvalue(values, values.numel() - r + 1).values))
+            elif self._float64:
+                values = torch.cat(self._found[b])
+                out.append(float(torch.kthvalue(values, values.numel() - r + 1).values))
+            else:
+                low, _ = _rank_in(self._low[b], r)
+                bits = torch.tensor([(b << _SHIFT) | low], dtype=torch.int32)
+                out.append(float(bits.view(torch.float32)))
         return out

@@ -75,7 +75,8 @@ class MagnitudeBand:
         else:
             top, bottom = self._ranks(tau.numel(), index)
             upper, lower = kth_largest(magnitude, top), kth_largest(magnitude, bottom)
-        return tau.mul_((magnitude < upper) & (magnitude >= lower))
+        keep = magnitude.lt(upper).to(tau.dtype)
+        return tau.mul_(keep.mul_(magnitude.ge_(lower)))
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class RandomDrop:
         density = self.density if isinstance(self.density, float | int) else self.density[index]
         if density >= 1.0:
             return tau
-        keep = uniform(self.seed, name, index, tau.shape, offset) < density
+        keep = uniform(self.seed, name, index, tau.shape, offset).lt_(density).to(tau.dtype)
         if self.rescale == "l1":
             before = tau.abs().sum()
             tau.mul_(keep)

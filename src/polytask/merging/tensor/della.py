@@ -86,7 +86,7 @@ class MagnitudeSampling:
         offset: int = 0,
     ) -> torch.Tensor:
         q = self.keep_probability(tau, index)
-        keep = uniform(self.seed, name, index, tau.shape, offset, dtype=tau.dtype) < q
+        keep = uniform(self.seed, name, index, tau.shape, offset, dtype=tau.dtype).lt_(q)
         tau.mul_(keep)
         if self.rescale == "inverse":
             tau.div_(q)

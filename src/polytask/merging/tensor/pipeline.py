@@ -82,7 +82,7 @@ def kth_largest(magnitudes: torch.Tensor, k: int) -> float:
         hi = float(sample[hi_at]) if hi_at > 0 else float("inf")
         if lo_at < s:
             lo = float(sample[lo_at])
-            above = int((flat > hi).sum()) if hi_at > 0 else 0
+            above = int(torch.count_nonzero(flat > hi)) if hi_at > 0 else 0
             if above < k:
                 band = flat[(flat <= hi) & (flat >= lo)]
                 need = k - above
@@ -177,30 +177,43 @@ class SparseSignMerge:
         thresholds: Thresholds,
         offset: int,
     ) -> torch.Tensor:
-        pos, neg = torch.zeros_like(b), torch.zeros_like(b)
-        w_pos, w_neg = torch.zeros_like(b), torch.zeros_like(b)
+        # Float-only arithmetic throughout: on CPU, ops mixing bool and float tensors are slow.
+        pos, neg = torch.zeros_like(b), torch.zeros_like(b)  # Σ w max(τ̂, 0) and Σ w min(τ̂, 0)
+        w_any, w_pos = torch.zeros_like(b), torch.zeros_like(b)  # Σ w [τ̂ ≠ 0] and Σ w [τ̂ > 0]
         unit = all(w == 1.0 for w in weights)
-        shared = unit or self.consensus == "sum"  # sign counts are the weights, or unused
-        c_pos, c_neg = (w_pos, w_neg) if shared else (torch.zeros_like(b), torch.zeros_like(b))
+        counted = self.consensus == "count" and not unit
+        n_any = torch.zeros_like(b) if counted else w_any  # unweighted counts for sign="count"
+        n_pos = torch.zeros_like(b) if counted else w_pos
         for t in range(len(finetuned)):
+            w = weights[t]
             tau_hat = self._sparse(b, finetuned[t], t, name, thresholds, offset)
-            is_pos, is_neg = tau_hat > 0, tau_hat < 0
-            pos.add_(tau_hat.clamp(min=0), alpha=weights[t])
-            neg.add_(tau_hat.clamp_(max=0), alpha=weights[t])
-            w_pos.add_(is_pos, alpha=weights[t])
-            w_neg.add_(is_neg, alpha=weights[t])
-            if not shared:
-                c_pos.add_(is_pos)
-                c_neg.add_(is_neg)
-            del tau_hat, is_pos, is_neg
-        up = (pos + neg >= 0) if self.consensus == "sum" else (c_pos >= c_neg)
-        total = torch.where(up, pos, neg)
-        del pos, neg
+            part = tau_hat.clamp(min=0)
+            pos.add_(part, alpha=w)
+            w_pos.add_(part.gt_(0), alpha=w)
+            if counted:
+                n_pos.add_(part)
+            torch.clamp(tau_hat, max=0, out=part)
+            neg.add_(part, alpha=w)
+            w_any.add_(tau_hat.ne_(0), alpha=w)
+            if counted:
+                n_any.add_(tau_hat)
+            del tau_hat, part
+        if self.consensus == "sum":
+            up = (pos + neg).ge_(0)
+        else:
+            up = (n_pos * 2).sub_(n_any).ge_(0)  # positives >= negatives
+        down = 1.0 - up
+        merged = pos.mul_(up).add_(neg.mul_(down))  # pos where up, else neg (exact: up is 0/1)
+        del neg
         if self.combine == "mean":
-            norm = torch.where(up, w_pos, w_neg)
-            norm.masked_fill_(norm == 0, 1.0)  # where nothing contributes, total is 0 already
-            total.div_(norm)
-        return total
+            w_neg = w_any.sub_(w_pos).mul_(down)
+            norm = w_pos.mul_(up).add_(w_neg)
+            if all(w > 0 for w in weights):
+                norm.clamp_(min=torch.finfo(norm.dtype).tiny)  # 0 only where merged is 0
+            else:
+                norm.masked_fill_(norm == 0, 1.0)
+            merged.div_(norm)
+        return merged
 
 
 class PipelineMethod:

@@ -80,7 +80,7 @@ class MagnitudeTopK:
             threshold = thresholds[0]
         else:
             threshold = kth_largest(magnitude, _keep_count(density, tau.numel()))
-        return tau.mul_(magnitude >= threshold)
+        return tau.mul_(magnitude.ge_(threshold))  # float 0/1 mask: fast on CPU
 
 
 @dataclass(frozen=True)
