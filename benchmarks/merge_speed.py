@@ -131,7 +131,7 @@ def worker(kind: str, out: str, base: str, models: list[str]) -> None:
         from polytask.merging.io import ShardedWriter, open_checkpoint, output_folder
 
         readers = [open_checkpoint(p) for p in (base, *models)]
-        entries = [(k, readers[0].shape(k), readers[0].dtype(k)) for k in readers[0].keys()]
+        entries = [(k, readers[0].shape(k), readers[0].dtype(k)) for k in readers[0]]
         with output_folder(out) as tmp:
             writer = ShardedWriter(tmp, entries)
             for key, _, _ in entries:
@@ -180,9 +180,7 @@ def max_diff(a: Path, b: Path) -> float:
 
     ra, rb = open_checkpoint(a), open_checkpoint(b)
     return max(
-        float((ra.get(k) - rb.get(k)).abs().max())
-        for k in ra.keys()
-        if ra.dtype(k).is_floating_point
+        float((ra.get(k) - rb.get(k)).abs().max()) for k in ra if ra.dtype(k).is_floating_point
     )
 
 

@@ -25,6 +25,7 @@ tensor asked for.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -64,6 +65,9 @@ class CheckpointReader:
     def keys(self) -> list[str]:
         """All tensor names, in on-disk order."""
         return list(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries

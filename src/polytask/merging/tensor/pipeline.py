@@ -198,10 +198,8 @@ class SparseSignMerge:
             if counted:
                 n_any.add_(tau_hat)
             del tau_hat, part
-        if self.consensus == "sum":
-            up = (pos + neg).ge_(0)
-        else:
-            up = (n_pos * 2).sub_(n_any).ge_(0)  # positives >= negatives
+        # γ = + where the (weighted) sum is >= 0, or where positives are at least as many
+        up = (pos + neg).ge_(0) if self.consensus == "sum" else (n_pos * 2).sub_(n_any).ge_(0)
         down = 1.0 - up
         merged = pos.mul_(up).add_(neg.mul_(down))  # pos where up, else neg (exact: up is 0/1)
         del neg
