@@ -52,6 +52,7 @@ class StepInfo:
     losses: Tensor
     weights: Tensor | None
     gramian: Tensor | None
+    batch: list[Group] | None = None
 
 
 @dataclass
@@ -218,7 +219,7 @@ class Trainer:
             names = tuple(n for n in self.taskset.names if n in out.losses)
             info = StepInfo(
                 self.step, epoch, names, torch.tensor([out.losses[n] for n in names]),
-                torch.tensor(out.weights) if out.weights is not None else None, out.gramian,
+                torch.tensor(out.weights) if out.weights is not None else None, out.gramian, batch,
             )  # fmt: skip
             for cb in self.callbacks:
                 if hasattr(cb, "on_step"):
