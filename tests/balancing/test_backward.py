@@ -224,3 +224,16 @@ def test_features_mode_with_separate_linear_heads(tiny) -> None:
     )
     torch.testing.assert_close(res.gramian, gram)
     assert all(h.weight.grad is not None for h in heads)
+
+
+@pytest.mark.parametrize("m", [3, 5])  # factored and generic paths
+def test_gradnorm_features_norms(tiny, m: int) -> None:
+    from polytask.balancing.statistic import layer_grad_norms
+
+    model, x, y = tiny(m=m)
+    losses, z = model.losses(x, y)
+    ref = torch.stack(
+        [torch.autograd.grad(loss, z, retain_graph=True)[0].norm() for loss in losses]
+    )
+    got = layer_grad_norms(losses, list(model.trunk.parameters()), z, True)
+    torch.testing.assert_close(got, ref)

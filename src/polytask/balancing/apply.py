@@ -18,11 +18,11 @@ from polytask.balancing.statistic import TaskGradients, batched_grads, graph_lea
 
 
 def accumulate(params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
-    """``p.grad += g`` (creating ``.grad`` where it is None)."""
+    """``p.grad += g`` (``g`` becomes ``.grad`` where it is None: callers pass fresh tensors)."""
     for p, g in zip(params, grads):
         g = g.reshape(p.shape).to(p.dtype)
         if p.grad is None:
-            p.grad = g.clone()
+            p.grad = g if g.is_contiguous() else g.contiguous()
         else:
             p.grad.add_(g)
 

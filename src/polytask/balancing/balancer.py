@@ -18,6 +18,7 @@ from polytask.balancing.apply import apply_update, apply_weighted_loss, apply_we
 from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, Statistics
 from polytask.balancing.statistic import (
     as_loss_vector,
+    check_gramian,
     layer_grad_norms,
     task_gradients,
 )
@@ -129,6 +130,7 @@ class Balancer(nn.Module):
         else:
             tg = task_gradients(vec, shared, features, features_mode)
             g = tg.gramian()
+            check_gramian(g)
             stats = Statistics(
                 losses=vec.detach(),
                 gramian=g if "gramian" in needs else None,

@@ -214,9 +214,10 @@ def _roles(
     return targets, [p for p in graph_leaves([losses]) if id(p) not in ids], []
 
 
-def _check_rows(t: Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        bad = sorted({int(i) for i in (~torch.isfinite(t.reshape(t.shape[0], -1))).nonzero()[:, 0]})
+def check_gramian(g: Tensor) -> None:
+    """A NaN/Inf anywhere in task k's gradient makes ``G_kk`` non-finite: one cheap check."""
+    bad = (~torch.isfinite(g.diagonal())).nonzero()[:, 0].tolist()
+    if bad:
         raise NonFiniteLossError(f"balancing: non-finite gradient for task index(es) {bad}")
 
 
@@ -234,7 +235,6 @@ def task_gradients(
     if lin is not None:
         edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
         r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
-        _check_rows(r)
         a = torch.cat([a_c for _, a_c in lin], dim=0)
         head_grads = (
             list(torch.autograd.grad(losses.sum(), heads, retain_graph=True, allow_unused=True))
@@ -247,8 +247,6 @@ def task_gradients(
         return TaskGradients(targets, heads, head_grads, True, factor=(r, a))
     grads = batched_grads(losses, targets + heads, eye, retain_graph=features_mode)
     blocks = [g.reshape(m, -1) for g in grads[: len(targets)]]
-    for blk in blocks:
-        _check_rows(blk)
     head_grads = [g.sum(0) for g in grads[len(targets) :]]
     return TaskGradients(targets, heads, head_grads, features_mode, blocks=blocks)
 
@@ -258,17 +256,33 @@ def layer_grad_norms(
 ) -> Tensor:
     """``‖∂L_k/∂W‖`` for one layer: the features in ``features`` mode, else the last shared
     parameter. The graph is kept for the backward that follows."""
+    m = losses.shape[0]
+    eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
     if features_mode:
         if features is None:
             raise PolytaskError("balancing: mode 'features' needs `features=` (the shared output)")
         layer = features
+        lin = (
+            _linear_factor(features, _walk([losses], features)[1])
+            if features.requires_grad
+            else None
+        )
+        if lin is not None:  # ‖R_k A‖ from the factor: diag(R A Aᵀ Rᵀ)
+            edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
+            r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
+            a = torch.cat([a_c for _, a_c in lin], dim=0)
+            sq = ((r @ (a @ a.T)) * r).sum(dim=(1, 2))
+            norms = sq.clamp_min(0).sqrt()
+            if not bool(torch.isfinite(norms).all()):
+                raise NonFiniteLossError(
+                    "balancing: non-finite gradient norm of the GradNorm layer"
+                )
+            return norms
     else:
         params = [p for p in shared if p.requires_grad]
         if not params:
             raise PolytaskError("balancing: `shared_params` is empty or none requires grad")
         layer = params[-1]
-    m = losses.shape[0]
-    eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
     (g,) = batched_grads(losses, [layer], eye, retain_graph=True)
     norms = g.reshape(m, -1).norm(dim=1)
     if not bool(torch.isfinite(norms).all()):
