@@ -50,7 +50,9 @@ def _final(out: Path) -> tuple[dict, dict, list]:
     return weights, report["metrics"], steps
 
 
-@pytest.mark.parametrize("balancing", [None, {"method": "uw"}, {"method": "famo"}], ids=["sum", "uw", "famo"])
+@pytest.mark.parametrize(
+    "balancing", [None, {"method": "uw"}, {"method": "famo"}], ids=["sum", "uw", "famo"]
+)
 def test_sigkill_then_resume_is_bit_identical(tmp_path, balancing):
     cfg = small_tox21(tmp_path, steps=STEPS, checkpoint_every=2, eval_every=20)
     if balancing is not None:
