@@ -49,6 +49,9 @@ def _register() -> None:
     from polytask.cli.merge import merge_command
 
     cli.add_command(merge_command)
+    from polytask.cli.affinity import affinity_command
+
+    cli.add_command(affinity_command)
 
 
 if __name__ == "__main__":
