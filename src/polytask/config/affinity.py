@@ -309,7 +309,8 @@ def _measure(
     matrices = []
     if "gradient" in a.measures:
         if probe.source == "balancer":
-            stat = "cosine of the per-task gradients, from the Gramian of the balancing method"
+            bal = config.balancing or {}
+            stat = f"cosine of the per-task gradients, from the Gramian of the balancing method ({bal.get('method')}, mode {bal.get('mode', 'exact')})"
         else:
             stat = f"cosine of the per-task gradients w.r.t. the shared {probe.mode}, Gramian computed by a probe after each step (the balancing method computes none)"
         desc = f"gradient cosine (EMA rate {a.ema_rate})"
