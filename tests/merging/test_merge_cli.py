@@ -188,3 +188,16 @@ def test_pickled_inputs_need_trust(job: Path, capsys: pytest.CaptureFixture[str]
     assert "refusing" in capsys.readouterr().err
     cfg = _config(job, models=["p", "b"], trust_pickle=True)
     assert main(["merge", str(cfg), "--out", str(job / "out"), "--no-progress"]) == 0
+
+
+def test_progress_bar_run_gives_the_same_output(job: Path) -> None:
+    from polytask.merging import merge_checkpoints
+
+    method = Ties(density=0.5)
+    paths = [job / "a", job / "b"]
+    quiet = merge_checkpoints(method, job / "base", paths, job / "q", exclude=["classifier.*"])
+    shown = merge_checkpoints(
+        method, job / "base", paths, job / "p", exclude=["classifier.*"], progress=True
+    )
+    with open_checkpoint(quiet) as a, open_checkpoint(shown) as b:
+        assert all(torch.equal(a.get(k), b.get(k)) for k in a)

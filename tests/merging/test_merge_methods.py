@@ -20,7 +20,8 @@ from polytask.merging import (
     WeightAverage,
     merge,
 )
-from polytask.merging.tensor import MagnitudeSampling, tensor_generator
+from polytask.merging.tensor import MagnitudeSampling
+from polytask.merging.tensor.seeding import uniform
 
 # Methods with options under which one fine-tuned model in gives that model back.
 IDENTITY = {
@@ -138,7 +139,7 @@ def test_pinned_ties_whole_model_top_k_differs_from_per_tensor() -> None:
 def test_pinned_dare_drop_and_rescale() -> None:
     base = torch.zeros(1000)
     tau = torch.linspace(-1, 1, 1000)
-    keep = torch.rand(1000, generator=tensor_generator(7, "w", 0)) < 0.3
+    keep = uniform(7, "w", 0, (1000,)) < 0.3
     out = Dare(density=0.3, seed=7)(base, [tau], name="w")
     torch.testing.assert_close(out, tau * keep / 0.3, rtol=0, atol=0)
     l1 = Dare(density=0.3, seed=7, rescale="l1")(base, [tau], name="w")
@@ -152,7 +153,7 @@ def test_pinned_dare_drop_and_rescale() -> None:
 def test_pinned_dare_ties_uses_dare_masks_then_ties_election() -> None:
     base = torch.zeros(50)
     taus = [torch.linspace(-1, 1, 50), torch.linspace(1, -1, 50) * 0.5]
-    masks = [torch.rand(50, generator=tensor_generator(0, "w", i)) < 0.5 for i in range(2)]
+    masks = [uniform(0, "w", i, (50,)) < 0.5 for i in range(2)]
     hats = [t * m / 0.5 for t, m in zip(taus, masks)]
     sign = (hats[0] + hats[1]) >= 0
     agree = [((h > 0) == sign) & (h != 0) for h in hats]
@@ -176,7 +177,7 @@ def test_pinned_della_keep_probabilities_and_rescale() -> None:
     tau = torch.tensor([[0.1, -3.0, 2.0, 0.5]])
     q = MagnitudeSampling(density=0.5, epsilon=0.1).keep_probability(tau, 0)
     torch.testing.assert_close(q, torch.tensor([[0.4, 0.4 + 0.2, 0.4 + 0.4 / 3, 0.4 + 0.2 / 3]]))
-    u = torch.rand(tau.shape, generator=tensor_generator(0, "w", 0))
+    u = uniform(0, "w", 0, tau.shape)
     out = Della(density=0.5, epsilon=0.1)(torch.zeros(1, 4), [tau], name="w")
     torch.testing.assert_close(out, tau * (u < q) / q)
 
