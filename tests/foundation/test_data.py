@@ -110,3 +110,18 @@ def test_tensor_data_validation():
         TensorData(torch.zeros(3, 2), {"t": torch.zeros(4)})
     with pytest.raises(PolytaskError, match="float"):
         TensorData(torch.zeros(3, 2), {"t": torch.zeros(3, dtype=torch.long)})
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from polytask._core import atomic_dir, write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "f").write_text("y")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert not list(tmp_path.glob(".*tmp"))

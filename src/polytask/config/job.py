@@ -114,6 +114,10 @@ def run_train(
     """Train as the config says; write and return the report."""
     config_path = Path(config_path)
     config = load_config(TrainConfig, config_path)
+    if config.balancing is not None:  # checked before any data is read
+        from polytask.config.balancing import BalancingConfig
+
+        validate(BalancingConfig, dict(config.balancing), f"{config_path}: balancing")
     out = Path(out)
     chash = config_hash(config, ignore=("evaluation",)) + ("-single" if single_task else "")
     if resume and (out / RUN_FILE).is_file():
