@@ -200,3 +200,17 @@ def test_kth_largest_is_exact_on_large_tensors(k: int) -> None:
     values[::3] = values[1::3]  # many duplicates
     values[:50_000] = 0.0
     assert kth_largest(values, k) == values.sort(descending=True).values[k - 1].item()
+
+
+@pytest.mark.parametrize("trap", [False, True])
+def test_row_sampled_thresholds_are_exact_even_when_the_sample_misleads(trap: bool) -> None:
+    gen = torch.Generator().manual_seed(1)
+    base = {"w": torch.zeros(2000, 64)}
+    tau = torch.randn(2000, 64, generator=gen) * 1e-3
+    if trap:  # the sampled rows (every 7th) look nothing like the rest
+        tau[::7] *= 1e4
+    models = [{"w": tau}, {"w": -0.5 * tau.flip(0)}]
+    for method in (Ties(density=0.3), Breadcrumbs(density=0.5, gamma=0.05)):
+        whole = merge(method, base, models)["w"]
+        blocks = merge(method, base, models, chunk_elems=10_000)["w"]
+        assert torch.equal(whole, blocks)

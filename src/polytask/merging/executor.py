@@ -211,6 +211,68 @@ def _select(
     return [s.thresholds() for s in selectors]
 
 
+def _bracketed(
+    ranks: list[tuple[int, ...]],
+    item: PlanItem,
+    blocks: list[_Block],
+    base: TensorSource,
+    models: Sequence[TensorSource],
+) -> list[list[float]]:
+    """Per-tensor thresholds of a tensor merged in row blocks, in one pass when possible.
+
+    A systematic sample of about 256 rows brackets each k-th largest magnitude; one pass then
+    counts the entries above the bracket and keeps those inside it, which pins the exact value.
+    Models whose bracket misses (an unrepresentative sample) get the exact two-pass selection.
+    """
+    key, rows, numel = item.key, item.shape[0], math.prod(item.shape)
+    picks = range(0, rows, max(1, rows // 256))
+    b_rows = torch.cat([_Block(key, (r, r + 1)).read(base) for r in picks])
+    b_rows = b_rows.to(compute_dtype(b_rows.dtype))
+    brackets: list[list[tuple[float, float]]] = []
+    for i, model in enumerate(models):
+        m_rows = torch.cat([_Block(key, (r, r + 1)).read(model) for r in picks])
+        sample = (m_rows.to(b_rows.dtype) - b_rows).abs_().reshape(-1).sort(descending=True).values
+        s, per = sample.numel(), []
+        for k in ranks[i]:
+            q = min(max(k / numel, 0.0), 1.0)
+            margin = int(4 * math.sqrt(s * q * (1 - q))) + 16
+            hi_at, lo_at = int(q * s) - margin, int(q * s) + margin
+            hi = float(sample[hi_at]) if hi_at > 0 else math.inf
+            per.append((hi, float(sample[lo_at]) if lo_at < s else 0.0))
+        brackets.append(per)
+    above = [[0] * len(r) for r in ranks]
+    bands: list[list[list[torch.Tensor]]] = [[[] for _ in r] for r in ranks]
+    for block in blocks:
+        b = block.read(base)
+        b = b.to(compute_dtype(b.dtype))
+        for i, model in enumerate(models):
+            if not ranks[i]:
+                continue
+            magnitude = (block.read(model).to(b.dtype) - b).abs_().reshape(-1)
+            for j, (hi, lo) in enumerate(brackets[i]):
+                above[i][j] += int(torch.count_nonzero(magnitude > hi))
+                bands[i][j].append(magnitude[(magnitude <= hi) & (magnitude >= lo)])
+            del magnitude
+    out: list[list[float]] = []
+    missed: list[tuple[int, ...]] = [() for _ in ranks]
+    for i, model_ranks in enumerate(ranks):
+        values: list[float] = []
+        for j, k in enumerate(model_ranks):
+            band = torch.cat(bands[i][j]) if bands[i][j] else torch.empty(0)
+            need = k - above[i][j]
+            if k <= 0 or k > numel:
+                values.append(math.inf if k <= 0 else 0.0)
+            elif 0 < need <= band.numel():
+                values.append(float(torch.kthvalue(band, band.numel() - need + 1).values))
+            else:
+                missed[i] = model_ranks
+        out.append(values)
+    if any(missed):
+        exact = _select(missed, blocks, base, models)
+        out = [exact[i] if missed[i] else out[i] for i in range(len(ranks))]
+    return out
+
+
 def global_thresholds(
     method: TensorMerge,
     plan: MergePlan,
@@ -249,7 +311,7 @@ def execute(
         if len(blocks) > 1 and thresholds is None:
             numel = math.prod(item.shape)
             ranks = [method.tensor_ranks(numel, i) for i in range(len(models))]
-            own = _select(ranks, blocks, base, models) if any(ranks) else None
+            own = _bracketed(ranks, item, blocks, base, models) if any(ranks) else None
         row_numel = math.prod(item.shape[1:]) if item.shape else 1
         for block in blocks:
             b = block.read(base)
