@@ -106,9 +106,17 @@ def train_command(
     default=None,
     help="Where to write the report (default RUN_DIR/eval.json).",
 )
-def eval_command(run_dir: str, baseline: str | None, out_file: str | None) -> None:
+@click.option(
+    "--trunk",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Evaluate with this shared trunk (e.g. a merge of a single-task run's trunk.safetensors) and each task's own head.",
+)
+def eval_command(
+    run_dir: str, baseline: str | None, out_file: str | None, trunk: str | None
+) -> None:
     """Evaluate the selected checkpoint of RUN_DIR (or a checkpoint folder in it) on val and test."""
     from polytask.config.job import run_eval
 
-    report = run_eval(run_dir, baseline=baseline, out_file=out_file)
+    report = run_eval(run_dir, baseline=baseline, out_file=out_file, trunk=trunk)
     _summary(report)

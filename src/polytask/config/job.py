@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_file
+
 from polytask import __version__
-from polytask._core import PolytaskError, seed_everything, write_text
+from polytask._core import PolytaskError, seed_everything, write_text, write_with
 from polytask.eval import SelectionRule, build_report, evaluate, load_report, write_report
 from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData
@@ -26,6 +28,28 @@ from .load import config_hash, load_config, validate
 from .schema import TrainConfig
 
 RUN_FILE = "run.json"
+#: trunk-only weights (keys ``trunk.*``) of single-task runs: ``base/`` holds the shared
+#: initialisation every task starts from, ``single/<task>/`` each task's selected trunk, so the
+#: task trunks can be merged (``polytask merge``) and evaluated (``polytask eval --trunk``).
+TRUNK_FILE = "trunk.safetensors"
+
+
+def _initial_model(config: TrainConfig, prepared: PreparedData) -> Any:
+    """The model every single-task run starts from (same seed, so the same trunk init)."""
+    seed_everything(config.seed, config.train.deterministic)
+    return make_model(config, prepared.taskset, prepared.in_dim)
+
+
+def _save_trunk(model: Any, path: Path) -> None:
+    state = {
+        k: v.detach().contiguous().clone()
+        for k, v in model.state_dict().items()
+        if k.startswith("trunk.")
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_with(
+        path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "polytask": "trunk"})
+    )
 
 
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
@@ -85,6 +109,7 @@ def _train_one(
         config.evaluation.batch_size,
     )
     return {
+        "model": model,
         "metrics": metrics,
         "selection": {
             "rule": f"{rule.scope}:{rule.metric}",
@@ -138,6 +163,7 @@ def run_train(
     write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
     start = time.perf_counter()
     if single_task:
+        _save_trunk(_initial_model(config, prepared), out / "base" / TRUNK_FILE)
         per_task: dict[str, dict[str, Any]] = {}
         metrics: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
         for task in prepared.taskset.tasks:
@@ -156,6 +182,7 @@ def run_train(
                 progress,
                 chash,
             )
+            _save_trunk(done["model"], sub / TRUNK_FILE)
             per_task[task.name] = {k: done[k] for k in ("selection", "training")}
             for split in metrics:
                 metrics[split][task.name] = done["metrics"][split][task.name]
@@ -191,38 +218,99 @@ def _finish(
     return report
 
 
-def run_eval(
-    run_dir: str | Path, *, baseline: str | Path | None = None, out_file: str | Path | None = None
-) -> dict[str, Any]:
-    """Re-evaluate the selected weights of a run folder (``<run>/checkpoints/best``)."""
-    run_dir = Path(run_dir)
-    if (run_dir / RUN_FILE).is_file():
-        root = run_dir
-    elif (run_dir.parent.parent / RUN_FILE).is_file():  # a checkpoints/<name> folder
-        root = run_dir.parent.parent
-    else:
-        raise PolytaskError(f"{run_dir}: not a polytask run folder (no {RUN_FILE})")
-    run = json.loads((root / RUN_FILE).read_text(encoding="utf-8"))
-    if run.get("single_task"):
-        raise PolytaskError(f"{root}: a single-task baseline run; evaluate its report.json instead")
-    config = validate(TrainConfig, run["config"], str(root / RUN_FILE))
-    prepared = prepare_data(config, Path(run["config_dir"]))
+def _find_run(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    for root in (run_dir, run_dir.parent.parent):  # a run folder, or a checkpoints/<name> in it
+        if (root / RUN_FILE).is_file():
+            return root, json.loads((root / RUN_FILE).read_text(encoding="utf-8"))
+    raise PolytaskError(f"{run_dir}: not a polytask run folder (no {RUN_FILE})")
+
+
+def _read_trunk(path: str | Path) -> dict[str, Any]:
+    """The ``trunk.*`` tensors of a checkpoint (file, sharded index or folder), e.g. a merge."""
+    from polytask.merging.io import open_checkpoint
+
+    reader = open_checkpoint(path)
+    state = {k: reader.get(k) for k in reader if k.startswith("trunk.")}
+    if not state:
+        raise PolytaskError(f"{path}: no 'trunk.*' tensors to evaluate")
+    return state
+
+
+def _load_model(
+    config: TrainConfig, prepared: PreparedData, weights: Path, trunk: dict[str, Any] | None
+) -> Any:
+    if not weights.is_file():
+        raise PolytaskError(f"no weights found at {weights}")
     seed_everything(config.seed, config.train.deterministic)
     model = make_model(config, prepared.taskset, prepared.in_dim)
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file():
-        weights = root / "checkpoints" / "best" / "model.safetensors"
-    if not weights.is_file():
-        raise PolytaskError(f"{root}: no weights found (checkpoints/best/model.safetensors)")
     load_weights(model, weights)
-    metrics = evaluate(
-        model,
-        prepared.taskset,
-        {k: prepared.splits[k] for k in ("val", "test")},
-        config.evaluation.batch_size,
+    if trunk is not None:
+        own = {k: v for k, v in model.state_dict().items() if k.startswith("trunk.")}
+        if set(own) != set(trunk):
+            raise PolytaskError(
+                f"--trunk: tensor names differ from the model's trunk (e.g. {sorted(set(own) ^ set(trunk))[:2]})"
+            )
+        for k, v in own.items():
+            if tuple(trunk[k].shape) != tuple(v.shape):
+                raise PolytaskError(
+                    f"--trunk: tensor {k!r} has shape {tuple(trunk[k].shape)}, the model needs {tuple(v.shape)}"
+                )
+        model.load_state_dict({k: t.to(own[k].dtype) for k, t in trunk.items()}, strict=False)
+    return model
+
+
+def run_eval(
+    run_dir: str | Path,
+    *,
+    baseline: str | Path | None = None,
+    out_file: str | Path | None = None,
+    trunk: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate the selected weights of a run folder on val and test.
+
+    With ``trunk`` (e.g. the output of ``polytask merge`` over the ``trunk.safetensors`` of a
+    single-task run), every task is evaluated with that shared trunk and its own head — the
+    merged multi-task model — in the same report format as joint training.
+    """
+    root, run = _find_run(Path(run_dir))
+    config = validate(TrainConfig, run["config"], str(root / RUN_FILE))
+    prepared = prepare_data(config, Path(run["config_dir"]))
+    shared = _read_trunk(trunk) if trunk is not None else None
+    splits = ("val", "test")
+    bs = config.evaluation.batch_size
+    if run.get("single_task"):
+        metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
+        for task in prepared.taskset.tasks:
+            one = PreparedData(
+                TaskSet([task]),
+                {k: _subset(v, task.name) for k, v in prepared.splits.items()},
+                prepared.per_task,
+                prepared.info,
+            )
+            model = _load_model(
+                config,
+                one,
+                root / "single" / task.name / "checkpoints" / "best" / "model.safetensors",
+                shared,
+            )
+            for split, per in evaluate(
+                model, one.taskset, {k: one.splits[k] for k in splits}, bs
+            ).items():
+                metrics[split].update(per)
+        weights = str(root / "single" / "*" / "checkpoints" / "best")
+    else:
+        path = Path(run_dir) / "model.safetensors"
+        path = path if path.is_file() else root / "checkpoints" / "best" / "model.safetensors"
+        model = _load_model(config, prepared, path, shared)
+        metrics = evaluate(model, prepared.taskset, {k: prepared.splits[k] for k in splits}, bs)
+        weights = str(path)
+    mode = "merged" if trunk is not None else "evaluation"
+    extra = {"mode": mode, "weights": weights, "trunk": str(trunk) if trunk is not None else None}
+    report_path = (
+        Path(out_file)
+        if out_file
+        else root / ("eval-merged.json" if trunk is not None else "eval.json")
     )
-    extra = {"mode": "evaluation", "weights": str(weights)}
-    report_path = Path(out_file) if out_file else root / "eval.json"
     return _finish(
         config,
         prepared,
