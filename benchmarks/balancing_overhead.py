@@ -197,6 +197,13 @@ def main() -> None:
         "",
         "Plain step: " + ", ".join(f"K={k} {base[k]:.1f} ms" for k in args.ks),
         "",
+        "Targets: `features` ≤ 1.3× at K = 40 for every Gramian method; loss weightings ≤ 1.05×;"
+        " `exact` no slower than torchjd's autojac on the same method. The machine is shared"
+        " (2 cores, other jobs running), so single cells scatter by about ±10%: compare rows, not"
+        " the second decimal. LibMTL 1.1.5 is not run here (it needs five patches to import and"
+        " train on CPU, see ANCHORS.md); its measured ratios on this trunk were MGDA 1.8× / 7.4× /"
+        " 30× and PCGrad 1.8× / 8.0× / 44× at K = 2 / 8 / 32.",
+        "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
         *("| " + " | ".join(r) + " |" for r in rows),

@@ -237,3 +237,16 @@ def test_gradnorm_features_norms(tiny, m: int) -> None:
     )
     got = layer_grad_norms(losses, list(model.trunk.parameters()), z, True)
     torch.testing.assert_close(got, ref)
+
+
+def test_docs_hand_written_loop_example_runs() -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "balancing.md"
+    text = doc.read_text(encoding="utf-8")
+    start = text.index("```python\nimport torch")
+    code = text[start + len("```python\n") : text.index("```", start + 10)]
+    scope: dict[str, object] = {}
+    exec(compile(code, str(doc), "exec"), scope)
+    w = scope["w"]
+    assert isinstance(w, Tensor) and w.shape == (3,)

@@ -139,12 +139,12 @@ class Balancer(nn.Module):
             if "jacobian" in needs:
                 update, w = self.method.aggregate(stats)
                 _check_finite(update, "update")
+                _check_finite(w, "weights")
                 pieces = tg.split(update)
             else:
                 w = self.method.weights(stats).detach()
                 _check_finite(w, "weights")
                 pieces = tg.combine(w)
-            _check_finite(w, "weights")
             apply_update(tg, pieces)
             self.cached_weights = w.detach().to(torch.float64).clone()
             result = BalanceResult(w.detach().to(vec.dtype), g.detach())
