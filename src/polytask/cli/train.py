@@ -77,6 +77,7 @@ def train_command(
 ) -> None:
     """Train one model on all tasks of CONFIG (YAML) and write OUT/report.json."""
     from polytask.config.job import run_train
+    from polytask.train.distributed import world
 
     report = run_train(
         config,
@@ -87,6 +88,8 @@ def train_command(
         progress=not no_progress,
         baseline=baseline,
     )
+    if world()[0] != 0:  # under torchrun, rank 0 reports
+        return
     _summary(report)
     click.echo(f"{out}/report.json")
 

@@ -21,6 +21,7 @@ from polytask.eval import SelectionRule, build_report, evaluate, load_report, wr
 from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData
 from polytask.train import Trainer, load_weights
+from polytask.train.distributed import barrier, init_from_env, world
 
 from .build import make_balancer, make_loader, make_model, make_optimizer, make_scheduler, max_steps
 from .data import PreparedData, SplitData, prepare_data
@@ -41,6 +42,8 @@ def _initial_model(config: TrainConfig, prepared: PreparedData) -> Any:
 
 
 def _save_trunk(model: Any, path: Path) -> None:
+    if world()[0] != 0:
+        return
     state = {
         k: v.detach().contiguous().clone()
         for k, v in model.state_dict().items()
@@ -139,6 +142,8 @@ def run_train(
     """Train as the config says; write and return the report."""
     config_path = Path(config_path)
     config = load_config(TrainConfig, config_path)
+    init_from_env()
+    writes = world()[0] == 0
     if config.balancing is not None:  # checked before any data is read
         from polytask.config.balancing import BalancingConfig
 
@@ -151,7 +156,9 @@ def run_train(
             raise PolytaskError(
                 f"{out}: cannot resume, the config differs from the one this run started with ({config_path})"
             )
-    _prepare_out(out, resume, overwrite)
+    if writes:
+        _prepare_out(out, resume, overwrite)
+    barrier()
     base = config_path.resolve().parent
     prepared = prepare_data(config, base)
     run = {
@@ -160,7 +167,8 @@ def run_train(
         "config_hash": chash,
         "single_task": single_task,
     }
-    write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
+    if writes:
+        write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
     start = time.perf_counter()
     if single_task:
         _save_trunk(_initial_model(config, prepared), out / "base" / TRUNK_FILE)
@@ -214,7 +222,8 @@ def _finish(
         polytask_version=__version__, data=prepared.info, config_hash=chash,
         seconds=round(time.perf_counter() - start, 2), **extra,
     )  # fmt: skip
-    write_report(report_path, report)
+    if world()[0] == 0:
+        write_report(report_path, report)
     return report
 
 

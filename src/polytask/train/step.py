@@ -10,7 +10,7 @@ looks at a method's name.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,12 +82,14 @@ def train_step(
     grad_clip: float | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     step: int = 0,
+    after_backward: Callable[[list[nn.Parameter]], None] | None = None,
 ) -> StepOutput:
     """Run one optimisation step on ``batch`` and return its losses and statistics.
 
     Without a ``balancer`` the update is the gradient of the plain sum ``Σ_k w_k L_k`` (``w_k``
     the static task weights). Raises :class:`NonFiniteLossError` before touching the parameters
-    when a loss or the gradient norm is NaN/Inf.
+    when a loss or the gradient norm is NaN/Inf. ``after_backward`` sees the optimizer's
+    parameters once their gradients are formed (data-parallel averaging plugs in here).
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -105,6 +107,8 @@ def train_step(
         out.weights = [float(w) for w in result.weights]
         out.gramian = result.gramian
         out.extra = result.log_dict()
+    if after_backward is not None:
+        after_backward([p for group in optimizer.param_groups for p in group["params"]])
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf)
     out.grad_norm = float(norm)

@@ -29,6 +29,7 @@ from polytask.train.checkpoint import (
     write_best,
     write_checkpoint,
 )
+from polytask.train.distributed import average_gradients, shard, world
 from polytask.train.logs import RunLog
 from polytask.train.progress import progress_bar
 from polytask.train.step import BalancerLike, train_step
@@ -108,6 +109,8 @@ class Trainer:
         self.checkpoint_every = checkpoint_every or self.eval_every
         self.config_hash, self.callbacks = config_hash, list(callbacks)
         self.progress, self.eval_batch_size = progress, eval_batch_size
+        self.rank, self.world_size = world()
+        self.writes = self.rank == 0  # under torchrun only rank 0 writes files
         self.step = 0
         self.best_score: float | None = None
         self.best_step: int | None = None
@@ -168,7 +171,7 @@ class Trainer:
             self._resume(ckpt_root)
         log = (
             RunLog(self.out_dir / "logs", self.step if resume else None)
-            if self.out_dir is not None
+            if self.out_dir is not None and self.writes
             else None
         )
         stopped_early = False
@@ -181,8 +184,10 @@ class Trainer:
                     if self.val_data is not None and (self.step % self.eval_every == 0 or last):
                         stopped_early = self._validate(log, ckpt_root)
                         bar.note(self.best_score)
-                    if ckpt_root is not None and (
-                        self.step % self.checkpoint_every == 0 or last or stopped_early
+                    if (
+                        ckpt_root is not None
+                        and self.writes
+                        and (self.step % self.checkpoint_every == 0 or last or stopped_early)
                     ):
                         self._checkpoint(ckpt_root)
         finally:
@@ -196,9 +201,12 @@ class Trainer:
 
     def _one_step(self, log: RunLog | None) -> None:
         batch = self.loader.batch(self.step)
+        if self.world_size > 1:
+            batch = shard(batch, self.rank, self.world_size)
         out = train_step(
             self.model, batch, self.taskset, self.optimizer,
             balancer=self.balancer, grad_clip=self.grad_clip, scheduler=self.scheduler, step=self.step,
+            after_backward=average_gradients if self.world_size > 1 else None,
         )  # fmt: skip
         self.step += 1
         epoch = (self.step - 1) // self.loader.steps_per_epoch
@@ -236,7 +244,7 @@ class Trainer:
             self.best_score = None if self.selection is None else score
             self.best_step, self.bad_evals = self.step, 0
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if ckpt_root is not None:
+            if ckpt_root is not None and self.writes:
                 write_best(ckpt_root, self.model, {"step": self.step, "score": score})
         else:
             self.bad_evals += 1

@@ -1,0 +1,64 @@
+"""torchrun with the gloo backend, 2 processes: data-parallel training equals one process."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests.conftest import SHARED_DATA
+
+pytestmark = pytest.mark.distributed
+
+
+def _weights(out):
+    ckpt = out / "checkpoints"
+    return load_file(str(ckpt / (ckpt / "latest").read_text().strip() / "model.safetensors"))
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "moleculenet" / "delaney.csv").exists(), reason="shared data missing"
+)
+def test_two_process_gloo_run_matches_single_process(tmp_path):
+    cfg = {
+        "seed": 0,
+        "data": {
+            "source": "table",
+            "path": str(SHARED_DATA / "moleculenet" / "delaney.csv"),
+            "featurizer": {"kind": "ecfp", "bits": 256},
+        },
+        "tasks": [{"name": "logp", "kind": "regression"}],
+        "model": {"trunk": {"hidden": [32], "dropout": 0.0}},
+        "train": {"steps": 8, "batch_size": 64, "eval_every": 4, "grad_clip": None},
+    }  # fully labelled data and an even batch: the averaged gradient is the full-batch gradient
+    path = tmp_path / "reg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
+    common = ["-m", "polytask.cli.main", "train", str(path), "--no-progress"]
+    ddp = subprocess.run(
+        [*torchrun.split(), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", "29517", *common, "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one = subprocess.run(
+        [sys.executable, *common, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    w_ddp, w_one = _weights(tmp_path / "ddp"), _weights(tmp_path / "one")
+    assert w_ddp.keys() == w_one.keys()
+    for k in w_one:
+        torch.testing.assert_close(w_ddp[k], w_one[k], rtol=1e-5, atol=1e-6)
+    assert ddp.stdout.count("report.json") == 1  # only rank 0 reports
+    # rank 0 logged the loss of its half of the batch, not of the whole batch: the data was sharded
+    first = [
+        json.loads((tmp_path / run / "logs" / "train.jsonl").read_text().splitlines()[0])["loss"]
+        for run in ("ddp", "one")
+    ]
+    assert first[0] != pytest.approx(first[1], rel=1e-4)
