@@ -19,9 +19,14 @@ def _h(w: np.ndarray, alpha: float) -> float:
 
 
 def alpha_fair_solve(
-    g: np.ndarray, start: np.ndarray, alpha: float = 1.0, tol: float = 1e-18, max_iters: int = 60
+    g: np.ndarray, start: np.ndarray, alpha: float = 1.0, max_iters: int = 60
 ) -> np.ndarray:
-    """Positive ``w`` with ``G w = w^{-1/α}`` (``G`` positive definite), warm-started at ``start``."""
+    """Positive ``w`` with ``G w = w^{-1/α}`` (``G`` positive definite), warm-started at ``start``.
+
+    Near the solution (Newton decrement below ``1e-10·max(1, |f|)``, where a line search can no
+    longer tell values apart in float64) one full Newton step is taken and the loop stops:
+    quadratic convergence puts the residual at round-off level.
+    """
     w = start.copy()
     f = 0.5 * w @ g @ w - _h(w, alpha)
     for _ in range(max_iters):
@@ -29,15 +34,16 @@ def alpha_fair_solve(
         hess = g + np.diag(w ** (-1.0 / alpha - 1.0) / alpha)
         step = np.linalg.solve(hess, grad)
         decrement = grad @ step
-        if decrement < tol:
-            break
-        t = 1.0
+        if decrement < 1e-10 * max(1.0, abs(f)):
+            last = w - step
+            return last if (last > 0).all() else w
+        pos = step > 0
+        t = min(1.0, 0.99 * float(np.min(w[pos] / step[pos]))) if pos.any() else 1.0
         while True:
             new = w - t * step
-            if (new > 0).all():
-                f_new = 0.5 * new @ g @ new - _h(new, alpha)
-                if f_new <= f - 0.25 * t * decrement:
-                    break
+            f_new = 0.5 * new @ g @ new - _h(new, alpha)
+            if f_new <= f - 0.25 * t * decrement:
+                break
             t *= 0.5
             if t < 1e-12:
                 return w
