@@ -35,9 +35,10 @@ def test_two_text_tasks_train_with_the_trainer_and_the_loss_decreases() -> None:
         data = {}
         for name in tasks:
             split = read_tweeteval(DATA, name, "train").select(range(64))
-            inputs = tokenize(split.texts, tokenizer, max_length=48)
+            inputs = tokenize(split.texts, tokenizer, max_length=16)  # short: a fast test
             data[name] = TensorData(inputs, {name: split.labels})
         trunk = HFEncoderTrunk.from_pretrained(minilm_path())
+        trunk.freeze_embeddings()
         heads = LinearHeads(
             trunk.out_dim, {"emotion": 4, "irony": 2}, {"emotion": False, "irony": False}
         )
@@ -53,11 +54,12 @@ def test_two_text_tasks_train_with_the_trainer_and_the_loss_decreases() -> None:
 
         before = loss()
         loader = PerTaskLoader(data, batch_size=32, sampler=RoundRobinSampler(2), seed=0)
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.0)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
         model.train()
-        result = Trainer(model, tasks, loader, opt, max_steps=8, progress=False).fit()
+        result = Trainer(model, tasks, loader, opt, max_steps=6, progress=False).fit()
         after = loss()
-        assert result.steps == 8
-        assert after < before - 0.2, (before, after)
+        assert result.steps == 6
+        assert after < before - 0.1, (before, after)
     finally:
         torch.set_num_threads(threads)
