@@ -10,6 +10,7 @@ from ``examples/tox21.yaml``. Writes ``docs/results/tox21.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -19,16 +20,39 @@ import yaml
 
 from polytask._core import write_text
 from polytask.config.job import run_train
+from polytask.config.load import config_hash, load_config
+from polytask.config.schema import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _cached(run: Path, config: Path, single: bool = False) -> dict | None:
+    """A finished run's report, when ``--reuse`` is on and it was made from this very config."""
+    if not REUSE or not (run / "report.json").is_file():
+        return None
+    report = json.loads((run / "report.json").read_text())
+    expected = config_hash(load_config(TrainConfig, config), ignore=("evaluation",)) + (
+        "-single" if single else ""
+    )
+    if report.get("config_hash") != expected or (not single and "comparison" not in report):
+        return None
+    return report
+
+
+REUSE = False
+
+
 def main() -> None:
+    global REUSE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=REPO / ".bench" / "tox21")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse finished runs under --out (same config)"
+    )
     args = parser.parse_args()
+    REUSE = args.reuse
     torch.set_num_threads(args.threads)
     base = yaml.safe_load((REPO / "examples" / "tox21.yaml").read_text())
     rows = []
@@ -79,8 +103,9 @@ def main() -> None:
     lines = [
         "# Tox21: multi-task vs single-task (mean test ROC-AUC over 12 tasks)",
         "",
-        f"Command: `python benchmarks/tox21.py --seeds {' '.join(map(str, args.seeds))}` (config: `examples/tox21.yaml`;",
-        "random 80/10/10 split re-drawn per seed; ECFP4 2048 bits; model selected on mean validation ROC-AUC).",
+        f"Command: `python benchmarks/tox21.py --seeds {' '.join(map(str, args.seeds))}` (config: `examples/tox21.yaml`:",
+        f"ECFP radius {base['data']['featurizer']['radius']}, {base['data']['featurizer']['bits']} bits; trunk {base['model']['trunk']};",
+        "random 80/10/10 split re-drawn per seed; model selected on mean validation ROC-AUC).",
         "",
         "| seed | multi-task | single-task | Δm % (lower better) | Δp % (higher better) | multi-task train s |",
         "|---|---|---|---|---|---|",
