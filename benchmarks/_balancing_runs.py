@@ -251,17 +251,32 @@ def reading(grid: Grid) -> list[str]:
         ew, ew_sd = stats["ew"]
         better = [k for k in order if stats[k][0] < ew]
         worse = [k for k in order if stats[k][0] > ew]
-        clear = [k for k in better if stats[k][0] < ew - ew_sd]
         sd_text = f"± {ew_sd:.2f} over seeds" if ew_sd == ew_sd else "one seed"
-        clear_text = (
-            f"; of these, more than one EW standard deviation below EW: {', '.join(clear) or 'none'}"
-            if ew_sd == ew_sd
-            else ""
-        )
         lines += [
             f"* EW: Δm {ew:+.2f} % ({sd_text}), rank {order.index('ew') + 1} of {len(order)}.",
-            f"* Lower (better) mean Δm than EW: {', '.join(better) or 'none'}{clear_text}.",
+            f"* Lower (better) mean Δm than EW: {', '.join(better) or 'none'}.",
             f"* Lose to EW (higher mean Δm): {', '.join(worse) or 'none'}.",
+        ]
+    ew_runs = grid.runs.get(("ew", method_mode("ew")), {})
+    if len(ew_runs) > 1:
+        always, never = [], []
+        for (method, mode), by_seed in grid.runs.items():
+            if method == "ew" or set(by_seed) != set(ew_runs):
+                continue
+            diff = [
+                by_seed[s]["comparison"]["test"]["delta_m"]
+                - ew_runs[s]["comparison"]["test"]["delta_m"]
+                for s in by_seed
+            ]
+            key = f"{method}-{mode}" if mode != method_mode(method) else method
+            if all(d < 0 for d in diff):
+                always.append(key)
+            elif all(d > 0 for d in diff):
+                never.append(key)
+        lines += [
+            f"* Same-seed comparison with EW (seeds {', '.join(map(str, sorted(ew_runs)))}): "
+            f"better than EW on every seed: {', '.join(always) or 'none'}; worse on every seed: "
+            f"{', '.join(never) or 'none'}; the rest are on both sides.",
         ]
     beats_single = [k for k in order if stats[k][0] < 0]
     lines.append(
