@@ -164,7 +164,7 @@ NOTES = [
     "",
     "## Reading",
     "",
-    "* Every method LOSES to the single-task baselines (Δm +9 to +15 %): with ECFP inputs one "
+    "* Every method LOSES to the single-task baselines (Δm +8.5 to +15 %): with ECFP inputs one "
     "shared [512, 256] trunk for 12 quantum-chemical targets (excitation energies and "
     "oscillator strengths at three levels of theory) does worse than 12 dedicated trunks. "
     "No balancing method closes that gap. Every run (multi- and single-task) selected its last "
