@@ -63,10 +63,10 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"tox21_seed{seed}.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        single = run_train(
+        single = _cached(args.out / f"single{seed}", path, single=True) or run_train(
             path, args.out / f"single{seed}", single_task=True, overwrite=True, progress=False
         )
-        multi = run_train(
+        multi = _cached(args.out / f"multi{seed}", path) or run_train(
             path,
             args.out / f"multi{seed}",
             overwrite=True,
