@@ -13,13 +13,13 @@ from typing import ClassVar
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.protocol import Thresholds, compute_dtype, per_model
+from polytask.merging.tensor.protocol import NoThresholds, Thresholds, compute_dtype, per_model
 
 __all__ = ["WeightAverage"]
 
 
 @dataclass(frozen=True)
-class WeightAverage:
+class WeightAverage(NoThresholds):
     """Weighted mean of the fine-tuned tensors (uniform by default)."""
 
     chunkable: ClassVar[bool] = True
@@ -31,12 +31,6 @@ class WeightAverage:
             raise PolytaskError("averaging needs at least one fine-tuned model")
         if sum(per_model(self.weights, n, "weights", 1.0)) == 0:
             raise PolytaskError("option 'weights' sums to 0; the weighted mean is undefined")
-
-    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
-        return ()
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return ()
 
     def __call__(
         self,

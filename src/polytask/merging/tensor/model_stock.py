@@ -21,13 +21,13 @@ from typing import ClassVar
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.protocol import Thresholds, compute_dtype
+from polytask.merging.tensor.protocol import NoThresholds, Thresholds, compute_dtype
 
 __all__ = ["ModelStock"]
 
 
 @dataclass(frozen=True)
-class ModelStock:
+class ModelStock(NoThresholds):
     """Interpolate between the base and the models' mean by the Model Stock ratio t."""
 
     chunkable: ClassVar[bool] = False
@@ -35,12 +35,6 @@ class ModelStock:
     def check_models(self, n: int) -> None:
         if n < 1:
             raise PolytaskError("model stock needs at least one fine-tuned model")
-
-    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
-        return ()
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return ()
 
     def __call__(
         self,

@@ -63,6 +63,16 @@ class TensorMerge(Protocol):
         """k-th largest magnitudes (1-based) of model ``index``'s whole task vector needed."""
 
 
+class NoThresholds:
+    """For dense methods (no top-k): they need no magnitude ranks from the executor."""
+
+    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
+        return ()
+
+    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
+        return ()
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays float64; every other floating dtype is computed in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32

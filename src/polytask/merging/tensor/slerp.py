@@ -20,13 +20,13 @@ from typing import ClassVar
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.protocol import Thresholds, check_fraction, compute_dtype
+from polytask.merging.tensor.protocol import NoThresholds, Thresholds, check_fraction, compute_dtype
 
 __all__ = ["Slerp"]
 
 
 @dataclass(frozen=True)
-class Slerp:
+class Slerp(NoThresholds):
     """SLERP from the base (t = 0) to the single fine-tuned model (t = 1)."""
 
     chunkable: ClassVar[bool] = False
@@ -40,12 +40,6 @@ class Slerp:
     def check_models(self, n: int) -> None:
         if n != 1:
             raise PolytaskError(f"slerp merges exactly one fine-tuned model into the base, got {n}")
-
-    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
-        return ()
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return ()
 
     def __call__(
         self,

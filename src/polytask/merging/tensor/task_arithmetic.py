@@ -14,13 +14,13 @@ from typing import ClassVar
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.protocol import Thresholds, compute_dtype, per_model
+from polytask.merging.tensor.protocol import NoThresholds, Thresholds, compute_dtype, per_model
 
 __all__ = ["TaskArithmetic"]
 
 
 @dataclass(frozen=True)
-class TaskArithmetic:
+class TaskArithmetic(NoThresholds):
     """``θ_0 + λ Σ_t w_t τ_t``: one scaling ``lam`` and optional per-model ``weights``."""
 
     chunkable: ClassVar[bool] = True
@@ -32,12 +32,6 @@ class TaskArithmetic:
         if n < 1:
             raise PolytaskError("task arithmetic needs at least one fine-tuned model")
         per_model(self.weights, n, "weights", 1.0)
-
-    def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
-        return ()
-
-    def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
-        return ()
 
     def __call__(
         self,
