@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 import torchmetrics.functional as tmf
 from torch import Tensor
 
@@ -79,6 +81,19 @@ def _r2(pred: Tensor, target: Tensor, _: int) -> float:
     return float(tmf.r2_score(pred, target))
 
 
+def _retrieval_acc(pred: Tensor, target: Tensor, _: int) -> float:
+    """Top-1 partner retrieval: share of scored rows whose most cosine-similar other row is the
+    partner ``target[i]`` (all rows are candidates; NaN-target rows are not scored)."""
+    mask = ~torch.isnan(target)
+    if not bool(mask.any()) or pred.shape[0] < 2:
+        return math.nan
+    z = F.normalize(pred.float(), dim=-1)
+    sim = z @ z.T
+    sim.fill_diagonal_(float("-inf"))
+    hit = sim[mask].argmax(dim=1) == target[mask].long()
+    return float(hit.float().mean())
+
+
 #: metrics per task kind; the first one listed is the kind's default selection metric.
 METRICS: dict[str, dict[str, MetricSpec]] = {
     "binary": {
@@ -98,5 +113,8 @@ METRICS: dict[str, dict[str, MetricSpec]] = {
         "r2": MetricSpec("r2", True, _r2),
     },
 }
+# Reconstruction is scored like regression on the scored (non-NaN, e.g. masked) entries.
+METRICS["reconstruction"] = dict(METRICS["regression"])
+METRICS["contrastive"] = {"retrieval_acc": MetricSpec("retrieval_acc", True, _retrieval_acc)}
 # Multi-label metrics are the binary ones averaged over labels (each label with its own mask).
 METRICS["multilabel"] = dict(METRICS["binary"])

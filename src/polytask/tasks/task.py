@@ -13,16 +13,28 @@ kind                    head output     target              default loss / metri
 ``multiclass``          ``[B, C]``      ``[B]`` class id    ``ce`` / accuracy, f1_macro
 ``multilabel``          ``[B, L]``      ``[B, L]`` {0, 1}   ``bce`` / roc_auc, pr_auc
 ``regression``          ``[B]``         ``[B]`` real        ``mse`` / mae, rmse, r2
+``reconstruction``      ``[B, D]``      ``[B, D]`` real     ``mse`` / rmse, mae, r2
+``contrastive``         ``[2B, D]``     ``[2B]`` partner    ``info_nce`` / retrieval_acc
 ======================  ==============  ==================  ==========================
 
 Multi-label metrics are computed per label (each on its own labelled rows) and averaged.
+
+The last two kinds are self-supervised: their targets are generated from the inputs by a pretext
+(:mod:`polytask.tasks.ssl`). A ``reconstruction`` task predicts ``D = num_classes`` values per row
+and is scored only where the target is not NaN (e.g. the masked positions). A ``contrastive``
+task's head is a projection of width ``num_classes``; its target holds, for each row, the index
+of its positive partner in the same batch (see :func:`polytask.tasks.losses.info_nce`).
+
+``auxiliary=True`` marks a task that is trained, logged and reported like any other but left out
+of the mean metric, the default selection rule and Δm / Δp (it has no labels to be judged on).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import torch
@@ -32,20 +44,27 @@ from polytask._core import PolytaskError
 from polytask.tasks.losses import LOSSES, LossFn
 from polytask.tasks.metrics import METRICS, MetricSpec
 
-TaskKind = Literal["binary", "multiclass", "multilabel", "regression"]
+TaskKind = Literal[
+    "binary", "multiclass", "multilabel", "regression", "reconstruction", "contrastive"
+]
 
 _DEFAULTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "binary": ("bce", ("roc_auc", "pr_auc")),
     "multiclass": ("ce", ("accuracy", "f1_macro")),
     "multilabel": ("bce", ("roc_auc", "pr_auc")),
     "regression": ("mse", ("mae", "rmse", "r2")),
+    "reconstruction": ("mse", ("rmse", "mae", "r2")),
+    "contrastive": ("info_nce", ("retrieval_acc",)),
 }
 _LOSSES_FOR: dict[str, tuple[str, ...]] = {
     "binary": ("bce",),
     "multiclass": ("ce",),
     "multilabel": ("bce",),
     "regression": ("mse", "l1", "huber"),
+    "reconstruction": ("mse", "l1", "huber"),
+    "contrastive": ("info_nce",),
 }
+_WIDE = ("multiclass", "multilabel", "reconstruction", "contrastive")
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,8 @@ class Task:
     loss: str = ""
     metric_names: tuple[str, ...] = ()
     weight: float = 1.0
+    auxiliary: bool = False
+    temperature: float = 0.1
     metrics: tuple[MetricSpec, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +112,18 @@ class Task:
             raise PolytaskError(
                 f"task {self.name!r}: kind {self.kind!r} needs num_classes >= 2, got {self.num_classes}"
             )
+        if self.kind == "reconstruction" and self.num_classes < 1:
+            raise PolytaskError(
+                f"task {self.name!r}: kind 'reconstruction' needs num_classes >= 1 (values per row), got {self.num_classes}"
+            )
+        if self.kind == "contrastive" and self.num_classes < 2:
+            raise PolytaskError(
+                f"task {self.name!r}: kind 'contrastive' needs num_classes >= 2 (projection width), got {self.num_classes}"
+            )
+        if not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise PolytaskError(
+                f"task {self.name!r}: temperature must be finite and > 0, got {self.temperature}"
+            )
         if not math.isfinite(self.weight) or self.weight < 0:
             raise PolytaskError(
                 f"task {self.name!r}: weight must be finite and >= 0, got {self.weight}"
@@ -102,10 +135,13 @@ class Task:
     @property
     def out_dim(self) -> int:
         """Width of this task's head output."""
-        return self.num_classes if self.kind in ("multiclass", "multilabel") else 1
+        return self.num_classes if self.kind in _WIDE else 1
 
     @property
     def loss_fn(self) -> LossFn:
+        if self.kind == "contrastive":
+            fn: Callable[..., Tensor] = LOSSES[self.loss]
+            return partial(fn, temperature=self.temperature)
         return LOSSES[self.loss]
 
     def compute_loss(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -126,6 +162,8 @@ class Task:
         target = target.detach().float()
         if self.kind == "multilabel":
             return self._multilabel_metrics(pred, target)
+        if self.kind == "contrastive":  # rows are scored against the whole set, NaN rows included
+            return {m.name: m.fn(pred, target, self.num_classes) for m in self.metrics}
         mask = ~torch.isnan(target)
         p, t = pred[mask], target[mask]
         if self.kind == "binary":

@@ -1,0 +1,31 @@
+"""Self-supervised tasks: pretexts that make (inputs, target) pairs from unlabeled inputs.
+
+A pretext feeds an ordinary :class:`~polytask.tasks.Task` (kinds ``reconstruction`` and
+``contrastive``); :class:`PretextLoader` adds its groups to any batch stream. Augmentations live
+in :mod:`polytask.tasks.ssl.augment`, each declaring the modality kinds it fits.
+"""
+
+from polytask.tasks.ssl.augment import Augmentation, BitFlip, FeatureDropout, GaussianNoise
+from polytask.tasks.ssl.contrastive_views import ContrastiveViews, partner_targets
+from polytask.tasks.ssl.loader import PretextLoader, pretext_generator
+from polytask.tasks.ssl.masked_features import MaskedFeatures
+from polytask.tasks.ssl.modality import MODALITY_KINDS, check_fits, modality_kind
+from polytask.tasks.ssl.protocol import Pretext, pick_modality, replace_modality
+
+__all__ = [
+    "MODALITY_KINDS",
+    "Augmentation",
+    "BitFlip",
+    "ContrastiveViews",
+    "FeatureDropout",
+    "GaussianNoise",
+    "MaskedFeatures",
+    "Pretext",
+    "PretextLoader",
+    "check_fits",
+    "modality_kind",
+    "partner_targets",
+    "pick_modality",
+    "pretext_generator",
+    "replace_modality",
+]
