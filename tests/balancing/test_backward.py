@@ -250,3 +250,25 @@ def test_docs_hand_written_loop_example_runs() -> None:
     exec(compile(code, str(doc), "exec"), scope)
     w = scope["w"]
     assert isinstance(w, Tensor) and w.shape == (3,)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_factored_features_path_disjoint_and_overlapping_columns(tiny, overlap: bool) -> None:
+    # disjoint: task k reads only column k of the stacked head (compact R_Σ path);
+    # overlapping: task 0 also reads column 1 (general R (A Aᵀ) Rᵀ path). Both equal the formula.
+    from polytask.balancing.statistic import task_gradients
+
+    model, x, y = tiny(m=3)
+    z = model.trunk(x)
+    out = model.heads(z)
+    mix = out[:, 0] + (0.5 * out[:, 1] if overlap else 0.0)
+    losses = torch.stack(
+        [((mix - y[:, 0]) ** 2).mean(), ((out[:, 1] - y[:, 1]) ** 2).mean(), out[:, 2].mean()]
+    )
+    dz = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])
+    tg = task_gradients(losses, list(model.trunk.parameters()), z, True)
+    assert tg.factor is not None
+    assert (tg.support is None) == overlap
+    torch.testing.assert_close(tg.gramian(), dz.flatten(1) @ dz.flatten(1).T)
+    w = torch.tensor([0.2, -1.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(tg.combine(w)[0], torch.einsum("k,kbd->bd", w, dz))

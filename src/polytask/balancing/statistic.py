@@ -13,6 +13,12 @@ Fast path in ``features`` mode: when every consumer of a 2-D ``Z`` in the graph 
 ``∂L_k/∂Z = R_k A`` with ``R_k = ∂L_k/∂Y`` (``[B, H]``, one batched backward through the loss ops
 only) and ``A`` the stacked ``A_c``, so ``G = R (A Aᵀ) Rᵀ`` costs ``O(m B H²+ m² B H)`` instead of
 ``O(m² B d)``, and the rows are never formed unless a method needs the Jacobian.
+
+Disjoint outputs (the usual case: each task's loss reads only its own columns of ``Y``, e.g. one
+stacked head with a column per task): with ``S_k`` the columns task ``k`` touches, pairwise
+disjoint, and ``P ∈ {0,1}^{m×H}`` their indicator, ``R_k = R_Σ diag(P_k)`` where
+``R_Σ = Σ_k R_k`` (``[B, H]``), so ``G = P ((R_Σᵀ R_Σ) ⊙ A Aᵀ) Pᵀ`` — ``O(B H² + m H²)`` — and
+``Σ_k w_k ∂L_k/∂Z = (R_Σ diag(Pᵀ w)) A``.
 """
 
 from __future__ import annotations
@@ -46,10 +52,24 @@ class TaskGradients:
     """``[m, numel]`` per-task gradients of each target (empty on the factored path)."""
     factor: tuple[Tensor, Tensor] | None = None
     """``(R [m, B, H], A [H, d])`` with ``∂L_k/∂Z = R_k A`` (factored ``features`` path)."""
+    support: Tensor | None = None
+    """``P [m, H]`` (0/1) when the tasks' columns of ``Y`` are disjoint (then ``R_k = R_Σ diag P_k``)."""
+    r_sum: Tensor | None = None
+    """``R_Σ = Σ_k R_k`` (``[B, H]``), set with ``support``."""
+
+    def __post_init__(self) -> None:
+        if self.factor is not None and self.support is None:
+            r = self.factor[0]
+            touched = (r.new_ones(r.shape[1]) @ r.abs()) > 0  # [m, H]: column mass per task
+            if bool((touched.sum(0) <= 1).all()):
+                self.support, self.r_sum = touched.to(r.dtype), r.sum(0)
 
     def gramian(self) -> Tensor:
         """``J Jᵀ`` (``[m, m]``), symmetrised."""
-        if self.factor is not None:
+        if self.factor is not None and self.support is not None and self.r_sum is not None:
+            a, r_sum = self.factor[1], self.r_sum
+            g = self.support @ ((r_sum.T @ r_sum) * (a @ a.T)) @ self.support.T
+        elif self.factor is not None:
             r, a = self.factor
             m, b, h = r.shape
             rm = (r.reshape(m * b, h) @ (a @ a.T)).reshape(m, -1)
@@ -69,6 +89,9 @@ class TaskGradients:
 
     def combine(self, weights: Tensor) -> list[Tensor]:
         """``Σ_k w_k g_k`` as one tensor per target."""
+        if self.factor is not None and self.support is not None and self.r_sum is not None:
+            a, r_sum = self.factor[1], self.r_sum
+            return [(r_sum * (weights.to(r_sum.dtype) @ self.support)) @ a]
         if self.factor is not None:
             r, a = self.factor
             m, b, h = r.shape
