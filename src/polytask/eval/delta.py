@@ -10,8 +10,9 @@ The signed relative gain of one metric is :math:`g_{t,i} = s_{t,i}\,(M_{t,i} - B
 * **Δp** (LibMTL) — average within each task first, then over tasks, **higher is better**:
   :math:`\Delta_p = \frac{100}{T}\sum_t \frac{1}{N_t}\sum_i g_{t,i}`.
 
-The two rank methods differently when tasks have different numbers of metrics. Metrics that are
-NaN on either side (e.g. ROC-AUC on a split with one class) are left out and counted in
+The two rank methods differently when tasks have different numbers of metrics. Auxiliary
+(self-supervised) tasks have no baseline to be judged against and are left out of both. Metrics
+that are NaN on either side (e.g. ROC-AUC on a split with one class) are left out and counted in
 ``skipped``.
 """
 
@@ -29,9 +30,14 @@ Scores = Mapping[str, Mapping[str, float]]
 def relative_gains(
     taskset: TaskSet, model: Scores, baseline: Scores
 ) -> dict[str, dict[str, float]]:
-    """Signed relative gain ``g_{t,i}`` (fraction; positive = better than the baseline)."""
+    """Signed relative gain ``g_{t,i}`` (fraction; positive = better than the baseline).
+
+    Auxiliary tasks are skipped (they are not part of what the model is judged on).
+    """
     out: dict[str, dict[str, float]] = {}
     for task in taskset.tasks:
+        if task.auxiliary:
+            continue
         if task.name not in model or task.name not in baseline:
             raise PolytaskError(
                 f"task {task.name!r} is missing from the model or the baseline scores"

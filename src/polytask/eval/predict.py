@@ -38,18 +38,28 @@ SplitData = TensorData | Mapping[str, TensorData]
 def evaluate_split(
     model: nn.Module, taskset: TaskSet, data: SplitData, batch_size: int = 1024
 ) -> dict[str, dict[str, float]]:
-    """Per-task metrics on one split; ``data`` is shared by all tasks or given per task."""
+    """Per-task metrics on one split; ``data`` is shared by all tasks or given per task.
+
+    Self-supervised tasks are evaluated on data their pretext generated from the split (see
+    :func:`polytask.tasks.ssl.pretext_split`), passed per task next to the supervised data.
+    """
     if isinstance(data, TensorData):
         preds = predict(model, data, taskset.names, batch_size)
         return {
             t.name: t.compute_metrics(preds[t.name], data.targets[t.name]) for t in taskset.tasks
         }
-    out = {}
+    # tasks given the same data object (e.g. every supervised task next to generated
+    # self-supervised data) share one forward pass
+    shared: dict[int, list[str]] = {}
     for t in taskset.tasks:
-        part = data[t.name]
-        pred = predict(model, part, [t.name], batch_size)[t.name]
-        out[t.name] = t.compute_metrics(pred, part.targets[t.name])
-    return out
+        shared.setdefault(id(data[t.name]), []).append(t.name)
+    out = {}
+    for names in shared.values():
+        part = data[names[0]]
+        preds = predict(model, part, names, batch_size)
+        for n in names:
+            out[n] = taskset[n].compute_metrics(preds[n], part.targets[n])
+    return {t.name: out[t.name] for t in taskset.tasks}
 
 
 def evaluate(

@@ -1,7 +1,8 @@
 """The evaluation report: one JSON file with everything needed to judge a multi-task model.
 
-It holds per-task metrics on each split, the mean of each metric over tasks, the model-selection
-rule in words, and — when single-task baselines are given — each task's signed relative gain
+It holds per-task metrics on each split, the mean of each metric over tasks (auxiliary,
+self-supervised tasks are reported per task, marked ``"auxiliary": true``, but left out of the
+means), the model-selection rule in words, and — when single-task baselines are given — each task's signed relative gain
 and Δm / Δp (formulas in :mod:`polytask.eval.delta`, repeated in the report itself).
 """
 
@@ -26,9 +27,11 @@ FORMULAS = {
 
 
 def metric_means(taskset: TaskSet, scores: Scores) -> dict[str, float]:
-    """Each metric averaged over the tasks that have it (NaNs skipped)."""
+    """Each metric averaged over the non-auxiliary tasks that have it (NaNs skipped)."""
     names: dict[str, list[float]] = {}
     for t in taskset.tasks:
+        if t.auxiliary:
+            continue
         for m in t.metric_names:
             v = scores.get(t.name, {}).get(m, math.nan)
             if not math.isnan(v):
@@ -51,6 +54,7 @@ def build_report(
                 "name": t.name,
                 "kind": t.kind,
                 "loss": t.loss,
+                "auxiliary": t.auxiliary,
                 "metrics": {
                     m.name: "higher is better" if m.higher_is_better else "lower is better"
                     for m in t.metrics

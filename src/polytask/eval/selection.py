@@ -2,6 +2,8 @@
 
 A selection rule is ``"mean:<metric>"`` (the metric averaged over the tasks that have it,
 NaNs skipped) or ``"<task>:<metric>"`` (one task's metric). Its direction is the metric's.
+Auxiliary tasks are left out of ``mean`` (unless every task having the metric is auxiliary, as
+in a pre-training run); naming one explicitly as ``"<task>:<metric>"`` selects on it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class SelectionRule:
     scope: str
     metric: str
     higher_is_better: bool
+    exclude: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, rule: str, taskset: TaskSet) -> SelectionRule:
@@ -34,15 +37,18 @@ class SelectionRule:
         having = [t for t in tasks if metric in t.metric_names]
         if not having:
             raise PolytaskError(f"selection rule {rule!r}: no task has metric {metric!r}")
-        return cls(scope, metric, having[0].metric(metric).higher_is_better)
+        main = [t for t in having if not t.auxiliary] if scope == "mean" else having
+        exclude = frozenset(t.name for t in taskset.tasks if t.auxiliary) if main else frozenset()
+        chosen = main or having
+        return cls(scope, metric, chosen[0].metric(metric).higher_is_better, exclude)
 
     def score(self, scores: Scores) -> float:
         if self.scope != "mean":
             return scores[self.scope][self.metric]
         vals = [
             s[self.metric]
-            for s in scores.values()
-            if self.metric in s and not math.isnan(s[self.metric])
+            for name, s in scores.items()
+            if name not in self.exclude and self.metric in s and not math.isnan(s[self.metric])
         ]
         return sum(vals) / len(vals) if vals else math.nan
 
@@ -54,8 +60,9 @@ class SelectionRule:
         return new > best if self.higher_is_better else new < best
 
     def describe(self) -> str:
+        aux = " (auxiliary tasks excluded)" if self.exclude else ""
         what = (
-            f"mean of {self.metric!r} over tasks"
+            f"mean of {self.metric!r} over tasks{aux}"
             if self.scope == "mean"
             else f"{self.metric!r} of task {self.scope!r}"
         )

@@ -7,6 +7,7 @@ in :mod:`polytask.tasks.ssl.augment`, each declaring the modality kinds it fits.
 
 from polytask.tasks.ssl.augment import Augmentation, BitFlip, FeatureDropout, GaussianNoise
 from polytask.tasks.ssl.contrastive_views import ContrastiveViews, partner_targets
+from polytask.tasks.ssl.eval_data import pretext_split
 from polytask.tasks.ssl.loader import PretextLoader, pretext_generator
 from polytask.tasks.ssl.masked_features import MaskedFeatures
 from polytask.tasks.ssl.modality import MODALITY_KINDS, check_fits, modality_kind
@@ -27,5 +28,6 @@ __all__ = [
     "partner_targets",
     "pick_modality",
     "pretext_generator",
+    "pretext_split",
     "replace_modality",
 ]
