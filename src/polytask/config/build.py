@@ -20,6 +20,7 @@ from polytask.tasks.data import (
 )
 
 from .data import PreparedData
+from .schedules import schedule_sampler
 from .schema import PerTaskData, TrainConfig
 
 
@@ -47,6 +48,8 @@ def make_loader(
         "uniform": lambda: TemperatureSampler.uniform(sizes, config.seed),
         "round_robin": lambda: RoundRobinSampler(len(sizes)),
         "all": lambda: AllTasksSampler(len(sizes)),
+        "anti_curriculum": lambda: schedule_sampler(config, s, list(datasets), sizes),
+        "high_resource_first": lambda: schedule_sampler(config, s, list(datasets), sizes),
     }
     return PerTaskLoader(datasets, bs, samplers[s.kind](), seed=config.seed)
 

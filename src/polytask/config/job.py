@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +84,14 @@ def _subset(data: SplitData, task: str) -> SplitData:
 
 
 def _train_one(
-    config: TrainConfig, prepared: PreparedData, out: Path, resume: bool, progress: bool, chash: str
-) -> dict[str, Any]:
+    config: TrainConfig, prepared: PreparedData, out: Path, resume: bool, progress: bool, chash: str,
+    init: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     seed_everything(config.seed, config.train.deterministic)
     taskset = prepared.taskset
     model = make_model(config, taskset, prepared.in_dim)
+    if init is not None:  # e.g. weights carried over from an earlier stage
+        init(model)
     balancer = make_balancer(config, len(taskset))
     params = list(model.parameters()) + (
         list(balancer.parameters()) if balancer is not None else []
@@ -143,6 +147,13 @@ def run_train(
     config_path = Path(config_path)
     config = load_config(TrainConfig, config_path)
     init_from_env()
+    if config.stages is not None:
+        from .stages_run import run_stages
+
+        return run_stages(
+            config, config_path, out, single_task=single_task, resume=resume,
+            overwrite=overwrite, progress=progress, baseline=baseline,
+        )  # fmt: skip
     writes = world()[0] == 0
     if config.balancing is not None:  # checked before any data is read
         from polytask.config.balancing import BalancingConfig

@@ -81,8 +81,18 @@ class TaskTable(_Strict):
 
 
 class SamplerConfig(_Strict):
-    kind: Literal["proportional", "temperature", "uniform", "round_robin", "all"] = "proportional"
+    kind: Literal[
+        "proportional", "temperature", "uniform", "round_robin", "all",
+        "anti_curriculum", "high_resource_first",
+    ] = "proportional"  # fmt: skip
     temperature: float = Field(2.0, gt=0)
+    # schedules (docs/stages.md): anti_curriculum ranks tasks by `order` (hardest first) and
+    # grows the pool over `ramp` of the budget; high_resource_first samples the tasks with
+    # n >= high_fraction * max n until `switch` of the budget, then all tasks at `temperature`
+    order: list[str] | None = None
+    ramp: float = Field(1.0, gt=0, le=1)
+    switch: float = Field(0.5, ge=0, le=1)
+    high_fraction: float = Field(0.5, gt=0, le=1)
 
 
 class PerTaskData(_Strict):
@@ -163,3 +173,4 @@ class TrainConfig(_Strict):
     train: TrainSection = TrainSection(epochs=20)
     balancing: dict[str, Any] | None = None
     evaluation: EvaluationConfig = EvaluationConfig()
+    stages: list[dict[str, Any]] | None = None  # validated by polytask.config.stages

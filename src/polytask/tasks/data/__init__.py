@@ -1,6 +1,8 @@
 """Multi-task data: tensors, tables, the bundled Tox21, featurisation, splits, samplers, loaders."""
 
+from polytask.tasks.data.anti_curriculum import AntiCurriculumSampler
 from polytask.tasks.data.featurize import ecfp
+from polytask.tasks.data.high_resource_first import HighResourceFirstSampler
 from polytask.tasks.data.loaders import Group, JointLoader, PerTaskLoader
 from polytask.tasks.data.sampling import AllTasksSampler, RoundRobinSampler, TemperatureSampler
 from polytask.tasks.data.splits import random_split, scaffold_split
@@ -13,7 +15,9 @@ __all__ = [
     "GLUE_TASKS",
     "TOX21_TASKS",
     "AllTasksSampler",
+    "AntiCurriculumSampler",
     "Group",
+    "HighResourceFirstSampler",
     "Inputs",
     "JointLoader",
     "PerTaskLoader",

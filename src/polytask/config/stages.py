@@ -1,0 +1,176 @@
+"""Multi-stage recipes: the ``stages:`` list of a training config, validated before any data.
+
+Each stage is an ordinary training job derived from the top-level config: keys a stage gives
+replace the top-level ones (``data``, ``tasks``, ``balancing``), ``optimizer`` and ``train`` are
+merged key by key into the top-level ``train`` section, ``steps`` / ``epochs`` replace the budget,
+``sampler`` replaces the ``per_task`` data's sampler, and ``loss_scale: log_classes`` divides each
+classification task's weight by ``log C`` (Muppet, see :mod:`polytask.config.loss_scale`).
+``load: {from: <earlier stage>, what: trunk | trunk+heads}`` starts the stage from the selected
+weights of an earlier stage: the trunk only (every head fresh), or the trunk and the heads of the
+tasks both stages share (the other heads fresh). See docs/stages.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from polytask._core import PolytaskError
+from polytask.tasks.data import TOX21_TASKS
+
+from .load import validate
+from .loss_scale import log_classes_factor
+from .schema import (
+    EcfpFeaturizer,
+    PerTaskData,
+    SamplerConfig,
+    TableData,
+    TaskConfig,
+    Tox21Data,
+    TrainConfig,
+    _Strict,
+)
+
+
+class UnlabeledSmilesData(_Strict):
+    """Unlabeled molecules: every SMILES column of the tables in ``paths`` (files or folders),
+    canonicalised and deduplicated; ``qm9: true`` adds QM9's SMILES from the ``qm9pack`` package.
+    With ``exclude_test: true`` (default) the val and test molecules of every labelled stage of
+    the same config are left out, so pre-training never sees an evaluation molecule.
+    """
+
+    source: Literal["unlabeled_smiles"] = "unlabeled_smiles"
+    paths: list[str] = Field(default_factory=list)
+    qm9: bool = False
+    featurizer: EcfpFeaturizer = EcfpFeaturizer()
+    exclude_test: bool = True
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+    seed: int = 0
+
+
+StageData = Annotated[
+    Tox21Data | TableData | PerTaskData | UnlabeledSmilesData, Field(discriminator="source")
+]
+
+
+class LoadSpec(_Strict):
+    """What a stage takes from an earlier one (``from`` is a stage name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1)
+    what: Literal["trunk", "trunk+heads"] = "trunk"
+
+
+class StageConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    load: LoadSpec | None = None
+    data: StageData | None = None
+    tasks: list[TaskConfig] | None = None
+    sampler: SamplerConfig | None = None
+    steps: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    optimizer: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    balancing: dict[str, Any] | None = None
+    loss_scale: Literal["none", "log_classes"] = "none"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One validated stage: its declaration and the training config derived for it."""
+
+    index: int
+    spec: StageConfig
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def unlabeled(self) -> UnlabeledSmilesData | None:
+        data = self.spec.data
+        return data if isinstance(data, UnlabeledSmilesData) else None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def scaled_tasks(tasks: list[TaskConfig]) -> list[TaskConfig]:
+    """``tasks`` with each weight multiplied by Muppet's ``1 / log C`` (1 for regression)."""
+    return [
+        t.model_copy(update={"weight": t.weight * log_classes_factor(t.kind, t.num_classes)})
+        for t in tasks
+    ]
+
+
+def _derive(config: TrainConfig, spec: StageConfig, where: str) -> TrainConfig:
+    top = config.model_dump(mode="json", exclude={"stages"})
+    data = spec.data if spec.data is not None else config.data
+    if isinstance(data, UnlabeledSmilesData):
+        data = config.data  # the stage's rows come from the unlabeled source, not a table
+    if spec.sampler is not None:
+        if not isinstance(data, PerTaskData):
+            raise PolytaskError(
+                f"{where}: key 'sampler': a sampler needs 'per_task' data (one dataset per task)"
+            )
+        data = data.model_copy(update={"sampler": spec.sampler})
+    top["data"] = data.model_dump(mode="json")
+    tasks = spec.tasks if spec.tasks is not None else config.tasks
+    if spec.loss_scale == "log_classes":
+        if tasks is None and isinstance(data, Tox21Data):
+            tasks = [TaskConfig(name=n) for n in data.tasks or TOX21_TASKS]
+        tasks = scaled_tasks(tasks or [])
+    top["tasks"] = [t.model_dump(mode="json") for t in tasks] if tasks is not None else None
+    train = _merge(top["train"], spec.train or {})
+    if spec.optimizer:
+        train["optimizer"] = _merge(train["optimizer"], spec.optimizer)
+    if spec.steps is not None or spec.epochs is not None:
+        train["steps"], train["epochs"] = spec.steps, spec.epochs
+    top["train"] = train
+    if spec.balancing is not None:
+        top["balancing"] = spec.balancing
+    return validate(TrainConfig, top, where)
+
+
+def parse_stages(config: TrainConfig, where: str) -> list[Stage]:
+    """Validate ``config.stages``: keys, unique names, ``load.from`` pointing to an earlier stage.
+
+    Errors are one line naming the file, the stage and the key.
+    """
+    raw = config.stages or []
+    if not raw:
+        raise PolytaskError(f"{where}: key 'stages': give at least one stage")
+    stages: list[Stage] = []
+    for i, item in enumerate(raw):
+        name = item.get("name", "?") if isinstance(item, dict) else "?"
+        here = f"{where}: stages[{i}] {name!r}"
+        if not isinstance(item, dict):
+            raise PolytaskError(f"{here}: a stage must be a mapping of keys")
+        spec = validate(StageConfig, item, here)
+        earlier = [s.name for s in stages]
+        if spec.name in earlier:
+            raise PolytaskError(f"{here}: key 'name': stage name {spec.name!r} is used twice")
+        if spec.load is not None and spec.load.from_ not in earlier:
+            names = [str(r.get("name")) for r in raw if isinstance(r, dict)]
+            why = (
+                "is this stage itself"
+                if spec.load.from_ == spec.name
+                else "comes later; a stage can only load from an earlier one"
+                if spec.load.from_ in names
+                else f"does not exist (stages: {', '.join(names)})"
+            )
+            raise PolytaskError(f"{here}: key 'load.from': stage {spec.load.from_!r} {why}")
+        if spec.balancing is not None:
+            from polytask.config.balancing import BalancingConfig
+
+            validate(BalancingConfig, dict(spec.balancing), f"{here}: balancing")
+        stages.append(Stage(i, spec, _derive(config, spec, here)))
+    return stages
