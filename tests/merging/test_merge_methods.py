@@ -21,7 +21,7 @@ from polytask.merging import (
     merge,
 )
 from polytask.merging.tensor import MagnitudeSampling
-from polytask.merging.tensor.seeding import uniform
+from polytask.merging.tensor.seeding import keep_mask, uniform
 
 # Methods with options under which one fine-tuned model in gives that model back.
 IDENTITY = {
@@ -139,9 +139,11 @@ def test_pinned_ties_whole_model_top_k_differs_from_per_tensor() -> None:
 def test_pinned_dare_drop_and_rescale() -> None:
     base = torch.zeros(1000)
     tau = torch.linspace(-1, 1, 1000)
-    keep = uniform(7, "w", 0, (1000,)) < 0.3
+    keep = keep_mask(7, "w", 0, 1000, 0, 0.3)
     out = Dare(density=0.3, seed=7)(base, [tau], name="w")
-    torch.testing.assert_close(out, tau * keep / 0.3, rtol=0, atol=0)
+    # the rescale 1/d is applied as the model's weight in the accumulation: equal up to 1 ulp
+    torch.testing.assert_close(out, tau * keep / 0.3, rtol=2.4e-7, atol=0)
+    assert torch.equal(out != 0, keep & (tau != 0))
     l1 = Dare(density=0.3, seed=7, rescale="l1")(base, [tau], name="w")
     torch.testing.assert_close(l1.abs().sum(), tau.abs().sum())
     assert torch.equal(l1 != 0, keep & (tau != 0))
@@ -153,7 +155,7 @@ def test_pinned_dare_drop_and_rescale() -> None:
 def test_pinned_dare_ties_uses_dare_masks_then_ties_election() -> None:
     base = torch.zeros(50)
     taus = [torch.linspace(-1, 1, 50), torch.linspace(1, -1, 50) * 0.5]
-    masks = [uniform(0, "w", i, (50,)) < 0.5 for i in range(2)]
+    masks = [keep_mask(0, "w", i, 50, 0, 0.5) for i in range(2)]
     hats = [t * m / 0.5 for t, m in zip(taus, masks)]
     sign = (hats[0] + hats[1]) >= 0
     agree = [((h > 0) == sign) & (h != 0) for h in hats]

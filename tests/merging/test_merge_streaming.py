@@ -191,6 +191,52 @@ def test_uniform_draws_do_not_depend_on_the_split() -> None:
     assert not torch.equal(whole, uniform(3, "w", 2, (n,)))
 
 
+def test_keep_masks_do_not_depend_on_the_split() -> None:
+    from polytask.merging.tensor.seeding import MASK_BLOCK, keep_mask
+
+    n = 2 * MASK_BLOCK + 123
+    whole = keep_mask(3, "w", 1, n, 0, 0.3)
+    cuts = [0, 5, MASK_BLOCK - 1, MASK_BLOCK + 7, 2 * MASK_BLOCK + 100, n]
+    parts = torch.cat([keep_mask(3, "w", 1, b - a, a, 0.3) for a, b in itertools.pairwise(cuts)])
+    assert torch.equal(whole, parts)
+    assert not torch.equal(whole, keep_mask(3, "w", 2, n, 0, 0.3))
+    assert abs(whole.float().mean().item() - 0.3) < 0.002
+
+
+def _reference_draw(seed: int, name: str, index: int, i: int, words: dict) -> int:
+    """U_i as documented in polytask.merging.tensor.seeding, one entry at a time in plain Python."""
+    import numpy as np
+
+    from polytask.merging.tensor.seeding import MASK_BLOCK, block_seed
+
+    j, within = divmod(i, MASK_BLOCK)
+    if j not in words:  # SFC64's raw 64-bit outputs of block j
+        words[j] = np.random.SFC64(block_seed(seed, name, index, j)).random_raw(MASK_BLOCK // 8)
+    word = int(words[j][within // 8])
+    high = (word >> (8 * (within % 8))) & 0xFF
+    mask = (1 << 64) - 1
+    z = (block_seed(seed, name, index, -1) + (i + 1) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return (high << 24) | (z >> 40)
+
+
+@pytest.mark.parametrize("density", [0.5, 0.3, 0.0625])
+def test_keep_mask_matches_the_documented_draws(density: float) -> None:
+    from polytask.merging.tensor.seeding import MASK_BLOCK, keep_mask, keep_threshold
+
+    t = keep_threshold(density)
+    assert t == round(density * 2**32)
+    offset = MASK_BLOCK - 600  # spans two generator blocks
+    got = keep_mask(5, "layer.w", 2, 1200, offset, density)
+    words: dict = {}
+    draws = [_reference_draw(5, "layer.w", 2, offset + k, words) for k in range(1200)]
+    assert got.tolist() == [u < t for u in draws]
+    # entries whose first byte ties with t's (about 1 in 256) are decided by the low 24 bits
+    assert any((u >> 24) == (t >> 24) for u in draws)
+
+
 @pytest.mark.parametrize("k", [1, 7, 1000, 123_456, 299_999, 300_000])
 def test_kth_largest_is_exact_on_large_tensors(k: int) -> None:
     from polytask.merging.tensor import kth_largest

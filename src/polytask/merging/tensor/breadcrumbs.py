@@ -23,14 +23,14 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge, kth_largest
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge, Unscaled, kth_largest
 from polytask.merging.tensor.protocol import check_fraction, per_model
 
 __all__ = ["Breadcrumbs", "MagnitudeBand"]
 
 
 @dataclass(frozen=True)
-class MagnitudeBand:
+class MagnitudeBand(Unscaled):
     """Drop the top ``gamma`` fraction and keep the next ``density`` fraction by magnitude."""
 
     density: float | tuple[float, ...] = 0.9

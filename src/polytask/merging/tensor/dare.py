@@ -8,8 +8,11 @@ For each task vector τ_t = θ_t − θ_0 and drop rate p = 1 − d (``density``
   ``rescale="l1"``: r_t = ‖τ_t‖₁ / ‖m_t ⊙ τ_t‖₁ (norm matching, as mergekit), or ``"none"``: 1;
 * θ = θ_0 + λ Σ_t w_t τ̂_t.
 
-The mask is ``u < d`` with u float32 uniform draws from :func:`~polytask.merging.tensor.seeding.uniform`
-(per element position, so a tensor merged in row blocks gets the same mask).
+The mask is :func:`~polytask.merging.tensor.seeding.keep_mask`: entry i is kept iff its 32-bit
+draw U_i (one per element position, from ``seed``, the tensor name and t) is below
+round(d · 2^32), so a tensor merged in row blocks gets the same mask. In the pipeline the
+rescale r_t is folded into the weight of model t (w_t r_t is applied in the accumulation
+instead of a separate pass over τ̂_t).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from polytask._core import PolytaskError
 from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge
 from polytask.merging.tensor.protocol import check_fraction, per_model
-from polytask.merging.tensor.seeding import uniform
+from polytask.merging.tensor.seeding import keep_mask
 
 __all__ = ["Dare", "RandomDrop"]
 
@@ -56,6 +60,32 @@ class RandomDrop:
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]:
         return ()
 
+    def sparsify(
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int = 0,
+    ) -> tuple[torch.Tensor, float]:
+        """``(m ⊙ τ, r)`` with τ̂ = r · m ⊙ τ; ``tau`` is masked in place."""
+        density = self.density if isinstance(self.density, float | int) else self.density[index]
+        if density >= 1.0:
+            return tau, 1.0
+        keep = keep_mask(self.seed, name, index, tau.numel(), offset, density)
+        before = float(tau.abs().sum()) if self.rescale == "l1" else 0.0
+        if tau.is_contiguous() and tau.dtype in (torch.float32, torch.float64):
+            flat = tau.detach().view(-1).numpy()
+            np.multiply(flat, keep.numpy(), out=flat)
+        else:
+            tau.mul_(keep.reshape(tau.shape))
+        if self.rescale == "l1":
+            after = float(tau.abs().sum())
+            return tau, before / after if after > 0 else 1.0
+        if self.rescale == "inverse":
+            return tau, 1.0 / density
+        return tau, 1.0
+
     def __call__(
         self,
         tau: torch.Tensor,
@@ -64,21 +94,9 @@ class RandomDrop:
         thresholds: Sequence[float] | None,
         offset: int = 0,
     ) -> torch.Tensor:
-        density = self.density if isinstance(self.density, float | int) else self.density[index]
-        if density >= 1.0:
-            return tau
-        keep = uniform(self.seed, name, index, tau.shape, offset).lt_(density).to(tau.dtype)
-        if self.rescale == "l1":
-            before = tau.abs().sum()
-            tau.mul_(keep)
-            after = tau.abs().sum()
-            if after > 0:
-                tau.mul_(before / after)
-            return tau
-        tau.mul_(keep)
-        if self.rescale == "inverse":
-            tau.div_(density)
-        return tau
+        """τ̂ = r · m ⊙ τ (``tau`` is modified in place)."""
+        masked, factor = self.sparsify(tau, index, name, thresholds, offset)
+        return masked if factor == 1.0 else masked.mul_(factor)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge, Unscaled
 from polytask.merging.tensor.protocol import check_fraction, per_model
 from polytask.merging.tensor.seeding import uniform
 
@@ -30,7 +30,7 @@ __all__ = ["Della", "MagnitudeSampling"]
 
 
 @dataclass(frozen=True)
-class MagnitudeSampling:
+class MagnitudeSampling(Unscaled):
     """DELLA's MAGPRUNE: keep probabilities linear in the magnitude rank within each row."""
 
     density: float | tuple[float, ...] = 0.5

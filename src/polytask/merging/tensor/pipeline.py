@@ -29,13 +29,15 @@ import torch
 from polytask._core import PolytaskError
 from polytask.merging.tensor.protocol import Thresholds, compute_dtype, per_model
 
-__all__ = ["PipelineMethod", "SparseSignMerge", "Sparsifier", "kth_largest"]
+__all__ = ["PipelineMethod", "SparseSignMerge", "Sparsifier", "Unscaled", "kth_largest"]
 
 
 class Sparsifier(Protocol):
-    """Step 1 of the pipeline: ``sparsifier(tau, index, name, thresholds, offset) -> tau_hat``.
+    """Step 1 of the pipeline: ``sparsifier.sparsify(tau, index, name, thresholds, offset)``.
 
-    It may modify ``tau`` in place (the pipeline owns it) and must be deterministic given its
+    It returns ``(s, r)`` with τ̂ = r · s (a scalar r > 0 lets the pipeline fold the rescale into
+    the model's weight instead of a separate pass); ``sparsifier(...)`` returns τ̂ itself. It
+    may modify ``tau`` in place (the pipeline owns it) and must be deterministic given its
     arguments. ``tensor_ranks`` / ``global_ranks`` name the magnitude ranks it needs (or ``()``).
     """
 
@@ -48,6 +50,15 @@ class Sparsifier(Protocol):
         offset: int,
     ) -> torch.Tensor: ...
 
+    def sparsify(
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int,
+    ) -> tuple[torch.Tensor, float]: ...
+
     def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]: ...
 
     def global_ranks(self, total: int, index: int) -> tuple[int, ...]: ...
@@ -57,6 +68,20 @@ class Sparsifier(Protocol):
     @property
     def chunkable(self) -> bool:
         """False when the result on a block of rows depends on the rest of the tensor."""
+
+
+class Unscaled:
+    """``sparsify`` for sparsifiers whose ``__call__`` already returns τ̂ (r = 1)."""
+
+    def sparsify(
+        self,
+        tau: torch.Tensor,
+        index: int,
+        name: str,
+        thresholds: Sequence[float] | None,
+        offset: int = 0,
+    ) -> tuple[torch.Tensor, float]:
+        return self(tau, index, name, thresholds, offset), 1.0  # type: ignore[operator]
 
 
 _SAMPLE = 1 << 14
@@ -141,9 +166,11 @@ class SparseSignMerge:
         b = base.to(compute_dtype(base.dtype))
         if self.consensus == "none":
             total = torch.zeros_like(b)
+            tau = torch.empty_like(b)  # one buffer for every model's task vector
             for t in range(n):
-                tau_hat = self._sparse(b, finetuned[t], t, name, thresholds, offset)
-                total.add_(tau_hat) if weights[t] == 1.0 else total.add_(tau_hat, alpha=weights[t])
+                tau_hat, r = self._sparse(b, finetuned[t], t, name, thresholds, offset, tau)
+                alpha = weights[t] * r
+                total.add_(tau_hat) if alpha == 1.0 else total.add_(tau_hat, alpha=alpha)
                 del tau_hat
             if self.combine == "mean":
                 total.div_(sum(weights))
@@ -151,7 +178,7 @@ class SparseSignMerge:
             total = self._consensus(b, finetuned, weights, name, thresholds, offset)
         if self.lam != 1.0:
             total.mul_(self.lam)
-        return (b + total).to(base.dtype)
+        return total.add_(b).to(base.dtype)
 
     def _sparse(
         self,
@@ -161,12 +188,14 @@ class SparseSignMerge:
         name: str,
         thresholds: Thresholds,
         offset: int,
-    ) -> torch.Tensor:
-        tau = theta.to(b.dtype) - b
+        out: torch.Tensor,
+    ) -> tuple[torch.Tensor, float]:
+        """``(s, r)`` with τ̂ = r · s; τ = θ − θ_0 is written into ``out`` first."""
+        tau = torch.sub(theta, b, out=out)
         if self.sparsifier is None:
-            return tau
+            return tau, 1.0
         own = None if thresholds is None else thresholds[index]
-        return self.sparsifier(tau, index, name, own, offset)
+        return self.sparsifier.sparsify(tau, index, name, own, offset)
 
     def _consensus(
         self,
@@ -178,29 +207,34 @@ class SparseSignMerge:
         offset: int,
     ) -> torch.Tensor:
         # Float-only arithmetic throughout: on CPU, ops mixing bool and float tensors are slow.
+        # Two scratch buffers are reused for every model: no allocation inside the sweep.
         pos, neg = torch.zeros_like(b), torch.zeros_like(b)  # Σ w max(τ̂, 0) and Σ w min(τ̂, 0)
         w_any, w_pos = torch.zeros_like(b), torch.zeros_like(b)  # Σ w [τ̂ ≠ 0] and Σ w [τ̂ > 0]
+        tau, part = torch.empty_like(b), torch.empty_like(b)
         unit = all(w == 1.0 for w in weights)
         counted = self.consensus == "count" and not unit
         n_any = torch.zeros_like(b) if counted else w_any  # unweighted counts for sign="count"
         n_pos = torch.zeros_like(b) if counted else w_pos
         for t in range(len(finetuned)):
             w = weights[t]
-            tau_hat = self._sparse(b, finetuned[t], t, name, thresholds, offset)
-            part = tau_hat.clamp(min=0)
-            pos.add_(part, alpha=w)
+            hat, r = self._sparse(b, finetuned[t], t, name, thresholds, offset, tau)
+            torch.clamp(hat, min=0, out=part)
+            pos.add_(part, alpha=w * r)
             w_pos.add_(part.gt_(0), alpha=w)
             if counted:
                 n_pos.add_(part)
-            torch.clamp(tau_hat, max=0, out=part)
-            neg.add_(part, alpha=w)
-            w_any.add_(tau_hat.ne_(0), alpha=w)
+            torch.clamp(hat, max=0, out=part)
+            neg.add_(part, alpha=w * r)
+            w_any.add_(hat.ne_(0), alpha=w)
             if counted:
-                n_any.add_(tau_hat)
-            del tau_hat, part
+                n_any.add_(hat)
+            del hat
         # γ = + where the (weighted) sum is >= 0, or where positives are at least as many
-        up = (pos + neg).ge_(0) if self.consensus == "sum" else (n_pos * 2).sub_(n_any).ge_(0)
-        down = 1.0 - up
+        if self.consensus == "sum":
+            up = torch.add(pos, neg, out=tau).ge_(0)
+        else:
+            up = torch.mul(n_pos, 2, out=tau).sub_(n_any).ge_(0)
+        down = torch.neg(up, out=part).add_(1.0)
         merged = pos.mul_(up).add_(neg.mul_(down))  # pos where up, else neg (exact: up is 0/1)
         del neg
         if self.combine == "mean":

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError
-from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge, kth_largest
+from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge, Unscaled, kth_largest
 from polytask.merging.tensor.protocol import check_fraction, per_model
 
 __all__ = ["MagnitudeTopK", "Ties"]
@@ -35,7 +35,7 @@ def _keep_count(density: float, n: int) -> int:
 
 
 @dataclass(frozen=True)
-class MagnitudeTopK:
+class MagnitudeTopK(Unscaled):
     """Keep the entries whose magnitude is at least the k-th largest (per tensor or per model)."""
 
     density: float | tuple[float, ...] = 0.2
