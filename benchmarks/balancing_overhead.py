@@ -3,36 +3,63 @@
 Trunk-dominated MLP (1024 → 512 → 512 → 512, ReLU), batch 256, heads as ONE stacked
 ``nn.Linear(512, K)`` producing ``[B, K]``, per-task MSE losses, SGD, one thread. A step is
 zero_grad + forward + backward variant + optimizer step; the median over ``--reps`` timed steps
-is divided by the median of plain steps timed alternately with it (same machine load). Columns: polytask ``features`` mode,
-polytask ``exact`` mode, and torchjd 0.18's autojac path (``mtl_backward`` + ``jac_to_grad``)
-with the same method. Example::
+is divided by the median of plain steps timed alternately with it (same machine load). Columns
+(``--modes``): polytask ``features`` mode, polytask ``exact`` mode, torchjd 0.18's autojac path
+(``mtl_backward`` + ``jac_to_grad``) with the same method, and LibMTL 1.1.5's weighting of the same
+name, run by ``_libmtl_runner.py`` under the Python of a separate environment holding LibMTL
+(``--libmtl-python``; how to build it is in that file). Example::
 
     python benchmarks/balancing_overhead.py                 # K = 2, 8, 40, all methods
     python benchmarks/balancing_overhead.py --ks 8 --methods mgda upgrad --reps 5
+    python benchmarks/balancing_overhead.py --modes libmtl --libmtl-python /tmp/libmtl_venv/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _libmtl_runner import LIBMTL, Net, paired_ratio  # noqa: E402
 from polytask._core import write_text  # noqa: E402
 from polytask.balancing import Balancer  # noqa: E402
 from polytask.config.balancing import BALANCING_METHODS, build_method  # noqa: E402
 
+MODES = ("features", "exact", "torchjd", "libmtl")
+LIBMTL_VENV = Path("/tmp/libmtl_venv/bin/python")
+LIBMTL_PROSE = (
+    "`libmtl`: LibMTL 1.1.5 (PyPI) weighting of the same name, timed the same way in its own"
+    " environment by `benchmarks/_libmtl_runner.py` (same network, seeds and batch). It"
+    " calls the weighting's own `backward(losses, **defaults)` on a model that subclasses the"
+    " weighting as LibMTL's `Trainer` builds it, with `rep_grad=False` (one backward per task,"
+    " gradients of all shared parameters flattened; GradDrop, which LibMTL allows only on"
+    " feature gradients, uses `rep_grad=True`). LibMTL's `Trainer` is not used: it hard-codes"
+    " `cuda:0` and calls Python 2's `.next()`. In-process workarounds: a stand-in"
+    " `torchvision.models.utils` (for `load_state_dict_from_url`) before import, scipy"
+    " installed by hand, gradients zeroed with `set_to_none=False` (its `_reset_grad` writes"
+    " into `.grad`), `epoch = 2` so that GradNorm and DWA take their adaptive paths. Its `IMTL`"
+    " (row `imtl_g`) is the IMTL-L + IMTL-G hybrid; its CAGrad hard-codes 3 tasks (n/a at"
+    " other K); `—`: not in LibMTL 1.1.5. Its ratios are to the same plain step timed in that"
+    " process (torch 2.13.0 in both), which runs alone before the polytask cells."
+)
+
 # polytask name → torchjd aggregator factory (K given)
-TORCHJD: dict[str, Callable[[int], object]] = {
+TORCHJD: dict[str, Callable[[int], Any]] = {
     "mgda": lambda k: _tja().MGDA(),
     "pcgrad": lambda k: _tja().PCGrad(),
     "gradvac": lambda k: _tja().GradVac(),
@@ -48,44 +75,10 @@ TORCHJD: dict[str, Callable[[int], object]] = {
 }
 
 
-def _tja():  # type: ignore[no-untyped-def]
+def _tja() -> Any:
     import torchjd.aggregation as tja
 
     return tja
-
-
-class Net(nn.Module):
-    def __init__(self, k: int, d_in: int = 1024, hidden: int = 512) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(
-            nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-        )  # fmt: skip
-        self.heads = nn.Linear(hidden, k)
-
-    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        z = self.trunk(x)
-        return ((self.heads(z) - y) ** 2).mean(0), z
-
-
-def paired_ratio(
-    plain: Callable[[], None], step: Callable[[], None], warmup: int, reps: int
-) -> float:
-    """Median of ``step`` over median of ``plain``, timed alternately so that both see the same
-    machine load (this machine is shared; drift would otherwise dominate small overheads)."""
-    for _ in range(warmup):
-        plain()
-        step()
-    tp, ts = [], []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        plain()
-        t1 = time.perf_counter()
-        step()
-        t2 = time.perf_counter()
-        tp.append(t1 - t0)
-        ts.append(t2 - t1)
-    return statistics.median(ts) / statistics.median(tp)
 
 
 def median_ms(step: Callable[[], None], warmup: int, reps: int) -> float:
@@ -129,7 +122,7 @@ def make_step(kind: str, k: int, method: str | None) -> Callable[[], None]:
             out = net.heads(z)
             per_task = [((out[:, i] - y[:, i]) ** 2).mean() for i in range(k)]
             mtl_backward(per_task, features=z, retain_graph=True)
-            jac_to_grad(shared, agg)  # type: ignore[arg-type]
+            jac_to_grad(shared, agg)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -144,17 +137,66 @@ def make_step(kind: str, k: int, method: str | None) -> Callable[[], None]:
     return step
 
 
+def run_libmtl(
+    python: str | None, ks: list[int], methods: list[str], reps: int
+) -> tuple[dict[tuple[str, int], str], str]:
+    """Cells of the LibMTL column from ``_libmtl_runner.py`` run under ``python`` (a separate
+    process, run alone so that it does not share the cores with the polytask timings), and a
+    sentence for the table's prose when nothing could be run."""
+    wanted = [m for m in methods if m in LIBMTL]
+    if python is None:
+        return {}, f"not run: no LibMTL environment ({LIBMTL_VENV} missing, see --libmtl-python)"
+    if not wanted:
+        return {}, ""
+    runner = Path(__file__).resolve().parent / "_libmtl_runner.py"
+    cmd = [python, str(runner), "--ks", *map(str, ks), "--methods", *wanted, "--reps", str(reps)]
+    cells: dict[tuple[str, int], str] = {}
+    with tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        except OSError as exc:
+            return cells, f"not run: cannot start `{python}` ({exc})"
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                print(line, end="")
+                continue
+            row = json.loads(line)
+            ratio, key = row["ratio"], (row["method"], row["K"])
+            cell = "n/a" if "note" in row else "failed" if ratio is None else f"{ratio:.2f}×"
+            cells[key] = cell
+            print(f"LibMTL {row['libmtl']} K={row['K']}: {cell} {row.get('error', '')}", flush=True)
+        proc.wait()
+        err.seek(0)
+        lines = err.read().strip().splitlines()
+    if proc.returncode != 0:
+        last = lines[-1] if lines else f"exit code {proc.returncode}"
+        return cells, f"not run: `{python}` could not run the LibMTL runner ({last})"
+    return cells, ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[2, 8, 40])
     ap.add_argument("--methods", nargs="+", default=list(BALANCING_METHODS))
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    ap.add_argument(
+        "--libmtl-python",
+        default=str(LIBMTL_VENV) if LIBMTL_VENV.exists() else None,
+        help="Python of an environment holding LibMTL 1.1.5 (see _libmtl_runner.py)",
+    )
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int, default=21)
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "balancing_overhead.md"))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    modes = [m for m in MODES if m in args.modes]
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
+    libmtl: dict[tuple[str, int], str] = {}
+    libmtl_why = ""
+    if "libmtl" in modes:
+        libmtl, libmtl_why = run_libmtl(args.libmtl_python, args.ks, args.methods, args.reps)
     rows: list[list[str]] = []
     base: dict[int, float] = {}
     for k in args.ks:
@@ -165,12 +207,17 @@ def main() -> None:
         cls = BALANCING_METHODS[name]
         cells = [name, ",".join(sorted(cls.needs))]
         for k in args.ks:
-            for kind in ("features", "exact", "torchjd"):
+            for kind in modes:
                 if kind == "features" and "features" not in cls.modes:
                     cells.append("n/a")
                     continue
-                if kind == "torchjd" and name not in TORCHJD:
+                if (kind == "torchjd" and name not in TORCHJD) or (
+                    kind == "libmtl" and name not in LIBMTL
+                ):
                     cells.append("—")
+                    continue
+                if kind == "libmtl":
+                    cells.append(libmtl.get((name, k), "not run"))
                     continue
                 cheap = kind == "features" or cls.needs <= {"losses", "grad_norms"}
                 reps = args.reps if cheap or k < 40 else max(3, args.reps // 3)
@@ -178,9 +225,7 @@ def main() -> None:
                 cells.append(f"{ratio:.2f}×")
         rows.append(cells)
         print(" | ".join(cells), flush=True)
-    head = ["method", "needs"] + [
-        f"K={k} {c}" for k in args.ks for c in ("features", "exact", "torchjd")
-    ]
+    head = ["method", "needs"] + [f"K={k} {c}" for k in args.ks for c in modes]
     lines = [
         "# Balancing overhead: step time relative to the plain summed-loss step",
         "",
@@ -190,19 +235,23 @@ def main() -> None:
         "",
         "Trunk 1024→512→512→512 (ReLU), batch 256, one stacked `nn.Linear(512, K)` head, per-task"
         " MSE, SGD, `torch.set_num_threads(1)`, CPU. Median step (zero_grad + forward + backward"
-        " + optimizer step) divided by the median of plain steps timed alternately with it. `features`/`exact`: polytask"
-        " `Balancer` modes; `torchjd`: torchjd 0.18 `mtl_backward` + `jac_to_grad` with the same"
-        " method (full Jacobian of the shared parameters). Loss weightings ignore the mode (they"
-        " back-propagate the weighted sum), so their two columns measure the same thing.",
+        " + optimizer step) divided by the median of plain steps timed alternately with it."
+        " `features`/`exact`: polytask `Balancer` modes; `torchjd`: torchjd 0.18 `mtl_backward` +"
+        " `jac_to_grad` with the same method (full Jacobian of the shared parameters). Loss"
+        " weightings ignore the mode (they back-propagate the weighted sum), so their two columns"
+        " measure the same thing.",
         "",
+        *(
+            [LIBMTL_PROSE + (f" LibMTL column {libmtl_why}." if libmtl_why else ""), ""]
+            if "libmtl" in modes
+            else []
+        ),
         "Plain step: " + ", ".join(f"K={k} {base[k]:.1f} ms" for k in args.ks),
         "",
         "Targets: `features` ≤ 1.3× at K = 40 for every Gramian method; loss weightings ≤ 1.05×;"
         " `exact` no slower than torchjd's autojac on the same method. The machine is shared"
         " (2 cores, other jobs running), so single cells scatter by about ±10%: compare rows, not"
-        " the second decimal. LibMTL 1.1.5 is not run here (it needs five patches to import and"
-        " train on CPU, see ANCHORS.md); its measured ratios on this trunk were MGDA 1.8× / 7.4× /"
-        " 30× and PCGrad 1.8× / 8.0× / 44× at K = 2 / 8 / 32.",
+        " the second decimal.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
