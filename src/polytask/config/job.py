@@ -27,6 +27,7 @@ from polytask.train.distributed import barrier, init_from_env, world
 from .build import make_balancer, make_loader, make_model, make_optimizer, make_scheduler, max_steps
 from .data import PreparedData, SplitData, prepare_data
 from .load import config_hash, load_config, validate
+from .modal import eval_model
 from .schema import TrainConfig
 
 RUN_FILE = "run.json"
@@ -110,7 +111,7 @@ def _train_one(
     )  # fmt: skip
     result = trainer.fit(resume=resume)
     metrics = evaluate(
-        model,
+        eval_model(config, model, taskset),  # the mask ensemble when multimodal.ensemble is set
         taskset,
         {k: prepared.splits[k] for k in ("val", "test")},
         config.evaluation.batch_size,
@@ -185,7 +186,7 @@ def run_train(
         _save_trunk(_initial_model(config, prepared), out / "base" / TRUNK_FILE)
         per_task: dict[str, dict[str, Any]] = {}
         metrics: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
-        for task in prepared.taskset.tasks:
+        for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
             one = PreparedData(
                 TaskSet([task]),
                 {k: _subset(v, task.name) for k, v in prepared.splits.items()},
@@ -300,7 +301,7 @@ def run_eval(
     bs = config.evaluation.batch_size
     if run.get("single_task"):
         metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
-        for task in prepared.taskset.tasks:
+        for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
             one = PreparedData(
                 TaskSet([task]),
                 {k: _subset(v, task.name) for k, v in prepared.splits.items()},
@@ -322,7 +323,8 @@ def run_eval(
         path = Path(run_dir) / "model.safetensors"
         path = path if path.is_file() else root / "checkpoints" / "best" / "model.safetensors"
         model = _load_model(config, prepared, path, shared)
-        metrics = evaluate(model, prepared.taskset, {k: prepared.splits[k] for k in splits}, bs)
+        scored = eval_model(config, model, prepared.taskset)  # mask ensemble when configured
+        metrics = evaluate(scored, prepared.taskset, {k: prepared.splits[k] for k in splits}, bs)
         weights = str(path)
     mode = "merged" if trunk is not None else "evaluation"
     extra = {"mode": mode, "weights": weights, "trunk": str(trunk) if trunk is not None else None}

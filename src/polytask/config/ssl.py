@@ -1,0 +1,217 @@
+"""Self-supervised auxiliary tasks in a training config: the ``auxiliary:`` list.
+
+Each entry declares one task whose targets a *pretext* makes from the inputs::
+
+    auxiliary:
+      - {name: recon, pretext: masked_features, mask_ratio: 0.3, weight: 0.5}
+      - {name: views, pretext: contrastive, dim: 128, temperature: 0.1,
+         augment: [{kind: bit_dropout, p: 0.2}, {kind: bit_flip, p: 0.01}]}
+
+Common keys (``name``, ``pretext``, ``weight``, ``modality``, ``dim``, ``temperature``, ``loss``,
+``metrics``) are typed here; every other key is an option of the named pretext, checked by its
+builder. This module is the only place where a pretext or augmentation *name* maps to a class:
+:data:`PRETEXTS` and :data:`AUGMENTATIONS` are plain registries, one entry per method.
+
+Auxiliary tasks are trained on every step next to the supervised tasks (the trunk sees the
+pretext's inputs in a group of their own), evaluated on fixed pretext data generated once from
+the val and test splits, reported per task and left out of the mean metric, the default
+selection rule and Δm. Single-task baselines train the supervised tasks only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from polytask._core import PolytaskError
+from polytask.tasks import Task, TaskKind, TaskSet
+from polytask.tasks.data import TensorData
+from polytask.tasks.data.tensors import Inputs
+from polytask.tasks.ssl import (
+    BitFlip,
+    ContrastiveViews,
+    FeatureDropout,
+    GaussianNoise,
+    MaskedFeatures,
+    Pretext,
+    check_fits,
+    modality_kind,
+    pick_modality,
+    pretext_split,
+)
+
+
+class AuxTaskConfig(BaseModel):
+    """One self-supervised task; keys other than the typed ones are pretext options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1)
+    pretext: str = Field(min_length=1)
+    weight: float = Field(1.0, ge=0)
+    modality: str | None = None
+    dim: int | None = Field(None, ge=2)
+    temperature: float = Field(0.1, gt=0)
+    loss: str = ""
+    metrics: list[str] = []
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What a pretext builder needs to know about the inputs it will see."""
+
+    tensor: torch.Tensor  # the (training) tensor the pretext works on: [N, ...]
+    kind: str  # modality kind: fingerprint | vector | image | tokens
+    where: str  # "file: auxiliary[i] 'name'" for error messages
+
+
+PretextBuilder = Callable[[AuxTaskConfig, Mapping[str, Any], InputInfo], tuple[Task, Pretext]]
+
+
+def _options(opts: Mapping[str, Any], allowed: Mapping[str, type], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in opts.items():
+        if key not in allowed:
+            valid = ", ".join(allowed) or "none"
+            raise PolytaskError(f"{where}: key {key!r}: unknown option (valid: {valid})")
+        want = allowed[key]
+        ok = isinstance(value, want) or (want is float and isinstance(value, int))
+        if not ok or (isinstance(value, bool) and want is not bool):
+            raise PolytaskError(f"{where}: key {key!r}: expected {want.__name__}, got {value!r}")
+        out[key] = float(value) if want is float else value
+    return out
+
+
+def _task(cfg: AuxTaskConfig, kind: TaskKind, width: int) -> Task:
+    return Task(
+        cfg.name, kind, num_classes=width, loss=cfg.loss, metric_names=tuple(cfg.metrics),
+        weight=cfg.weight, auxiliary=True, temperature=cfg.temperature,
+    )  # fmt: skip
+
+
+def _masked_features(
+    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+) -> tuple[Task, Pretext]:
+    o = _options(opts, {"mask_ratio": float, "mask_value": float}, info.where)
+    if info.tensor.ndim != 2:
+        raise PolytaskError(
+            f"{info.where}: pretext 'masked_features' needs [rows, features] inputs, "
+            f"the {info.kind} inputs have shape {tuple(info.tensor.shape[1:])} per row"
+        )
+    pretext = MaskedFeatures(modality=cfg.modality, **o)
+    return _task(cfg, "reconstruction", int(info.tensor.shape[1])), pretext
+
+
+def _contrastive(
+    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+) -> tuple[Task, Pretext]:
+    o = _options(opts, {"augment": list}, info.where)
+    specs = o.get("augment") or []
+    if not specs:
+        raise PolytaskError(f"{info.where}: key 'augment': list at least one augmentation")
+    augs = [build_augmentation(s, info.kind, f"{info.where}: augment[{j}]", cfg.modality)
+            for j, s in enumerate(specs)]  # fmt: skip
+    pretext = ContrastiveViews(augs, modality=cfg.modality, kind=info.kind)
+    return _task(cfg, "contrastive", cfg.dim or 128), pretext
+
+
+#: pretext name → builder ``(entry, options, input info) -> (Task, Pretext)``
+PRETEXTS: dict[str, PretextBuilder] = {
+    "masked_features": _masked_features,
+    "contrastive": _contrastive,
+}
+
+#: augmentation name → (class, its options with their types)
+AUGMENTATIONS: dict[str, tuple[Callable[..., Any], dict[str, type]]] = {
+    "feature_dropout": (FeatureDropout, {"p": float}),
+    "bit_dropout": (FeatureDropout, {"p": float}),
+    "bit_flip": (BitFlip, {"p": float}),
+    "gaussian_noise": (GaussianNoise, {"std": float}),
+}
+
+
+def build_augmentation(spec: Any, kind: str, where: str, modality: str | None = None) -> Any:
+    """An augmentation from ``{kind: <name>, **options}``, checked against the modality kind."""
+    if not isinstance(spec, Mapping) or "kind" not in spec:
+        raise PolytaskError(f"{where}: an augmentation is a mapping with a 'kind' key")
+    name = str(spec["kind"])
+    if name not in AUGMENTATIONS:
+        raise PolytaskError(
+            f"{where}: key 'kind': unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}"
+        )
+    cls, allowed = AUGMENTATIONS[name]
+    opts = _options({k: v for k, v in spec.items() if k != "kind"}, allowed, where)
+    aug = cls(**opts)
+    check_fits(name, aug.fits, kind, modality)
+    return aug
+
+
+def build_auxiliary(
+    entries: list[AuxTaskConfig], train_inputs: Inputs, where: str
+) -> tuple[list[Task], dict[str, Pretext]]:
+    """Tasks and pretexts of the ``auxiliary`` entries, checked against the training inputs."""
+    tasks, pretexts = [], {}
+    for i, cfg in enumerate(entries):
+        here = f"{where}: auxiliary[{i}] {cfg.name!r}"
+        if cfg.pretext not in PRETEXTS:
+            raise PolytaskError(
+                f"{here}: key 'pretext': unknown pretext {cfg.pretext!r}; valid: {', '.join(PRETEXTS)}"
+            )
+        x = pick_modality(train_inputs, cfg.modality, here)
+        info = InputInfo(x, modality_kind(x), here)
+        task, pretext = PRETEXTS[cfg.pretext](cfg, cfg.options, info)
+        if cfg.name in pretexts:
+            raise PolytaskError(f"{here}: key 'name': auxiliary task {cfg.name!r} is listed twice")
+        tasks.append(task)
+        pretexts[cfg.name] = pretext
+    return tasks, pretexts
+
+
+def auxiliary_splits(
+    splits: Mapping[str, Any], pretexts: Mapping[str, Pretext], seed: int
+) -> dict[str, Any]:
+    """``splits`` with val and test turned into ``{task: data}`` including the pretexts' data."""
+    out = dict(splits)
+    for name in ("val", "test"):
+        if name in out:
+            out[name] = pretext_split(out[name], pretexts, seed)
+    return out
+
+
+def first_inputs(train: TensorData | Mapping[str, TensorData]) -> Inputs:
+    """The training inputs the pretexts draw from (the first dataset's for per-task data)."""
+    if isinstance(train, TensorData):
+        return train.inputs
+    return next(iter(train.values())).inputs
+
+
+def attach_auxiliary(
+    entries: list[AuxTaskConfig], seed: int, prepared: Any, where: str = "auxiliary"
+) -> Any:
+    """``prepared`` (a :class:`~polytask.config.data.PreparedData`) with the auxiliary tasks
+    appended to its task set, their pretexts attached and their val/test data generated."""
+    tasks, pretexts = build_auxiliary(entries, first_inputs(prepared.splits["train"]), where)
+    for t in tasks:
+        if t.name in prepared.taskset.names:
+            raise PolytaskError(
+                f"{where}: key 'name': auxiliary task {t.name!r} has the name of a supervised task"
+            )
+    info = dict(prepared.info)
+    info["auxiliary"] = [
+        {"name": t.name, "kind": t.kind, "pretext": e.pretext} for t, e in zip(tasks, entries)
+    ]
+    return replace(
+        prepared,
+        taskset=TaskSet([*prepared.taskset.tasks, *tasks]),
+        splits=auxiliary_splits(prepared.splits, pretexts, seed),
+        info=info,
+        pretexts={**prepared.pretexts, **pretexts},
+    )
