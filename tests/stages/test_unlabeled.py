@@ -1,0 +1,92 @@
+"""Unlabeled SMILES: column detection, canonical dedup, invalid count, exclusion, real files."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+
+import pytest
+
+from polytask.cli.main import main
+from polytask.tasks.data.unlabeled import canonical, qm9_smiles, read_unlabeled_smiles
+from tests.conftest import SHARED_DATA
+
+from .conftest import edit, two_stages
+
+MOLNET = SHARED_DATA / "moleculenet"
+
+
+def test_every_smiles_column_is_read_canonicalised_and_deduplicated(tmp_path):
+    (tmp_path / "a.csv").write_text(
+        "name,smiles,other_smiles,y\n"
+        "ethanol,CCO,c1ccccc1,1\n"
+        "ethanol again,OCC,C1=CC=CC=C1,0\n"  # same molecules, other spellings
+        "broken,C1CC,CC(=O)O,1\n"  # unclosed ring: invalid
+        "propane,CCC,,0\n"
+        "butane,CCCC,,1\n"  # 4 of 5 cells parse: still a SMILES column (>= 80%)
+    )
+    with gzip.open(tmp_path / "b.csv.gz", "wt") as fh:
+        fh.write("mol,label\nCCN,1\nCCO,0\nOC(=O)C,1\n")
+    (tmp_path / "notes.txt").write_text("not a table\n")
+    found = read_unlabeled_smiles([tmp_path], exclude=["C(C)N"])
+    assert found.columns == {"a.csv": ["smiles", "other_smiles"], "b.csv.gz": ["mol"]}
+    assert found.smiles == ["CCO", "CCC", "CCCC", "c1ccccc1", "CC(=O)O"]
+    assert (found.read, found.invalid, found.duplicates, found.excluded) == (11, 1, 4, 1)
+    assert canonical("C1CC") is None and canonical("OCC") == "CCO"
+
+
+def test_a_table_without_smiles_is_an_error(tmp_path):
+    from polytask._core import PolytaskError
+
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(PolytaskError, match=r"x.csv: no SMILES column found"):
+        read_unlabeled_smiles([tmp_path / "x.csv"])
+
+
+@pytest.mark.skipif(not MOLNET.is_dir(), reason="shared data not available")
+def test_real_files_find_their_smiles_columns():
+    found = read_unlabeled_smiles(
+        [MOLNET / "bace.csv", MOLNET / "freesolv.csv", MOLNET / "BBBP.csv"]
+    )
+    assert found.columns == {
+        "bace.csv": ["mol"],
+        "freesolv.csv": ["smiles"],
+        "BBBP.csv": ["smiles"],
+    }
+    assert (found.read, found.invalid, found.duplicates, len(found.smiles)) == (4194, 0, 102, 4092)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MOLNET.is_dir(), reason="shared data not available")
+def test_the_whole_moleculenet_folder():
+    found = read_unlabeled_smiles([MOLNET])
+    assert len(found.columns) == 8
+    assert (found.read, found.invalid, found.duplicates, len(found.smiles)) == (
+        40617,
+        8,
+        3196,
+        37413,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
+def test_qm9_smiles_from_qm9pack():
+    smiles = qm9_smiles()
+    assert len(smiles) == 130831 and smiles[:3] == ["C", "N", "O"]
+
+
+def test_a_stage_on_unlabeled_data_with_supervised_tasks_is_refused(tmp_path, capsys):
+    (tmp_path / "mols.csv").write_text("smiles\nCCO\nCCN\nCCC\nCCCC\n")
+
+    def change(c):
+        c["stages"][0]["data"] = {"source": "unlabeled_smiles", "paths": ["mols.csv"]}
+        c["stages"][0]["tasks"] = [{"name": "NR-AhR"}]
+
+    cfg = edit(two_stages(tmp_path), change)
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (
+        "stages[0] 'pre': key 'tasks': unlabeled data has no labels for task(s) ['NR-AhR']" in err
+    )
