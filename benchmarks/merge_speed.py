@@ -9,6 +9,12 @@ one thread. The temporary folder is removed afterwards. Example::
 
     python benchmarks/merge_speed.py                      # ~110M parameters, ~440 MB per model
     python benchmarks/merge_speed.py --params 10e6 --no-write   # quick check
+    python benchmarks/merge_speed.py --micro                    # in-process, one BERT layer
+
+``--micro`` times only the merge arithmetic: the tensors of one BERT-base encoder layer (7.1M
+parameters) and 8 fine-tuned copies in memory, merged in-process with ``polytask.merging.merge``
+(the same executor and pipeline as the streamed merge, no file I/O, no start-up), best CPU time
+of ``--reps`` runs on one thread. It writes its own section of the results page.
 
 mergekit runs from its own virtual environment (``--mergekit``, default
 ``/tmp/mk_venv/bin/mergekit-yaml``); without it the mergekit columns are left empty.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -73,6 +80,55 @@ def bert_shapes(hidden: int, layers: int = 12, vocab: int = 30522) -> dict[str, 
     shapes["classifier.weight"] = (2, h)
     shapes["classifier.bias"] = (2,)
     return shapes
+
+
+def micro(args: argparse.Namespace) -> None:
+    """Best CPU seconds of an in-memory merge of one BERT-base encoder layer, per method."""
+    import time
+
+    from polytask.config.merge import MERGE_METHODS
+    from polytask.merging import merge
+
+    torch.set_num_threads(1)
+    layer = {k: v for k, v in bert_shapes(768).items() if ".layer.0." in k}
+    gen = torch.Generator().manual_seed(0)
+    base = {k: torch.randn(s, generator=gen) * 0.02 for k, s in layer.items()}
+    models = [
+        {k: v + torch.randn(v.shape, generator=gen) * 0.001 for k, v in base.items()}
+        for _ in range(args.models)
+    ]
+    params = count(layer)
+    best: dict[str, float] = {}
+    for _ in range(args.reps):  # interleaved, so a burst of load hits every method alike
+        for kind in args.methods:
+            method = MERGE_METHODS[kind](**METHODS[kind][0])
+            start = time.process_time()
+            merge(method, base, models)
+            best[kind] = min(best.get(kind, math.inf), time.process_time() - start)
+    lines = [
+        "| method | ms per layer | ns per parameter and model | vs task_arithmetic |",
+        "|---|---|---|---|",
+    ]
+    ta = best.get("task_arithmetic")
+    for kind, sec in best.items():
+        ratio = f"{sec / ta:.2f}×" if ta else "—"
+        ns = sec / (params * args.models) * 1e9
+        lines.append(f"| {kind} | {sec * 1e3:.1f} | {ns:.2f} | {ratio} |")
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        from _sections import write_section
+
+        command = f"python benchmarks/merge_speed.py --micro --reps {args.reps}"
+        text = (
+            f"## Merge arithmetic only (`--micro`)\n\n"
+            f"One BERT-base encoder layer ({params / 1e6:.2f}M parameters) and {args.models} "
+            "fine-tuned copies in memory, merged in-process by `polytask.merging.merge` (same "
+            "executor and pipeline as the streamed merge; no file I/O, no start-up), best CPU "
+            f"time of {args.reps} interleaved runs, one thread. Options as above.\n\n"
+            f"{table}\n\n```\n{command}\n```\n"
+        )
+        write_section(REPO / "docs" / "results" / "merge_speed.md", "micro", text)
 
 
 def count(shapes: dict[str, tuple[int, ...]]) -> int:
@@ -205,8 +261,13 @@ def main() -> None:
     parser.add_argument(
         "--no-write", action="store_true", help="print only; do not write docs/results"
     )
+    parser.add_argument("--micro", action="store_true", help="time one layer in memory only")
+    parser.add_argument("--reps", type=int, default=5, help="runs per method with --micro")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.micro:
+        micro(args)
+        return
     if args.worker:
         kind, out, base, *models = args.worker
         worker(kind, out, base, models)

@@ -165,12 +165,11 @@ class SparseSignMerge:
         weights = per_model(self.weights, n, "weights", 1.0)
         b = base.to(compute_dtype(base.dtype))
         if self.consensus == "none":
-            total = torch.zeros_like(b)
+            total = torch.empty_like(b)
             tau = torch.empty_like(b)  # one buffer for every model's task vector
             for t in range(n):
                 tau_hat, r = self._sparse(b, finetuned[t], t, name, thresholds, offset, tau)
-                alpha = weights[t] * r
-                total.add_(tau_hat) if alpha == 1.0 else total.add_(tau_hat, alpha=alpha)
+                _accumulate(total, tau_hat, weights[t] * r, t == 0)
                 del tau_hat
             if self.combine == "mean":
                 total.div_(sum(weights))
@@ -207,27 +206,28 @@ class SparseSignMerge:
         offset: int,
     ) -> torch.Tensor:
         # Float-only arithmetic throughout: on CPU, ops mixing bool and float tensors are slow.
-        # Two scratch buffers are reused for every model: no allocation inside the sweep.
-        pos, neg = torch.zeros_like(b), torch.zeros_like(b)  # Σ w max(τ̂, 0) and Σ w min(τ̂, 0)
-        w_any, w_pos = torch.zeros_like(b), torch.zeros_like(b)  # Σ w [τ̂ ≠ 0] and Σ w [τ̂ > 0]
+        # Two scratch buffers are reused for every model and the first model initialises the
+        # accumulators: no allocation or zero-fill inside the sweep.
+        pos, neg = torch.empty_like(b), torch.empty_like(b)  # Σ w max(τ̂, 0) and Σ w min(τ̂, 0)
+        w_any, w_pos = torch.empty_like(b), torch.empty_like(b)  # Σ w [τ̂ ≠ 0] and Σ w [τ̂ > 0]
         tau, part = torch.empty_like(b), torch.empty_like(b)
         unit = all(w == 1.0 for w in weights)
         counted = self.consensus == "count" and not unit
-        n_any = torch.zeros_like(b) if counted else w_any  # unweighted counts for sign="count"
-        n_pos = torch.zeros_like(b) if counted else w_pos
+        n_any = torch.empty_like(b) if counted else w_any  # unweighted counts for sign="count"
+        n_pos = torch.empty_like(b) if counted else w_pos
         for t in range(len(finetuned)):
-            w = weights[t]
+            w, first = weights[t], t == 0
             hat, r = self._sparse(b, finetuned[t], t, name, thresholds, offset, tau)
             torch.clamp(hat, min=0, out=part)
-            pos.add_(part, alpha=w * r)
-            w_pos.add_(part.gt_(0), alpha=w)
+            _accumulate(pos, part, w * r, first)
+            _accumulate(w_pos, part.gt_(0), w, first)
             if counted:
-                n_pos.add_(part)
+                _accumulate(n_pos, part, 1.0, first)
             torch.clamp(hat, max=0, out=part)
-            neg.add_(part, alpha=w * r)
-            w_any.add_(hat.ne_(0), alpha=w)
+            _accumulate(neg, part, w * r, first)
+            _accumulate(w_any, hat.ne_(0), w, first)
             if counted:
-                n_any.add_(hat)
+                _accumulate(n_any, hat, 1.0, first)
             del hat
         # γ = + where the (weighted) sum is >= 0, or where positives are at least as many
         if self.consensus == "sum":
@@ -246,6 +246,14 @@ class SparseSignMerge:
                 norm.masked_fill_(norm == 0, 1.0)
             merged.div_(norm)
         return merged
+
+
+def _accumulate(acc: torch.Tensor, x: torch.Tensor, alpha: float, first: bool) -> None:
+    """``acc += alpha · x``, or ``acc = alpha · x`` for the first model (no zero-fill pass)."""
+    if first:
+        acc.copy_(x) if alpha == 1.0 else torch.mul(x, alpha, out=acc)
+    else:
+        acc.add_(x) if alpha == 1.0 else acc.add_(x, alpha=alpha)
 
 
 class PipelineMethod:

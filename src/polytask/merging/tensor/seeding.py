@@ -14,8 +14,9 @@ bit for bit.
   2^20, seeded with ``block_seed(seed, name, index, j)``), and L_i the top 24 bits of ``splitmix64(K + (i + 1) · 0x9E3779B97F4A7C15)`` with
   K = ``block_seed(seed, name, index, -1)``. The entry is kept iff U_i < t, t = round(d · 2^32),
   so the keep probability is d to within 2^-33. U_i < t is decided from the byte alone except
-  where H_i equals t's top byte (1 entry in 256), so only those entries need L_i: one random
-  byte per entry instead of one float, several times faster than :func:`uniform`.
+  where H_i equals t's top byte (1 entry in 256; none when d is a multiple of 1/256, e.g. 0.5),
+  so only those entries need L_i: one random byte per entry instead of one float, several
+  times faster than :func:`uniform`.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def keep_mask(
         )
         high = raw.astype("<u8", copy=False).view(np.uint8)[pos - start : stop - start]
         np.less(high, top, out=keep[pos - offset : stop - offset])
+        if not t & 0xFFFFFF:  # t = 2^24 · top: H_i < top decides (d a multiple of 1/256)
+            pos = stop
+            continue
         ties = np.flatnonzero(high == top)  # U_i < t is undecided from the byte: use L_i
         if ties.size:
             position = ties.astype(np.uint64) + np.uint64(pos + 1)
