@@ -21,11 +21,14 @@ from polytask.tasks.data import (
 from polytask.tasks.ssl import PretextLoader
 
 from .data import PreparedData
+from .modal import make_modal_model, mask_loader, modalities_of
 from .schedules import schedule_sampler
 from .schema import PerTaskData, TrainConfig
 
 
 def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskModel:
+    if modalities_of(config):  # one encoder per modality, fused
+        return make_modal_model(config, taskset)
     t = config.model.trunk
     trunk = mlp_trunk(in_dim, t.hidden, t.dropout, t.activation, t.batch_norm)
     h = config.model.heads
@@ -36,7 +39,7 @@ def make_loader(
     config: TrainConfig, prepared: PreparedData, taskset: TaskSet
 ) -> JointLoader | PerTaskLoader | PretextLoader:
     """The training batch stream; auxiliary tasks in ``taskset`` add their pretext groups."""
-    base = _base_loader(config, prepared, taskset)
+    base = mask_loader(config, _base_loader(config, prepared, taskset), taskset)
     pretexts = {n: p for n, p in prepared.pretexts.items() if n in taskset.names}
     if not pretexts:
         return base

@@ -25,6 +25,7 @@ from polytask.tasks.data import (
 )
 from polytask.tasks.data.splits import Split
 
+from .modal import attach_modal, check_modal, modal_inputs, modalities_of, standardize
 from .schema import (
     ColumnsFeaturizer,
     PerTaskData,
@@ -53,7 +54,8 @@ class PreparedData:
     def in_dim(self) -> int:
         first = self.splits["train"]
         data = first if isinstance(first, TensorData) else next(iter(first.values()))
-        assert isinstance(data.inputs, torch.Tensor)
+        if isinstance(data.inputs, dict):  # multi-modal: total width (see polytask.config.modal)
+            return sum(int(x[0].numel()) for x in data.inputs.values())
         return int(data.inputs.shape[1])
 
 
@@ -68,6 +70,12 @@ def _features(frame: pd.DataFrame, input_col: str, featurizer: Any, where: str) 
     return torch.from_numpy(
         ecfp(smiles, featurizer.radius, featurizer.bits, where=where).astype(np.float32)
     )
+
+
+def _smiles(smiles: list[str] | None, where: str) -> list[str]:
+    if smiles is None:
+        raise PolytaskError(f"{where}: data.modalities need a SMILES input column")
+    return smiles
 
 
 def _split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
@@ -129,6 +137,7 @@ def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
 
 def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
     data = config.data
+    check_modal(config)  # names of modalities, before any data is read
     if isinstance(data, PerTaskData):
         return _per_task(config, data, base)
     if isinstance(data, Tox21Data):
@@ -162,8 +171,12 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
         smiles = frame[data.input].astype(str).tolist() if data.input in frame.columns else None
         input_col, split_cfg, featurizer = data.input, data.split, data.featurizer
     taskset = TaskSet(_task(tc) for tc in tasks)
+    mods = modalities_of(config)
+    x = modal_inputs(mods, _smiles(smiles, where), where) if mods else None
     full = TensorData(
-        _features(frame, input_col, featurizer, where), _targets(frame, tasks, where), name=where
+        x if x is not None else _features(frame, input_col, featurizer, where),
+        _targets(frame, tasks, where),
+        name=where,
     )
     split = _split(split_cfg, len(full), smiles)
     splits: dict[str, SplitData] = {
@@ -172,13 +185,14 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
     for k in ("train", "val", "test"):
         if k not in splits:
             raise PolytaskError(f"data.split: the {k} split is empty; change the fractions")
+    splits = standardize(splits, mods) if mods else splits  # train-split statistics only
     _check_labels(taskset, splits["train"], where)
     info = {
         "source": data.source,
         "split": split_cfg.model_dump(),
         "sizes": {k: len(v) for k, v in split.items()},
     }
-    return PreparedData(taskset, splits, False, info)
+    return attach_modal(config, PreparedData(taskset, splits, False, info))
 
 
 def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedData:

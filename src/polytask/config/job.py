@@ -27,6 +27,7 @@ from polytask.train.distributed import barrier, init_from_env, world
 from .build import make_balancer, make_loader, make_model, make_optimizer, make_scheduler, max_steps
 from .data import PreparedData, SplitData, prepare_data
 from .load import config_hash, load_config, validate
+from .modal import eval_model
 from .schema import TrainConfig
 
 RUN_FILE = "run.json"
@@ -110,7 +111,7 @@ def _train_one(
     )  # fmt: skip
     result = trainer.fit(resume=resume)
     metrics = evaluate(
-        model,
+        eval_model(config, model, taskset),  # the mask ensemble when multimodal.ensemble is set
         taskset,
         {k: prepared.splits[k] for k in ("val", "test")},
         config.evaluation.batch_size,
@@ -322,7 +323,8 @@ def run_eval(
         path = Path(run_dir) / "model.safetensors"
         path = path if path.is_file() else root / "checkpoints" / "best" / "model.safetensors"
         model = _load_model(config, prepared, path, shared)
-        metrics = evaluate(model, prepared.taskset, {k: prepared.splits[k] for k in splits}, bs)
+        scored = eval_model(config, model, prepared.taskset)  # mask ensemble when configured
+        metrics = evaluate(scored, prepared.taskset, {k: prepared.splits[k] for k in splits}, bs)
         weights = str(path)
     mode = "merged" if trunk is not None else "evaluation"
     extra = {"mode": mode, "weights": weights, "trunk": str(trunk) if trunk is not None else None}

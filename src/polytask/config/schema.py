@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .modal import Modality, MultiModalConfig
 from .ssl import AuxTaskConfig
 
 
@@ -61,6 +62,7 @@ class Tox21Data(_Strict):
     featurizer: Featurizer = EcfpFeaturizer()
     split: SplitConfig = SplitConfig()
     tasks: list[str] | None = None
+    modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
 
 
 class TableData(_Strict):
@@ -71,6 +73,7 @@ class TableData(_Strict):
     input: str = "smiles"
     featurizer: Featurizer = EcfpFeaturizer()
     split: SplitConfig = SplitConfig()
+    modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
 
 
 class TaskTable(_Strict):
@@ -177,3 +180,4 @@ class TrainConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     stages: list[dict[str, Any]] | None = None  # validated by polytask.config.stages
     auxiliary: list[AuxTaskConfig] | None = None  # self-supervised tasks, see polytask.config.ssl
+    multimodal: MultiModalConfig | None = None  # fusion, masking, ensemble: polytask.config.modal
