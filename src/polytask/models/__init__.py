@@ -1,18 +1,21 @@
 """Multi-task models: shared trunk + per-task heads."""
 
 from polytask.models.build import build_heads, build_model
+from polytask.models.conv import ConvTrunk, conv_trunk
 from polytask.models.heads import LinearHeads, MLPHeads
 from polytask.models.hf import HFEncoderTrunk, load_tokenizer, mean_pool, minilm_path
 from polytask.models.mlp import mlp_trunk
 from polytask.models.multitask import MultiTaskModel
 
 __all__ = [
+    "ConvTrunk",
     "HFEncoderTrunk",
     "LinearHeads",
     "MLPHeads",
     "MultiTaskModel",
     "build_heads",
     "build_model",
+    "conv_trunk",
     "load_tokenizer",
     "mean_pool",
     "minilm_path",
