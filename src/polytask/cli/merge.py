@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from polytask.config.merge import (
+    DATA_METHODS,
     MERGE_METHODS,
+    MODEL_METHODS,
     build_merge_method,
     load_merge_config,
     method_options,
@@ -18,11 +20,19 @@ __all__ = ["merge_command"]
 
 def _methods_help() -> str:
     lines = ["\b", "Methods and their options (option: type = default):"]
-    for name, cls in MERGE_METHODS.items():
-        doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
-        lines.append(f"  {name}: {doc}")
-        for option, kind, default in method_options(name):
-            lines.append(f"      {option}: {kind} = {default!r}")
+    groups = (
+        ("Per tensor, streamed (memory: a few tensors):", MERGE_METHODS),
+        ("Whole model, no data (memory: every selected tensor of all models):", MODEL_METHODS),
+    )
+    for title, registry in groups:
+        lines.append(title)
+        for name, cls in registry.items():
+            doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
+            lines.append(f"  {name}: {doc}")
+            for option, kind, default in method_options(name):
+                lines.append(f"      {option}: {kind} = {default!r}")
+    data = ", ".join(f"{n} ({c.__name__})" for n, c in DATA_METHODS.items())
+    lines.append(f"Need a model and task data, Python API only (polytask.merging.model): {data}")
     return "\n".join(lines)
 
 
@@ -40,13 +50,35 @@ def _methods_help() -> str:
 def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> None:
     """Merge the fine-tuned checkpoints described in CONFIG (YAML) into the folder OUT.
 
-    Tensors are streamed one at a time (memory stays at a few tensors); the output is sharded
-    safetensors plus merge.json recording the method and every option.
+    Per-tensor methods stream tensors one at a time (memory stays at a few tensors); whole-model
+    methods (tall_masks, consensus) load every selected tensor of all models. The output is
+    sharded safetensors plus merge.json recording the method and every option (TALL's packed
+    masks go to merge_tensors.safetensors).
     """
-    from polytask.merging import merge_checkpoints
+    from polytask.merging import merge_checkpoints, merge_model_checkpoints
+    from polytask.merging.model import ModelMerge
 
     cfg = load_merge_config(config)
     method = build_merge_method(cfg, where=str(config))
+    record = {"name": cfg.method, "seed": cfg.seed, "config": str(config)}
+    if isinstance(method, ModelMerge):
+        merge_model_checkpoints(
+            method,
+            cfg.base_model,
+            [m.path for m in cfg.models],
+            out,
+            include=cfg.filters.include,
+            exclude=cfg.filters.exclude,
+            syntax=cfg.filters.syntax,
+            excluded=cfg.excluded,
+            dtype=cfg.torch_dtype,
+            max_shard_bytes=cfg.shard_size,
+            overwrite=overwrite,
+            trust_pickle=cfg.trust_pickle,
+            record=record,
+        )
+        click.echo(f"merged {len(cfg.models)} models with {cfg.method} into {out}")
+        return
     merge_checkpoints(
         method,
         cfg.base_model,
@@ -61,6 +93,6 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
         overwrite=overwrite,
         trust_pickle=cfg.trust_pickle,
         progress=progress,
-        record={"name": cfg.method, "seed": cfg.seed, "config": str(config)},
+        record=record,
     )
     click.echo(f"merged {len(cfg.models)} models with {cfg.method} into {out}")

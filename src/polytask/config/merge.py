@@ -16,8 +16,10 @@ file looks like::
     seed: 0                                 # DARE / DELLA masks
 
 Relative paths are resolved against the config file's folder. Per-model ``weight`` and
-``density`` become the method's per-model ``weights`` / ``density`` tuples. To add a method
-(including a future whole-model one), add its class to :data:`MERGE_METHODS`.
+``density`` become the method's per-model ``weights`` / ``density`` tuples. To add a per-tensor
+method, add its class to :data:`MERGE_METHODS`; a data-free whole-model one (all tensors in
+memory, e.g. ``tall_masks``, ``consensus``) to :data:`MODEL_METHODS`. The data-based ones
+(:data:`DATA_METHODS`) are named only to refuse them with a pointer to the Python API.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from polytask._core import PolytaskError
 from polytask.config.load import read_yaml, validate
+from polytask.merging.model import (
+    AdaMerging,
+    ConsensusMerge,
+    FisherMerge,
+    ModelMerge,
+    RegMean,
+    TallMasks,
+)
 from polytask.merging.tensor import (
     Breadcrumbs,
     Dare,
@@ -47,7 +57,9 @@ from polytask.merging.tensor import (
 )
 
 __all__ = [
+    "DATA_METHODS",
     "MERGE_METHODS",
+    "MODEL_METHODS",
     "FilterConfig",
     "MergeConfig",
     "ModelEntry",
@@ -67,6 +79,17 @@ MERGE_METHODS: dict[str, type] = {
     "della": Della,
     "slerp": Slerp,
     "model_stock": ModelStock,
+}
+# Whole-model methods without data: all selected tensors in memory, run from files by the CLI.
+MODEL_METHODS: dict[str, type] = {
+    "tall_masks": TallMasks,
+    "consensus": ConsensusMerge,
+}
+# Methods that need an nn.Module and per-task batches: Python API only (named for the error).
+DATA_METHODS: dict[str, type] = {
+    "fisher": FisherMerge,
+    "regmean": RegMean,
+    "adamerging": AdaMerging,
 }
 DTYPES = {
     "float32": torch.float32,
@@ -136,8 +159,15 @@ class MergeConfig(BaseModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        if value not in MERGE_METHODS:
-            raise ValueError(f"unknown merge method {value!r}; known: {', '.join(MERGE_METHODS)}")
+        if value in DATA_METHODS:
+            api = DATA_METHODS[value].__name__
+            raise ValueError(
+                f"merge method {value!r} needs a model and per-task data, which a merge config "
+                f"cannot describe; use the Python API (polytask.merging.model.{api})"
+            )
+        if value not in MERGE_METHODS and value not in MODEL_METHODS:
+            known = ", ".join([*MERGE_METHODS, *MODEL_METHODS])
+            raise ValueError(f"unknown merge method {value!r}; known: {known}")
         return value
 
     @field_validator("models", mode="before")
@@ -179,7 +209,7 @@ def load_merge_config(path: str | Path) -> MergeConfig:
 
 def method_options(name: str) -> list[tuple[str, str, Any]]:
     """(option, type, default) for every option of the method called ``name``."""
-    cls = MERGE_METHODS[name]
+    cls = _method_class(name)
     hints = typing.get_type_hints(cls)
     return [
         (f.name, _type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls) if f.init
@@ -191,9 +221,19 @@ def _type_name(tp: Any) -> str:
     return re.sub(r"<class '(\w+)'>", r"\1", text)
 
 
-def build_merge_method(config: MergeConfig, where: str = "merge config") -> TensorMerge:
-    """Instantiate the configured method with its options and per-model parameters."""
-    cls = MERGE_METHODS[config.method]
+def _method_class(name: str) -> type:
+    return MERGE_METHODS[name] if name in MERGE_METHODS else MODEL_METHODS[name]
+
+
+def build_merge_method(
+    config: MergeConfig, where: str = "merge config"
+) -> TensorMerge | ModelMerge:
+    """Instantiate the configured method with its options and per-model parameters.
+
+    Per-tensor methods (:data:`MERGE_METHODS`) are streamed; whole-model methods
+    (:data:`MODEL_METHODS`) return a :class:`~polytask.merging.model.ModelMerge`.
+    """
+    cls = _method_class(config.method)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     options = dict(config.options)
     for key in options:
@@ -216,9 +256,15 @@ def build_merge_method(config: MergeConfig, where: str = "merge config") -> Tens
         except ValidationError as exc:
             msg = exc.errors()[0]["msg"]
             raise PolytaskError(f"{where}: key 'options.{key}': {msg} (got {value!r})") from None
-    method: TensorMerge = cls(**checked)
-    method.check_models(len(config.models))
-    return method
+    try:
+        method = cls(**checked)
+    except PolytaskError as exc:
+        raise PolytaskError(f"{where}: {exc}") from None
+    if isinstance(method, ModelMerge):
+        return method
+    tensor_method: TensorMerge = method
+    tensor_method.check_models(len(config.models))
+    return tensor_method
 
 
 def _per_model(
@@ -245,4 +291,4 @@ def _per_model(
 
 
 def _default(method: str, option: str) -> Any:
-    return next(f.default for f in dataclasses.fields(MERGE_METHODS[method]) if f.name == option)
+    return next(f.default for f in dataclasses.fields(_method_class(method)) if f.name == option)

@@ -16,7 +16,8 @@ in the merged checkpoint's metadata.
 * :mod:`polytask.merging.io`: lazy checkpoint reading (:func:`open_checkpoint`), streaming
   sharded safetensors writing, include/exclude filters.
 
-Methods that need data or the whole model at once live in :mod:`polytask.merging.model`.
+Methods that need data or the whole model at once live in :mod:`polytask.merging.model`;
+:func:`merge_model_checkpoints` runs the data-free ones (TALL masks, Consensus) on files.
 """
 
 from polytask.merging.api import describe, merge, merge_checkpoints
@@ -34,6 +35,7 @@ from polytask.merging.tensor import (
     Ties,
     WeightAverage,
 )
+from polytask.merging.whole_model import merge_model_checkpoints
 
 __all__ = [
     "Breadcrumbs",
@@ -52,6 +54,7 @@ __all__ = [
     "describe",
     "merge",
     "merge_checkpoints",
+    "merge_model_checkpoints",
     "open_checkpoint",
     "write_checkpoint",
 ]

@@ -36,7 +36,7 @@ _COPIED_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json", "merge.json")
 
 
-def describe(method: TensorMerge) -> dict[str, Any]:
+def describe(method: object) -> dict[str, Any]:
     """The method's class and every option (the conventions it used), as JSON-ready values."""
     options: dict[str, Any] = {}
     if dataclasses.is_dataclass(method):

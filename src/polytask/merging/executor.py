@@ -24,7 +24,7 @@ from polytask.merging.selection import MagnitudeSelector
 from polytask.merging.sources import TensorSource
 from polytask.merging.tensor.protocol import TensorMerge, compute_dtype
 
-__all__ = ["CHUNK_ELEMS", "MergePlan", "PlanItem", "execute", "plan_merge"]
+__all__ = ["CHUNK_ELEMS", "MergePlan", "PlanItem", "execute", "plan_merge", "read_checked"]
 
 CHUNK_ELEMS = 1 << 22  # tensors above this many entries are merged in blocks of rows
 
@@ -54,7 +54,7 @@ def _is_float(dtype: torch.dtype) -> bool:
 
 
 def plan_merge(
-    method: TensorMerge,
+    method: TensorMerge | None,
     base: TensorSource,
     models: Sequence[TensorSource],
     *,
@@ -62,12 +62,16 @@ def plan_merge(
     excluded: Literal["base", "drop"] = "base",
     dtype: torch.dtype | None = None,
 ) -> MergePlan:
-    """Check that the inputs agree and decide what happens to every tensor."""
+    """Check that the inputs agree and decide what happens to every tensor.
+
+    ``method`` (when given) checks the number of models; whole-model merges pass ``None``.
+    """
     if excluded not in ("base", "drop"):
         raise PolytaskError(f"'excluded' must be 'base' or 'drop', got {excluded!r}")
     if dtype is not None and not _is_float(dtype):
         raise PolytaskError(f"output dtype must be a floating dtype, got {dtype}")
-    method.check_models(len(models))
+    if method is not None:
+        method.check_models(len(models))
     base_keys = base.keys()
     base_set = set(base_keys)
     model_keys = [set(model.keys()) for model in models]
@@ -147,6 +151,11 @@ class _Block:
                 f"tensor {self.key!r} in {source.file_of(self.key)} contains NaN or Inf"
             )
         return tensor
+
+
+def read_checked(source: TensorSource, key: str) -> torch.Tensor:
+    """One whole tensor, refused (naming the file) if it holds NaN or Inf."""
+    return _Block(key, None).read(source)
 
 
 def _blocks(item: PlanItem, chunkable: bool, chunk_elems: int) -> list[_Block]:

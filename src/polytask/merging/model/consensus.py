@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -68,7 +68,7 @@ class ConsensusMerge:
 
     k: int = 2
     lambdas: float | tuple[float, ...] = 0.4
-    combine: str = "task_arithmetic"
+    combine: Literal["task_arithmetic", "ties"] = "task_arithmetic"
     ties_density: float = 0.2
     scaling: float = 1.0
     strict: bool = False

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -96,7 +96,7 @@ class TallMasks:
 
     lambdas: float | tuple[float, ...] = 0.4
     grid: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6)
-    combine: str = "task_arithmetic"
+    combine: Literal["task_arithmetic", "ties"] = "task_arithmetic"
     ties_density: float = 0.2
     scaling: float = 1.0
     strict: bool = False
