@@ -21,7 +21,10 @@ def two_stages(
     cfg: dict[str, Any] = {
         "seed": 0,
         "data": tox21(["NR-AhR", "SR-ARE", "SR-MMP"]),
-        "model": {"trunk": {"hidden": [32], "dropout": 0.1}, "heads": {"hidden": heads}},
+        "model": {
+            "trunk": {"kind": "mlp", "hidden": [32], "dropout": 0.1},
+            "heads": {"hidden": heads},
+        },
         "train": {
             "steps": 12,
             "batch_size": 64,

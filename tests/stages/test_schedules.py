@@ -87,7 +87,7 @@ def per_task_config(tmp_path: Path, sampler: dict, steps: int = 40) -> Path:
             "sampler": sampler,
         },
         "tasks": [{"name": n} for n in ("big", "mid", "small")],
-        "model": {"trunk": {"hidden": [8]}},
+        "model": {"trunk": {"kind": "mlp", "hidden": [8]}},
         "train": {"steps": steps, "batch_size": 4},
     }
     path = tmp_path / "per_task.yaml"

@@ -90,3 +90,43 @@ def test_a_stage_on_unlabeled_data_with_supervised_tasks_is_refused(tmp_path, ca
     assert (
         "stages[0] 'pre': key 'tasks': unlabeled data has no labels for task(s) ['NR-AhR']" in err
     )
+
+
+def test_pretraining_on_unlabeled_smiles_then_fine_tuning(tmp_path):
+    """Stage 1: masked-bit reconstruction on unlabeled molecules (Tox21's val/test ones left out);
+    stage 2: fine-tune on Tox21 from the pre-trained trunk."""
+    from polytask.config.schema import Tox21Data
+    from polytask.config.unlabeled import heldout_smiles
+    from polytask.tasks.data import load_tox21
+
+    smiles = load_tox21()[0]
+    held = heldout_smiles(Tox21Data(), tmp_path)
+    leaked = [s for s in smiles[:200] if s in held]
+    assert leaked  # the first 200 Tox21 molecules include some of the val/test split
+    (tmp_path / "mols.csv").write_text("smiles\n" + "\n".join(smiles[:200]) + "\n")
+
+    def change(c):
+        c["stages"][0]["data"] = {
+            "source": "unlabeled_smiles",
+            "paths": ["mols.csv"],
+            "featurizer": {"kind": "ecfp", "bits": 256},
+            "val_fraction": 0.1,
+        }
+        c["stages"][0]["auxiliary"] = [
+            {"name": "recon", "pretext": "masked_features", "mask_ratio": 0.2}
+        ]
+
+    cfg = edit(two_stages(tmp_path), change)
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    import json
+
+    pre = json.loads((tmp_path / "run" / "stages" / "pre" / "report.json").read_text())
+    counts = pre["data"]["unlabeled"]
+    assert counts["excluded"] == len({canonical(s) for s in leaked} - {None})
+    assert (
+        counts["molecules"] + counts["excluded"] + counts["duplicates"] + counts["invalid"] == 200
+    )
+    assert [t["name"] for t in pre["tasks"]] == ["recon"]
+    assert set(pre["metrics"]["test"]["recon"]) >= {"rmse"}
+    final = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert final["loaded"] == {"from": "pre", "what": "trunk", "heads": []}

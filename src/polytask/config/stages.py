@@ -75,6 +75,7 @@ class StageConfig(_Strict):
     optimizer: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     balancing: dict[str, Any] | None = None
+    auxiliary: list[dict[str, Any]] | None = None
     loss_scale: Literal["none", "log_classes"] = "none"
 
 
@@ -137,6 +138,8 @@ def _derive(config: TrainConfig, spec: StageConfig, where: str) -> TrainConfig:
     top["train"] = train
     if spec.balancing is not None:
         top["balancing"] = spec.balancing
+    if spec.auxiliary is not None:
+        top["auxiliary"] = spec.auxiliary or None
     return validate(TrainConfig, top, where)
 
 

@@ -31,9 +31,8 @@ from polytask._core import PolytaskError, write_text, write_with
 from polytask.eval import write_report
 from polytask.models import MultiTaskModel
 from polytask.models.heads import LinearHeads, MLPHeads
-from polytask.tasks import TaskSet
 
-from .data import PreparedData, _task, prepare_data
+from .data import PreparedData, prepare_data
 from .job import RUN_FILE, _finish, _prepare_out, _train_one
 from .load import config_hash
 from .stages import Stage, parse_stages
@@ -122,15 +121,16 @@ def _prepare(stage: Stage, stages: list[Stage], base: Path, where: str) -> Prepa
     unlabeled = stage.unlabeled
     if unlabeled is None:
         return prepare_data(stage.config, base)
-    if not stage.config.tasks:
-        raise PolytaskError(f"{where}: key 'tasks': a stage on unlabeled data names its tasks")
     exclude: set[str] = set()
     if unlabeled.exclude_test:
         for other in stages:
             if other.unlabeled is None:
                 exclude |= heldout_smiles(other.config.data, base)
-    taskset = TaskSet(_task(t) for t in stage.config.tasks or [])
-    return prepare_unlabeled(unlabeled, taskset, base, exclude, where)
+    supervised = [t.name for t in stage.spec.tasks or []]
+    auxiliary = list(stage.config.auxiliary or [])
+    return prepare_unlabeled(
+        unlabeled, supervised, auxiliary, stage.config.seed, base, exclude, where
+    )
 
 
 def _run_stage(

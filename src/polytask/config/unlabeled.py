@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,12 +14,10 @@ from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData, ecfp, load_tox21, random_split, read_table
 from polytask.tasks.data.unlabeled import qm9_smiles, read_unlabeled_smiles
 
-from .data import PreparedData, SplitData, _split
+from .data import PreparedData, _split
 from .schema import PerTaskData, TableData, Tox21Data
+from .ssl import auxiliary_splits, build_auxiliary
 from .stages import UnlabeledSmilesData
-
-#: task kinds that need no labels (their targets come from a pretext)
-SELF_SUPERVISED = ("reconstruction", "contrastive")
 
 
 def heldout_smiles(data: object, base: Path) -> set[str]:
@@ -44,14 +43,24 @@ def _pick(smiles: list[str], split_cfg: object) -> set[str]:
 
 
 def prepare_unlabeled(
-    data: UnlabeledSmilesData, taskset: TaskSet, base: Path, exclude: Iterable[str], where: str
+    data: UnlabeledSmilesData,
+    supervised: list[str],
+    auxiliary: list[Any],
+    seed: int,
+    base: Path,
+    exclude: Iterable[str],
+    where: str,
 ) -> PreparedData:
-    """ECFP rows of the unlabeled molecules, split ``1 - 2v / v / v`` (``v = val_fraction``)."""
-    supervised = [t.name for t in taskset.tasks if t.kind not in SELF_SUPERVISED]
+    """ECFP rows of the unlabeled molecules, split ``1 - 2v / v / v`` (``v = val_fraction``),
+    with the self-supervised ``auxiliary`` tasks (their pretexts make every target)."""
     if supervised:
         raise PolytaskError(
             f"{where}: key 'tasks': unlabeled data has no labels for task(s) {supervised}; "
-            f"a stage on unlabeled data trains self-supervised tasks ({', '.join(SELF_SUPERVISED)})"
+            "a stage on unlabeled data trains only 'auxiliary' (self-supervised) tasks"
+        )
+    if not auxiliary:
+        raise PolytaskError(
+            f"{where}: key 'auxiliary': a stage on unlabeled data needs self-supervised tasks"
         )
     if not data.paths and not data.qm9:
         raise PolytaskError(f"{where}: key 'data.paths': name at least one file or folder")
@@ -64,10 +73,16 @@ def prepare_unlabeled(
     full = TensorData(x, {}, name=where)
     v = data.val_fraction
     split = random_split(len(full), (1 - 2 * v, v, v), data.seed)
-    splits: dict[str, SplitData] = {k: full.select(torch.from_numpy(i)) for k, i in split.items()}
+    splits: dict[str, Any] = {k: full.select(torch.from_numpy(i)) for k, i in split.items()}
+    tasks, pretexts = build_auxiliary(auxiliary, x, where)
     info = {
         "source": data.source,
         "unlabeled": found.summary(),
         "sizes": {k: len(i) for k, i in split.items()},
+        "auxiliary": [
+            {"name": t.name, "kind": t.kind, "pretext": e.pretext} for t, e in zip(tasks, auxiliary)
+        ],
     }
-    return PreparedData(taskset, splits, False, info)
+    return PreparedData(
+        TaskSet(tasks), auxiliary_splits(splits, pretexts, seed), False, info, pretexts=pretexts
+    )
