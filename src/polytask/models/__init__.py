@@ -2,9 +2,11 @@
 
 from polytask.models.build import build_heads, build_model
 from polytask.models.conv import ConvTrunk, conv_trunk
+from polytask.models.ensemble import MaskEnsemble, SeedEnsemble
 from polytask.models.heads import LinearHeads, MLPHeads
 from polytask.models.hf import HFEncoderTrunk, load_tokenizer, mean_pool, minilm_path
 from polytask.models.mlp import mlp_trunk
+from polytask.models.multimodal import MultiModalTrunk, multimodal_trunk
 from polytask.models.multitask import MultiTaskModel
 
 __all__ = [
@@ -12,7 +14,10 @@ __all__ = [
     "HFEncoderTrunk",
     "LinearHeads",
     "MLPHeads",
+    "MaskEnsemble",
+    "MultiModalTrunk",
     "MultiTaskModel",
+    "SeedEnsemble",
     "build_heads",
     "build_model",
     "conv_trunk",
@@ -20,4 +25,5 @@ __all__ = [
     "mean_pool",
     "minilm_path",
     "mlp_trunk",
+    "multimodal_trunk",
 ]

@@ -1,6 +1,7 @@
 """Multi-task data: tensors, tables, the bundled Tox21, featurisation, splits, samplers, loaders."""
 
 from polytask.tasks.data.anti_curriculum import AntiCurriculumSampler
+from polytask.tasks.data.descriptors import Standardizer, descriptor_names, descriptors
 from polytask.tasks.data.featurize import ecfp
 from polytask.tasks.data.high_resource_first import HighResourceFirstSampler
 from polytask.tasks.data.images import (
@@ -29,9 +30,12 @@ __all__ = [
     "JointLoader",
     "PerTaskLoader",
     "RoundRobinSampler",
+    "Standardizer",
     "TemperatureSampler",
     "TensorData",
     "TextSplit",
+    "descriptor_names",
+    "descriptors",
     "ecfp",
     "label_array",
     "load_digits_images",

@@ -19,6 +19,11 @@ from polytask.tasks.ssl.eval_data import pretext_split
 from polytask.tasks.ssl.loader import PretextLoader, pretext_generator
 from polytask.tasks.ssl.masked_features import MaskedFeatures
 from polytask.tasks.ssl.modality import MODALITY_KINDS, check_fits, modality_kind
+from polytask.tasks.ssl.modality_mask import (
+    ModalityMaskLoader,
+    ModalityMaskPretext,
+    draw_modality_mask,
+)
 from polytask.tasks.ssl.patch_mae import PatchMAE
 from polytask.tasks.ssl.protocol import Pretext, pick_modality, replace_modality
 from polytask.tasks.ssl.rotation import Rotation
@@ -33,6 +38,8 @@ __all__ = [
     "GaussianNoise",
     "HorizontalFlip",
     "MaskedFeatures",
+    "ModalityMaskLoader",
+    "ModalityMaskPretext",
     "PatchMAE",
     "PixelNoise",
     "Pretext",
@@ -43,6 +50,7 @@ __all__ = [
     "SLALoader",
     "SLATask",
     "check_fits",
+    "draw_modality_mask",
     "modality_kind",
     "partner_targets",
     "pick_modality",
