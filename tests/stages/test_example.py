@@ -31,3 +31,26 @@ def test_tox21_pretrain_finetune_example_runs(tmp_path):
     fine = json.loads((tmp_path / "run" / "stages" / "finetune" / "run.json").read_text())
     assert fine["config"]["train"]["optimizer"]["lr"] == 0.0003
     assert report["training"]["steps"] == 3
+
+
+def test_unlabeled_pretraining_example_runs(tmp_path):
+    from polytask.tasks.data import load_tox21
+
+    example = REPO / "examples" / "stages" / "tox21_unlabeled_pretrain.yaml"
+    cfg = yaml.safe_load(example.read_text())
+    for stage in cfg["stages"]:
+        stage.pop("epochs")
+        stage["steps"] = 2
+    cfg["model"]["trunk"]["hidden"] = [32]
+    (tmp_path / "molecules").mkdir()
+    (tmp_path / "molecules" / "a.csv").write_text(
+        "smiles\n" + "\n".join(load_tox21()[0][:300]) + "\n"
+    )
+    path = tmp_path / "example.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    pre = json.loads((tmp_path / "run" / "stages" / "pretrain" / "report.json").read_text())
+    assert [t["name"] for t in pre["tasks"]] == ["recon", "views"]
+    assert pre["data"]["unlabeled"]["excluded"] > 0  # Tox21 val/test molecules left out
+    final = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert len(final["tasks"]) == 12 and final["loaded"]["from"] == "pretrain"
