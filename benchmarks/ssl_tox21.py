@@ -171,8 +171,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, tiny budgets")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--pretrain-steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--pretrain-steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "ssl.md")
     args = parser.parse_args()
@@ -228,7 +228,7 @@ def main() -> None:
             )
             lines.append(f"- {fraction:.0%} labels, {variant}: {vals}")
     cmd = "python benchmarks/ssl_tox21.py" + (" --quick" if args.quick else "")
-    if not args.quick and (args.steps, args.pretrain_steps) != (400, 600):
+    if not args.quick and (args.steps, args.pretrain_steps) != (300, 400):
         cmd += f" --steps {args.steps} --pretrain-steps {args.pretrain_steps}"
     lines += [
         "",
