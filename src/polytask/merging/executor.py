@@ -22,6 +22,7 @@ from polytask._core import PolytaskError
 from polytask.merging.io.filters import KeyFilter
 from polytask.merging.selection import MagnitudeSelector
 from polytask.merging.sources import TensorSource
+from polytask.merging.tensor.pipeline import release_scratch
 from polytask.merging.tensor.protocol import TensorMerge, compute_dtype
 
 __all__ = ["CHUNK_ELEMS", "MergePlan", "PlanItem", "execute", "plan_merge", "read_checked"]
@@ -313,6 +314,21 @@ def execute(
     Tensors with more than ``chunk_elems`` entries are processed in blocks of rows when the
     method is ``chunkable`` (``sink`` then receives consecutive row blocks of one key).
     """
+    try:
+        return _execute(method, plan, base, models, sink, progress, chunk_elems)
+    finally:
+        release_scratch()  # the pipeline's reusable buffers
+
+
+def _execute(
+    method: TensorMerge,
+    plan: MergePlan,
+    base: TensorSource,
+    models: Sequence[TensorSource],
+    sink: Callable[[str, torch.Tensor], None],
+    progress: Progress,
+    chunk_elems: int,
+) -> list[list[float]] | None:
     thresholds = global_thresholds(method, plan, base, models, chunk_elems)
     for item in progress(plan.items, "merging"):
         blocks = _blocks(item, item.action == "merge" and method.chunkable, chunk_elems)

@@ -20,6 +20,7 @@ counts) picks P or N and its weight without revisiting any model.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -29,7 +30,15 @@ import torch
 from polytask._core import PolytaskError
 from polytask.merging.tensor.protocol import Thresholds, compute_dtype, per_model
 
-__all__ = ["PipelineMethod", "SparseSignMerge", "Sparsifier", "Unscaled", "kth_largest"]
+__all__ = [
+    "PipelineMethod",
+    "SparseSignMerge",
+    "Sparsifier",
+    "Unscaled",
+    "kth_largest",
+    "release_scratch",
+    "scratch",
+]
 
 
 class Sparsifier(Protocol):
@@ -166,7 +175,7 @@ class SparseSignMerge:
         b = base.to(compute_dtype(base.dtype))
         if self.consensus == "none":
             total = torch.empty_like(b)
-            tau = torch.empty_like(b)  # one buffer for every model's task vector
+            tau = scratch(b, 3)  # one buffer for every model's task vector
             for t in range(n):
                 tau_hat, r = self._sparse(b, finetuned[t], t, name, thresholds, offset, tau)
                 _accumulate(total, tau_hat, weights[t] * r, t == 0)
@@ -206,15 +215,15 @@ class SparseSignMerge:
         offset: int,
     ) -> torch.Tensor:
         # Float-only arithmetic throughout: on CPU, ops mixing bool and float tensors are slow.
-        # Two scratch buffers are reused for every model and the first model initialises the
-        # accumulators: no allocation or zero-fill inside the sweep.
-        pos, neg = torch.empty_like(b), torch.empty_like(b)  # Σ w max(τ̂, 0) and Σ w min(τ̂, 0)
-        w_any, w_pos = torch.empty_like(b), torch.empty_like(b)  # Σ w [τ̂ ≠ 0] and Σ w [τ̂ > 0]
-        tau, part = torch.empty_like(b), torch.empty_like(b)
+        # The first model initialises the accumulators: no zero-fill pass.
+        # pos (returned) is new; the others are reused scratch buffers (see :func:`scratch`).
+        pos, neg = torch.empty_like(b), scratch(b, 0)  # Σ w max(τ̂, 0) and Σ w min(τ̂, 0)
+        w_any, w_pos = scratch(b, 1), scratch(b, 2)  # Σ w [τ̂ ≠ 0] and Σ w [τ̂ > 0]
+        tau, part = scratch(b, 3), scratch(b, 4)
         unit = all(w == 1.0 for w in weights)
         counted = self.consensus == "count" and not unit
-        n_any = torch.empty_like(b) if counted else w_any  # unweighted counts for sign="count"
-        n_pos = torch.empty_like(b) if counted else w_pos
+        n_any = scratch(b, 5) if counted else w_any  # unweighted counts for sign="count"
+        n_pos = scratch(b, 6) if counted else w_pos
         for t in range(len(finetuned)):
             w, first = weights[t], t == 0
             hat, r = self._sparse(b, finetuned[t], t, name, thresholds, offset, tau)
@@ -246,6 +255,35 @@ class SparseSignMerge:
                 norm.masked_fill_(norm == 0, 1.0)
             merged.div_(norm)
         return merged
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[torch.dtype, int], torch.Tensor] = {}
+
+
+_SCRATCH = _Scratch()
+
+
+def scratch(like: torch.Tensor, slot: int) -> torch.Tensor:
+    """An uninitialised buffer shaped like ``like``, reused across calls (one per slot, thread).
+
+    Fresh multi-megabyte tensors cost a page fault per 4 KiB on first touch, as much as an
+    arithmetic pass; the pipeline's temporaries therefore live in buffers kept between tensors
+    (never returned to the caller). :func:`release_scratch` frees them; the executor calls it
+    when a merge ends.
+    """
+    key = (like.dtype, slot)
+    buffer = _SCRATCH.buffers.get(key)
+    if buffer is None or buffer.numel() < like.numel():
+        buffer = torch.empty(like.numel(), dtype=like.dtype)
+        _SCRATCH.buffers[key] = buffer
+    return buffer[: like.numel()].view(like.shape)
+
+
+def release_scratch() -> None:
+    """Free this thread's scratch buffers."""
+    _SCRATCH.buffers.clear()
 
 
 def _accumulate(acc: torch.Tensor, x: torch.Tensor, alpha: float, first: bool) -> None:
