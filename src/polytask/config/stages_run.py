@@ -31,6 +31,7 @@ from polytask._core import PolytaskError, write_text, write_with
 from polytask.eval import write_report
 from polytask.models import MultiTaskModel
 from polytask.models.heads import LinearHeads, MLPHeads
+from polytask.train.distributed import barrier, world
 
 from .data import PreparedData, prepare_data
 from .job import RUN_FILE, _finish, _prepare_out, _train_one
@@ -142,9 +143,12 @@ def _run_stage(
         report: dict[str, Any] = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         return report
     again = resume and (folder / "checkpoints" / "latest").is_file()
-    if not again and folder.exists():
+    writes = world()[0] == 0  # under torchrun, rank 0 writes
+    if writes and not again and folder.exists():
         shutil.rmtree(folder)  # a stage stopped before its first checkpoint starts over
-    folder.mkdir(parents=True, exist_ok=True)
+    if writes:
+        folder.mkdir(parents=True, exist_ok=True)
+    barrier()
     here = f"{where}: stages[{stage.index}] {stage.name!r}"
     prepared = _prepare(stage, stages, base, here)
     shash = f"{chash}-{stage.name}"
@@ -155,7 +159,8 @@ def _run_stage(
         "single_task": False,
         "stage": stage.name,
     }
-    write_text(folder / RUN_FILE, json.dumps(run, indent=2) + "\n")
+    if writes:
+        write_text(folder / RUN_FILE, json.dumps(run, indent=2) + "\n")
     load, loaded = stage.spec.load, []
 
     def init(model: MultiTaskModel) -> None:
@@ -164,7 +169,9 @@ def _run_stage(
 
     start = time.perf_counter()
     done = _train_one(stage.config, prepared, folder, again, progress, shash, init=init)
-    _save_stage_model(done["model"], folder)
+    if writes:
+        _save_stage_model(done["model"], folder)
+    barrier()  # later stages load these weights
     extra = {
         "mode": "multi-task",
         "stage": stage.name,
@@ -210,11 +217,14 @@ def run_stages(
             raise PolytaskError(
                 f"{out}: cannot resume, the config differs from the one this run started with ({config_path})"
             )
-    _prepare_out(out, resume, overwrite)
+    writes = world()[0] == 0
+    if writes:
+        _prepare_out(out, resume, overwrite)
     base = config_path.resolve().parent
     run = {"config": config.model_dump(mode="json"), "config_dir": str(base), "config_hash": chash}
-    if not (out / RUN_FILE).is_file():
+    if writes and not (out / RUN_FILE).is_file():
         write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
+    barrier()
     summary, report = [], {}
     for stage in stages:
         last = stage is stages[-1]
@@ -229,5 +239,6 @@ def run_stages(
             }
         )
     final = {**report, "stages": summary}
-    write_report(out / "report.json", final)
+    if writes:
+        write_report(out / "report.json", final)
     return final
