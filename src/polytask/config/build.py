@@ -21,6 +21,7 @@ from polytask.tasks.data import (
 from polytask.tasks.ssl import PretextLoader
 
 from .data import PreparedData
+from .images import ConvTrunkConfig, ImageData, image_model
 from .modal import make_modal_model, mask_loader, modalities_of
 from .schedules import schedule_sampler
 from .schema import PerTaskData, TrainConfig
@@ -30,6 +31,8 @@ def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskM
     if modalities_of(config):  # one encoder per modality, fused
         return make_modal_model(config, taskset)
     t = config.model.trunk
+    if isinstance(t, ConvTrunkConfig) or isinstance(config.data, ImageData):
+        return image_model(config, taskset, in_dim)
     trunk = mlp_trunk(in_dim, t.hidden, t.dropout, t.activation, t.batch_norm)
     h = config.model.heads
     return build_model(trunk, taskset.tasks, t.hidden[-1], h.hidden, h.dropout)

@@ -25,6 +25,7 @@ from polytask.tasks.data import (
 )
 from polytask.tasks.data.splits import Split
 
+from .images import ImageData, prepare_images
 from .modal import attach_modal, check_modal, modal_inputs, modalities_of, standardize
 from .schema import (
     ColumnsFeaturizer,
@@ -137,6 +138,9 @@ def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
 
 def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
     data = config.data
+    if isinstance(data, ImageData):  # Fashion-MNIST / digits, see polytask.config.images
+        image_tasks, image_splits, image_info = prepare_images(data, config.tasks, _task)
+        return PreparedData(image_tasks, image_splits, False, image_info)
     check_modal(config)  # names of modalities, before any data is read
     if isinstance(data, PerTaskData):
         return _per_task(config, data, base)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from .images import ConvTrunkConfig, ImageData, trunk_kind
 from .modal import Modality, MultiModalConfig
 from .ssl import AuxTaskConfig
 
@@ -110,7 +111,9 @@ class PerTaskData(_Strict):
     sampler: SamplerConfig = SamplerConfig()
 
 
-DataConfig = Annotated[Tox21Data | TableData | PerTaskData, Field(discriminator="source")]
+DataConfig = Annotated[
+    Tox21Data | TableData | PerTaskData | ImageData, Field(discriminator="source")
+]
 
 
 class TrunkConfig(_Strict):
@@ -127,7 +130,10 @@ class HeadsConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    trunk: TrunkConfig = TrunkConfig()
+    trunk: Annotated[
+        Annotated[TrunkConfig, Tag("mlp")] | Annotated[ConvTrunkConfig, Tag("conv")],
+        Discriminator(trunk_kind),
+    ] = TrunkConfig()
     heads: HeadsConfig = HeadsConfig()
 
 

@@ -44,6 +44,8 @@ from polytask.tasks.ssl import (
     pretext_split,
 )
 
+from .images import IMAGE_AUGMENTATIONS, patch_mae_pretext, rotation_pretext
+
 
 class AuxTaskConfig(BaseModel):
     """One self-supervised task; keys other than the typed ones are pretext options."""
@@ -127,6 +129,8 @@ def _contrastive(
 PRETEXTS: dict[str, PretextBuilder] = {
     "masked_features": _masked_features,
     "contrastive": _contrastive,
+    "rotation": rotation_pretext,
+    "patch_mae": patch_mae_pretext,
 }
 
 #: augmentation name → (class, its options with their types)
@@ -135,6 +139,7 @@ AUGMENTATIONS: dict[str, tuple[Callable[..., Any], dict[str, type]]] = {
     "bit_dropout": (FeatureDropout, {"p": float}),
     "bit_flip": (BitFlip, {"p": float}),
     "gaussian_noise": (GaussianNoise, {"std": float}),
+    **IMAGE_AUGMENTATIONS,
 }
 
 
