@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _sections
+TITLE = "Merge speed and memory"
 METHODS = {
     "task_arithmetic": ({"lam": 1.0}, {}, {"normalize": False}),
     "ties": ({"density": 0.2}, {"density": 0.2}, {"normalize": True}),
@@ -128,7 +130,7 @@ def micro(args: argparse.Namespace) -> None:
             f"time of {args.reps} interleaved runs, one thread. Options as above.\n\n"
             f"{table}\n\n```\n{command}\n```\n"
         )
-        write_section(REPO / "docs" / "results" / "merge_speed.md", "micro", text)
+        write_section(REPO / "docs" / "results" / "merge_speed.md", "micro", text, TITLE)
 
 
 def count(shapes: dict[str, tuple[int, ...]]) -> int:
@@ -337,6 +339,7 @@ def report(
     )
     text = (
         "# Merge speed and memory\n\n"
+        "## Whole benchmark\n\n"
         f"{args.models} fine-tuned checkpoints + base of a BERT-base-shaped model, {params / 1e6:.1f}M fp32 "
         f"parameters ({ckpt_mb:.0f} MiB per checkpoint), merged by polytask "
         "and by mergekit 0.1.5 (`mergekit-yaml CONFIG OUT --random-seed 0 --no-copy-tokenizer --quiet -j 1`), "
@@ -353,9 +356,11 @@ def report(
     )
     print(table)
     if not args.no_write:
+        from _sections import write_section
+
         out = REPO / "docs" / "results" / "merge_speed.md"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        write_section(out, "full", text.removeprefix("# Merge speed and memory\n\n"), TITLE)
         print(f"wrote {out}")
 
 
