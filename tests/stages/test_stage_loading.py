@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
-from polytask._core import seed_everything
+from polytask._core import PolytaskError, seed_everything
 from polytask.config import stages_run
 from polytask.config.build import make_model
 from polytask.config.data import prepare_data
@@ -114,6 +115,10 @@ def test_each_stage_writes_its_run_folder_and_the_final_report(tmp_path):
     }
     assert [t["name"] for t in report["tasks"]] == ["SR-ARE", "SR-MMP", "NR-AR"]
     assert (root / "report.json").is_file()
+    with pytest.raises(
+        PolytaskError, match=r"a multi-stage run; evaluate one stage: .*\(pre, fine\)"
+    ):
+        run_eval(root)
     # a stage folder is an ordinary run folder: polytask eval re-evaluates its selected weights
     again = run_eval(root / "stages" / "fine")
     assert (

@@ -295,6 +295,11 @@ def run_eval(
     """
     root, run = _find_run(Path(run_dir))
     config = validate(TrainConfig, run["config"], str(root / RUN_FILE))
+    if config.stages:
+        names = ", ".join(str(s.get("name")) for s in config.stages)
+        raise PolytaskError(
+            f"{root}: a multi-stage run; evaluate one stage: {root}/stages/<name> ({names})"
+        )
     prepared = prepare_data(config, Path(run["config_dir"]))
     shared = _read_trunk(trunk) if trunk is not None else None
     splits = ("val", "test")
