@@ -163,13 +163,11 @@ def parse_stages(config: TrainConfig, where: str) -> list[Stage]:
             raise PolytaskError(f"{here}: key 'name': stage name {spec.name!r} is used twice")
         if spec.load is not None and spec.load.from_ not in earlier:
             names = [str(r.get("name")) for r in raw if isinstance(r, dict)]
-            why = (
-                "is this stage itself"
-                if spec.load.from_ == spec.name
-                else "comes later; a stage can only load from an earlier one"
-                if spec.load.from_ in names
-                else f"does not exist (stages: {', '.join(names)})"
-            )
+            why = f"does not exist (stages: {', '.join(names)})"
+            if spec.load.from_ == spec.name:
+                why = "is this stage itself"
+            elif spec.load.from_ in names:
+                why = "comes later; a stage can only load from an earlier one"
             raise PolytaskError(f"{here}: key 'load.from': stage {spec.load.from_!r} {why}")
         if spec.balancing is not None:
             from polytask.config.balancing import BalancingConfig
