@@ -260,3 +260,16 @@ def test_row_sampled_thresholds_are_exact_even_when_the_sample_misleads(trap: bo
         whole = merge(method, base, models)["w"]
         blocks = merge(method, base, models, chunk_elems=10_000)["w"]
         assert torch.equal(whole, blocks)
+
+
+def test_dare_row_blocks_across_mask_blocks_equal_whole_tensors() -> None:
+    from polytask.merging.tensor.seeding import MASK_BLOCK
+
+    gen = torch.Generator().manual_seed(2)
+    base = {"w": torch.randn(1100, 1024, generator=gen)}  # 1.13M entries: two mask blocks
+    assert base["w"].numel() > MASK_BLOCK
+    models = [{"w": base["w"] + torch.randn(1100, 1024, generator=gen)} for _ in range(2)]
+    for method in (Dare(density=0.3, seed=4), DareTies(density=0.3, seed=4)):
+        whole = merge(method, base, models)["w"]
+        blocks = merge(method, base, models, chunk_elems=300_000)["w"]  # 292 rows per block
+        assert torch.equal(whole, blocks), type(method).__name__
