@@ -77,6 +77,17 @@ def test_labels_key_keeps_a_stratified_draw(tmp_path: Path) -> None:
     assert len(prepared.splits["train"]) > 1000  # unlabelled images stay for the pretexts
 
 
+def test_sla_from_config_trains_with_a_rotation_auxiliary(tmp_path: Path) -> None:
+    out = tmp_path / "sla"
+    data = {"source": "digits", "sla": True, "self_distill": True}
+    aux = [{"name": "rot", "pretext": "rotation"}]
+    path = _digits(tmp_path, data=data, auxiliary=aux)
+    assert main(["train", str(path), "--out", str(out), "--no-progress"]) == 0
+    test = json.loads((out / "report.json").read_text())["metrics"]["test"]
+    assert test["label"]["accuracy"] > 0.4  # read from the self-distilled head, one pass
+    assert test["rot"]["accuracy"] > 0.25
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -96,6 +107,10 @@ def test_labels_key_keeps_a_stratified_draw(tmp_path: Path) -> None:
             "dataset-fashion-mnist",
         ),
         (lambda p: _digits(p, data={"source": "digits", "labels": 5000}), "5000 >"),
+        (
+            lambda p: _digits(p, data={"source": "digits", "self_distill": True}),
+            "key 'self_distill': needs 'sla: true'",
+        ),
     ],
 )
 def test_bad_image_configs_one_line_exit_2(

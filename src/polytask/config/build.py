@@ -21,7 +21,7 @@ from polytask.tasks.data import (
 from polytask.tasks.ssl import PretextLoader
 
 from .data import PreparedData
-from .images import ConvTrunkConfig, ImageData, image_model
+from .images import ConvTrunkConfig, ImageData, image_model, sla_loader
 from .modal import make_modal_model, mask_loader, modalities_of
 from .schedules import schedule_sampler
 from .schema import PerTaskData, TrainConfig
@@ -38,15 +38,12 @@ def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskM
     return build_model(trunk, taskset.tasks, t.hidden[-1], h.hidden, h.dropout)
 
 
-def make_loader(
-    config: TrainConfig, prepared: PreparedData, taskset: TaskSet
-) -> JointLoader | PerTaskLoader | PretextLoader:
+def make_loader(config: TrainConfig, prepared: PreparedData, taskset: TaskSet) -> Any:
     """The training batch stream; auxiliary tasks in ``taskset`` add their pretext groups."""
     base = mask_loader(config, _base_loader(config, prepared, taskset), taskset)
     pretexts = {n: p for n, p in prepared.pretexts.items() if n in taskset.names}
-    if not pretexts:
-        return base
-    return PretextLoader(base, pretexts, seed=config.seed)
+    loader = PretextLoader(base, pretexts, seed=config.seed) if pretexts else base
+    return sla_loader(loader, taskset)  # SLA tasks see the 4 rotations of their images
 
 
 def _base_loader(

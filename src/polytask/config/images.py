@@ -30,7 +30,16 @@ from polytask.models.conv import ConvTrunk, conv_trunk
 from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import TensorData, random_split
 from polytask.tasks.data.images import load_digits_images, load_fashion_mnist
-from polytask.tasks.ssl import HorizontalFlip, PatchMAE, PixelNoise, Pretext, RandomCrop, Rotation
+from polytask.tasks.ssl import (
+    HorizontalFlip,
+    PatchMAE,
+    PixelNoise,
+    Pretext,
+    RandomCrop,
+    Rotation,
+    SLALoader,
+    SLATask,
+)
 
 if TYPE_CHECKING:
     from .ssl import AuxTaskConfig, InputInfo
@@ -48,6 +57,8 @@ class ImageData(BaseModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)  # fashion_mnist: of the official training set
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # digits: train/val/test
     seed: int = 0
+    sla: bool = False  # train the task as SLA: one head over (class × rotation) joint labels
+    self_distill: bool = False  # SLA+SD: plus a self-distilled class head (needs sla)
 
 
 class ConvTrunkConfig(BaseModel):
@@ -116,6 +127,12 @@ def prepare_images(
             if len(parts[k]) == 0:
                 raise PolytaskError(f"{where}: key 'fractions': the {k} split is empty")
     declared = [task_of(tc) for tc in tasks] if tasks else [Task(data.task, "multiclass", 10)]
+    if data.self_distill and not data.sla:
+        raise PolytaskError(f"{where}: key 'self_distill': needs 'sla: true'")
+    if data.sla:
+        t = declared[0]
+        declared = [SLATask(t.name, num_classes=t.num_classes, metric_names=t.metric_names,
+                            weight=t.weight, self_distill=data.self_distill)]  # fmt: skip
     if [t.name for t in declared] != [data.task]:
         raise PolytaskError(
             f"{where}: image data has one task, {data.task!r} (key 'task'); tasks declare "
@@ -184,3 +201,11 @@ def image_model(config: Any, taskset: TaskSet, in_dim: int) -> Any:
     h = config.model.heads
     trunk = make_conv_trunk(t, in_dim)
     return build_model(trunk, taskset.tasks, trunk.out_dim, h.hidden, h.dropout)
+
+
+def sla_loader(loader: Any, taskset: TaskSet) -> Any:
+    """``loader`` whose batches for an :class:`SLATask` hold the 4 rotations of each image."""
+    for t in taskset.tasks:
+        if isinstance(t, SLATask):
+            loader = SLALoader(loader, t.name)
+    return loader
