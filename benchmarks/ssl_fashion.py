@@ -22,6 +22,7 @@ Writes section ``fashion`` of ``docs/results/ssl.md``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import sys
 import time
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=[v.name for v in VARIANTS])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
+    parser.add_argument("--section", default="fashion", help="section key in docs/results/ssl.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     b = QUICK if args.quick else FULL
@@ -208,15 +210,24 @@ def main() -> None:
         for seed in seeds:
             out = run(v, train, test, b, seed)
             seconds.setdefault(v.name, []).append(out.pop("train_s"))
+            print(f"{v.name:>18}  seed {seed}  train seconds {seconds[v.name][-1]:.1f}")
             for k, acc in out.items():
                 results.setdefault(k, []).append(acc)
                 print(f"{k:>18}  seed {seed}  test accuracy {acc:.4f}", flush=True)
     total, cpu = time.perf_counter() - begin, time.process_time() - cpu
-    table = render(results, seconds, b, seeds, (total, cpu), " ".join(sys.argv[1:]))
+    table = render(results, seconds, b, seeds, (total, cpu), sys.argv[1:])
     print(table)
     if not args.quick:
-        write_section(REPO / "docs" / "results" / "ssl.md", "fashion", table,
+        write_section(REPO / "docs" / "results" / "ssl.md", args.section, table,
                       title="Self-supervised auxiliary tasks")  # fmt: skip
+
+
+SHOWN = {
+    "SLA": "SLA, aggregated over the 4 rotations",
+    "SLA single": "SLA, one pass (r = 0 outputs)",
+    "SLA+SD": "SLA+SD, aggregated over the 4 rotations",
+    "SLA+SD single": "SLA+SD, one pass (SD head)",
+}
 
 
 def _ms(values: list[float]) -> str:
@@ -231,13 +242,13 @@ def render(
     b: Budget,
     seeds: list[int],
     total: tuple[float, float],
-    argv: str,
+    argv: list[str],
 ) -> str:
     base = statistics.fmean(results["supervised"]) if "supervised" in results else None
     lines = [
-        "## Fashion-MNIST, 1,000 labelled images",
+        f"## Fashion-MNIST, {b.labels:,} labelled images, {b.steps} steps",
         "",
-        f"Command: `python benchmarks/ssl_fashion.py {argv}`".replace(" `", " `").rstrip() + "",
+        f"Command: `{shlex.join(['python', 'benchmarks/ssl_fashion.py', *argv])}`",
         "",
         f"Budget per run: {b.steps} steps, {b.batch} labelled images per step, "
         f"{b.unlabeled_batch} unlabelled images per step for an auxiliary pretext, AdamW "
@@ -255,7 +266,7 @@ def render(
         delta = "" if base is None else f"{statistics.fmean(values) - base:+.4f}"
         key = name.split(" single")[0]
         secs = statistics.fmean(seconds.get(key, [0.0]))
-        lines.append(f"| {name} | {_ms(values)} | {delta} | {secs:.0f} |")
+        lines.append(f"| {SHOWN.get(name, name)} | {_ms(values)} | {delta} | {secs:.0f} |")
     return "\n".join(lines) + "\n"
 
 
