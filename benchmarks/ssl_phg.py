@@ -21,6 +21,7 @@ statistics only. Writes section ``tox21_phg`` of ``docs/results/ssl.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from polytask._core import seed_everything
+from polytask._core import seed_everything, write_text
 from polytask.eval import SelectionRule, evaluate
 from polytask.models import MultiTaskModel, build_heads
 from polytask.models.ensemble import MaskEnsemble
@@ -77,7 +78,7 @@ def _train(model: Any, tasks: TaskSet, loader: Any, val: Any, epochs: int, lr: f
     start = time.perf_counter()
     Trainer(
         model, tasks, loader, opt, max_steps=steps, scheduler=sched, val_data=val,
-        selection=SelectionRule.parse("mean:roc_auc", tasks), patience=8, grad_clip=5.0,
+        selection=SelectionRule.parse("mean:roc_auc", tasks), patience=5, grad_clip=5.0,
         progress=False,
     ).fit()  # fmt: skip
     return time.perf_counter() - start
@@ -210,16 +211,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--post", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--post", type=int, default=256)
     parser.add_argument("--student", type=int, default=192)
-    parser.add_argument("--distill-steps", type=int, default=3000)
+    parser.add_argument("--distill-steps", type=int, default=1500)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, tiny budgets")
+    parser.add_argument("--out", type=Path, default=REPO / ".bench" / "ssl_phg")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs, args.distill_steps = [0], 2, 100
         args.hidden, args.post, args.student = 128, 64, 32
+        args.out = args.out / "quick"
     global SEEDS
     SEEDS = len(args.seeds)
     torch.set_num_threads(args.threads)
@@ -235,7 +238,11 @@ def main() -> None:
     if args.quick:
         extra = extra[:300]
     unl_ecfp, unl_desc = _features(extra) if extra else (x_ecfp[:0], x_desc[:0])
-    print(f"features ready in {time.perf_counter() - start:.0f} s; {len(extra)} extra unlabeled")
+    feat_s = time.perf_counter() - start
+    print(
+        f"features ready in {time.perf_counter() - start:.0f} s; {len(extra)} extra unlabeled",
+        flush=True,
+    )
     feats = {
         "ecfp": x_ecfp,
         "desc": x_desc,
@@ -244,8 +251,18 @@ def main() -> None:
         "unl_desc": unl_desc,
     }
     rows = []
+    recipe = {k: v for k, v in vars(args).items() if k not in ("seeds", "threads", "out")}
     for seed in args.seeds:
-        r = run_seed(seed, args, feats)
+        done = args.out / f"seed{seed}.json"
+        cached = json.loads(done.read_text()) if done.is_file() else None
+        if cached is not None and cached.get("recipe") == recipe:
+            r = cached["result"]  # a finished seed of this very recipe (the run was interrupted)
+        else:
+            t0, c0 = time.perf_counter(), time.process_time()
+            r = run_seed(seed, args, feats)
+            r["t_seed"], r["cpu_seed"] = time.perf_counter() - t0, time.process_time() - c0
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_text(done, json.dumps({"recipe": recipe, "result": r}, indent=1))
         rows.append(r)
         print(
             f"seed {seed}: single {r['single']:.4f} phg {r['phg']:.4f} ensemble {r['ensemble']:.4f} "
@@ -311,7 +328,10 @@ def main() -> None:
         f"Ensemble gain over the single model: {gain:+.4f}; the student keeps "
         f"(student − single) / (ensemble − single) = {kept:+.2f} of it (from the seed means).",
         f"Wall time per seed: single {statistics.mean(col['t_single']):.0f} s, PHG-MAE "
-        f"{statistics.mean(col['t_phg']):.0f} s, distillation {statistics.mean(col['t_student']):.0f} s.",
+        f"{statistics.mean(col['t_phg']):.0f} s, distillation {statistics.mean(col['t_student']):.0f} s; "
+        f"whole seed {statistics.mean(col['t_seed']):.0f} s wall, "
+        f"{statistics.mean(col['cpu_seed']):.0f} s CPU (both threads); features "
+        f"(cached after the first run) {feat_s:.0f} s wall.",
         "",
         "Reading (generated from the numbers above; differences are called within noise when",
         "smaller than the larger of the two seed standard deviations):",
