@@ -219,6 +219,22 @@ def main() -> None:
     for fraction in args.fractions:
         row = [_fmt(scores[(fraction, v)]) for v in VARIANTS]
         lines.append(f"| {fraction:.0%} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Paired difference to `supervised` (same seed, split and label drop), per seed and mean:",
+        "",
+        "| training labels | " + " | ".join(VARIANTS[1:]) + " |",
+        "|---|" + "---|" * (len(VARIANTS) - 1),
+    ]
+    for fraction in args.fractions:
+        ref = scores[(fraction, VARIANTS[0])]
+        cells = []
+        for v in VARIANTS[1:]:
+            diffs = [a - b for a, b in zip(scores[(fraction, v)], ref)]
+            cells.append(
+                " / ".join(f"{d:+.4f}" for d in diffs) + f" (mean {statistics.mean(diffs):+.4f})"
+            )
+        lines.append(f"| {fraction:.0%} | " + " | ".join(cells) + " |")
     lines += ["", "Self-supervised test metrics of the auxiliary tasks (first seed):", ""]
     for (fraction, variant), per in aux.items():
         if per and per[0]:
