@@ -117,3 +117,41 @@ def test_augmentation_that_does_not_fit_is_a_one_line_error() -> None:
         ContrastiveViews([])
     with pytest.raises(PolytaskError, match="p must be"):
         FeatureDropout(1.0)
+
+
+def _input_of(kind: str) -> torch.Tensor:
+    g = _gen(11)
+    if kind == "fingerprint":
+        return (torch.rand(16, 64, generator=g) < 0.5).float()
+    if kind == "vector":
+        return torch.randn(16, 64, generator=g)
+    return torch.rand(16, 1, 12, 12, generator=g)  # image
+
+
+def _registered() -> list[tuple[str, str]]:
+    from polytask.config.ssl import AUGMENTATIONS
+
+    out = []
+    for name, (cls, _) in AUGMENTATIONS.items():
+        for kind in sorted(cls().fits & {"fingerprint", "vector", "image"}):
+            out.append((name, kind))
+    return out
+
+
+@pytest.mark.parametrize(("name", "kind"), _registered())
+def test_every_registered_augmentation_keeps_shape_and_is_seeded(name: str, kind: str) -> None:
+    """Shared battery: shape and dtype kept, a function of the generator, fit declared."""
+    from polytask.config.ssl import AUGMENTATIONS, build_augmentation
+
+    cls, _ = AUGMENTATIONS[name]
+    aug = cls()
+    x = _input_of(kind)
+    a, b = aug(x, _gen(1)), aug(x, _gen(1))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert torch.equal(a, b)
+    assert not torch.equal(a, aug(x, _gen(2))) or torch.equal(a, x)
+    assert torch.equal(x, _input_of(kind))  # the input is not modified in place
+    others = {"fingerprint", "vector", "image", "tokens"} - set(aug.fits)
+    for other in sorted(others):
+        with pytest.raises(PolytaskError, match=f"augmentation '{name}' does not fit {other}"):
+            build_augmentation({"kind": name}, other, "test")
