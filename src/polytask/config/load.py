@@ -33,18 +33,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def format_validation_error(exc: ValidationError, where: str) -> str:
+def _user_loc(loc: tuple[int | str, ...], data: Any) -> str:
+    """The key path as the user wrote it. pydantic puts discriminated-union tags (``ecfp``,
+    ``mlp``, ...) in ``loc``; a name that is not a key of the data and is not the last element
+    (a missing key is the last) is such a tag and is dropped."""
+    parts: list[str] = []
+    node = data
+    for i, p in enumerate(loc):
+        if isinstance(node, dict) and isinstance(p, str) and p not in node:
+            if i < len(loc) - 1:
+                continue
+            parts.append(p)
+            node = None
+            continue
+        parts.append(str(p))
+        if isinstance(node, dict):
+            node = node.get(p)
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            node = node[p]
+        else:
+            node = None
+    return ".".join(parts)
+
+
+def format_validation_error(exc: ValidationError, where: str, data: Any = None) -> str:
     err = exc.errors()[0]
-    loc = ".".join(
-        str(p)
-        for p in err["loc"]
-        if not (isinstance(p, str) and p in ("tox21", "table", "per_task", "ecfp", "columns"))
-    )
+    loc = _user_loc(tuple(err["loc"]), data) if data is not None else ".".join(map(str, err["loc"]))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    elif err["type"] == "union_tag_invalid":
-        msg = f"{msg}"
     extra = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     return f"{where}: key '{loc}': {msg}{extra}"
 
@@ -53,7 +70,7 @@ def validate(model: type[M], data: dict[str, Any], where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise PolytaskError(format_validation_error(exc, where)) from None
+        raise PolytaskError(format_validation_error(exc, where, data)) from None
 
 
 def load_config(model: type[M], path: str | Path) -> M:
