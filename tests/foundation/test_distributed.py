@@ -62,3 +62,24 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
         for run in ("ddp", "one")
     ]
     assert first[0] != pytest.approx(first[1], rel=1e-4)
+
+
+def test_shard_keeps_contrastive_pairs_together() -> None:
+    from polytask.tasks.data import Group
+    from polytask.tasks.ssl import partner_targets
+    from polytask.train.distributed import shard
+
+    b = 5
+    x = torch.arange(b, dtype=torch.float32)
+    views = torch.cat([x, x + 100.0])[:, None]  # row i and its partner: same value mod 100
+    group = Group(views, {"views": partner_targets(b)}, frozenset({"views"}))
+    seen: list[float] = []
+    for rank in range(2):
+        (part,) = shard([group], rank, 2)
+        t = part.targets["views"].long()
+        rows = part.inputs[:, 0]  # type: ignore[index]
+        assert torch.equal(t[t], torch.arange(len(t)))  # an involution on the kept rows
+        assert torch.equal(rows % 100, rows[t] % 100)  # each row's partner is its other view
+        assert part.paired == frozenset({"views"})
+        seen += rows.tolist()
+    assert sorted(seen) == sorted(views[:, 0].tolist())  # the ranks split the rows exactly

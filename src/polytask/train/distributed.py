@@ -42,11 +42,29 @@ def init_from_env(backend: str = "gloo") -> bool:
 
 
 def shard(batch: Sequence[Group], rank: int, size: int) -> list[Group]:
-    """Rows ``rank::size`` of every group (all ranks see disjoint parts of one global batch)."""
+    """Rows ``rank::size`` of every group (all ranks see disjoint parts of one global batch).
+
+    A group with ``paired`` targets (row indices of contrastive partners) is split by pairs
+    instead: rank ``r`` keeps pairs ``r, r + W, …`` (ordered by their first row), and the
+    partner indices are renumbered to the rows the rank keeps.
+    """
     out = []
     for g in batch:
-        idx = torch.arange(rank, num_rows(g.inputs), size)
-        out.append(Group(index_inputs(g.inputs, idx), {k: v[idx] for k, v in g.targets.items()}))
+        n = num_rows(g.inputs)
+        if g.paired:
+            partner = g.targets[min(g.paired)].long()
+            first = torch.arange(n)[torch.arange(n) < partner]
+            mine = first[rank::size]
+            idx = torch.cat([mine, partner[mine]]).sort().values
+        else:
+            idx = torch.arange(rank, n, size)
+        targets = {k: v[idx] for k, v in g.targets.items()}
+        if g.paired:
+            new_pos = torch.full((n,), -1, dtype=torch.long)
+            new_pos[idx] = torch.arange(idx.numel())
+            for k in g.paired:
+                targets[k] = new_pos[targets[k].long()].to(g.targets[k].dtype)
+        out.append(Group(index_inputs(g.inputs, idx), targets, g.paired))
     return out
 
 

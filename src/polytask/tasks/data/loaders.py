@@ -27,10 +27,15 @@ from polytask.tasks.data.tensors import Inputs, TensorData
 
 @dataclass(frozen=True)
 class Group:
-    """Inputs and the targets of the tasks they feed (NaN = missing label)."""
+    """Inputs and the targets of the tasks they feed (NaN = missing label).
+
+    ``paired`` names the tasks whose targets are row indices inside this group (contrastive
+    partners): splitting the group must keep each pair together and re-index those targets.
+    """
 
     inputs: Inputs
     targets: Mapping[str, Tensor]
+    paired: frozenset[str] = frozenset()
 
 
 class Sampler(Protocol):

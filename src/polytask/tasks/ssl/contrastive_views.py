@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -35,6 +36,8 @@ class ContrastiveViews:
     augment: Sequence[Augmentation]
     modality: str | None = None
     kind: str | None = None
+    #: targets are partner row indices (data-parallel sharding keeps pairs together)
+    pairs_rows: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not self.augment:

@@ -74,7 +74,8 @@ class PretextLoader:
         inputs = self.source(step, groups)
         for k, (name, pretext) in enumerate(self.pretexts.items()):
             seen, target = pretext(inputs, pretext_generator(self.seed, step, k))
-            groups.append(Group(seen, {name: target}))
+            paired = frozenset({name}) if getattr(pretext, "pairs_rows", False) else frozenset()
+            groups.append(Group(seen, {name: target}, paired))
         return groups
 
     def state_dict(self) -> dict[str, Any]:

@@ -156,7 +156,7 @@ class ModalityMaskLoader:
                     j = self.modalities.index(m)
                     targets[task] = _target(group.inputs[m], avail[:, j] & ~mask[:, j])
             scored = True
-            out.append(Group({**group.inputs, MASK_KEY: mask}, targets))
+            out.append(Group({**group.inputs, MASK_KEY: mask}, targets, group.paired))
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -177,7 +177,7 @@ class SLALoader:
             out.append(Group(seen, {self.task: target}))
             rest = {k: v for k, v in group.targets.items() if k != self.task}
             if rest:
-                out.append(Group(group.inputs, rest))
+                out.append(Group(group.inputs, rest, group.paired - {self.task}))
         return out
 
     def state_dict(self) -> dict[str, Any]:
