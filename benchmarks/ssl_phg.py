@@ -188,8 +188,8 @@ def _reading(col: dict[str, list[float]], kept: float) -> list[str]:
         dp, _ = _cmp(col, f"phg_{m}_only", "phg")
         d, r = _cmp(col, f"phg_{m}_only", f"single_{m}_only")
         lines.append(
-            f"- With the {other} missing at inference, the single model loses {ds:+.4f} and the "
-            f"PHG-MAE model {dp:+.4f}; PHG-MAE vs single there: {_say(d, r)}."
+            f"- With the {other} missing at inference, the single model changes by {ds:+.4f} and the "
+            f"PHG-MAE model by {dp:+.4f}; PHG-MAE vs single there: {_say(d, r)}."
         )
     d, r = _cmp(col, "ensemble", "phg")
     d2, r2 = _cmp(col, "ensemble", "single")
@@ -198,11 +198,22 @@ def _reading(col: dict[str, list[float]], kept: float) -> list[str]:
     )
     d, r = _cmp(col, "student", "small")
     d3, r3 = _cmp(col, "student", "single")
+    gain = statistics.mean(col["ensemble"]) - statistics.mean(col["single"])
+    if gain <= 0:
+        keep = (
+            f"The ensemble has no gain over the single model to keep (ensemble − single = "
+            f"{gain:+.4f}), so the kept fraction ({kept:+.2f}) has no meaning here"
+        )
+    elif not r2:
+        keep = (
+            f"It keeps {kept:+.2f} of the ensemble's gain, but that gain is within seed noise, "
+            "so the fraction is not a stable number"
+        )
+    else:
+        keep = f"It keeps {kept:+.2f} of the ensemble's gain"
     lines.append(
         f"- The distilled student vs the same small model trained on labels: {_say(d, r)}; "
-        f"vs the single (large) model: {_say(d3, r3)}. It keeps {kept:+.2f} of the ensemble's gain"
-        + ("" if r2 else ", a ratio of differences within seed noise, so it is not a stable number")
-        + "."
+        f"vs the single (large) model: {_say(d3, r3)}. {keep}."
     )
     return lines
 
@@ -287,8 +298,9 @@ def main() -> None:
         "## Tox21, two modalities: PHG-MAE-style masking, mask ensemble, distilled student",
         "",
         f"Command: `{cmd}` ({len(args.seeds)} seed(s); each seed re-draws the random 80/10/10",
-        "split and the initialisation; total wall time "
-        f"{(time.perf_counter() - start) / 60:.1f} min on 2 CPU threads).",
+        "split and the initialisation; wall time "
+        f"{(feat_s + sum(col['t_seed'])) / 60:.1f} min on 2 CPU threads shared with other jobs:",
+        f"features {feat_s:.0f} s, seeds {' + '.join(f'{t:.0f}' for t in col['t_seed'])} s).",
         "",
         f"Inputs: ECFP4 ({BITS} bits) and all {x_desc.shape[1]} RDKit 2-D descriptors of",
         "`rdkit.Chem.Descriptors._descList`, standardised with training-split statistics only",
