@@ -333,12 +333,18 @@ def main() -> None:
         "| seed | single | PHG-MAE | ensemble | student | small, labels | kept |",
         "|---|---|---|---|---|---|---|",
         *[
-            f"| {s} | {r['single']:.4f} | {r['phg']:.4f} | {r['ensemble']:.4f} | {r['student']:.4f} | {r['small']:.4f} | {k:+.2f} |"
+            f"| {s} | {r['single']:.4f} | {r['phg']:.4f} | {r['ensemble']:.4f} | {r['student']:.4f} | {r['small']:.4f} | "
+            + (f"{k:+.2f} |" if r["ensemble"] > r["single"] else "n/a (no gain) |")
             for s, r, k in zip(args.seeds, rows, per_seed_kept)
         ],
         "",
-        f"Ensemble gain over the single model: {gain:+.4f}; the student keeps "
-        f"(student − single) / (ensemble − single) = {kept:+.2f} of it (from the seed means).",
+        f"Ensemble gain over the single model: {gain:+.4f}"
+        + (
+            f"; the student keeps (student − single) / (ensemble − single) = {kept:+.2f} of it "
+            "(from the seed means)."
+            if gain > 0
+            else " (no gain, so no fraction of it for the student to keep)."
+        ),
         f"Wall time per seed: single {statistics.mean(col['t_single']):.0f} s, PHG-MAE "
         f"{statistics.mean(col['t_phg']):.0f} s, distillation {statistics.mean(col['t_student']):.0f} s; "
         f"whole seed {statistics.mean(col['t_seed']):.0f} s wall, "
