@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,29 +62,7 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
     cfg = load_merge_config(config)
     method = build_merge_method(cfg, where=str(config))
     record = {"name": cfg.method, "seed": cfg.seed, "config": str(config)}
-    if isinstance(method, ModelMerge):
-        merge_model_checkpoints(
-            method,
-            cfg.base_model,
-            [m.path for m in cfg.models],
-            out,
-            include=cfg.filters.include,
-            exclude=cfg.filters.exclude,
-            syntax=cfg.filters.syntax,
-            excluded=cfg.excluded,
-            dtype=cfg.torch_dtype,
-            max_shard_bytes=cfg.shard_size,
-            overwrite=overwrite,
-            trust_pickle=cfg.trust_pickle,
-            record=record,
-        )
-        click.echo(f"merged {len(cfg.models)} models with {cfg.method} into {out}")
-        return
-    merge_checkpoints(
-        method,
-        cfg.base_model,
-        [m.path for m in cfg.models],
-        out,
+    common: dict[str, Any] = dict(
         include=cfg.filters.include,
         exclude=cfg.filters.exclude,
         syntax=cfg.filters.syntax,
@@ -92,7 +71,11 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
         max_shard_bytes=cfg.shard_size,
         overwrite=overwrite,
         trust_pickle=cfg.trust_pickle,
-        progress=progress,
         record=record,
     )
+    paths = [m.path for m in cfg.models]
+    if isinstance(method, ModelMerge):
+        merge_model_checkpoints(method, cfg.base_model, paths, out, **common)
+    else:
+        merge_checkpoints(method, cfg.base_model, paths, out, progress=progress, **common)
     click.echo(f"merged {len(cfg.models)} models with {cfg.method} into {out}")
