@@ -37,6 +37,7 @@ from polytask.tasks.ssl import (
     FeatureDropout,
     GaussianNoise,
     MaskedFeatures,
+    ModalityContrastive,
     Pretext,
     check_fits,
     modality_kind,
@@ -73,6 +74,7 @@ class InputInfo:
     tensor: torch.Tensor  # the (training) tensor the pretext works on: [N, ...]
     kind: str  # modality kind: fingerprint | vector | image | tokens
     where: str  # "file: auxiliary[i] 'name'" for error messages
+    modalities: tuple[str, ...] = ()  # names of the input modalities (dict inputs), in order
 
 
 PretextBuilder = Callable[[AuxTaskConfig, Mapping[str, Any], InputInfo], tuple[Task, Pretext]]
@@ -125,10 +127,34 @@ def _contrastive(
     return _task(cfg, "contrastive", cfg.dim or 128), pretext
 
 
+def _modality_contrastive(
+    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+) -> tuple[Task, Pretext]:
+    o = _options(opts, {"partner": str}, info.where)
+    partner = o.get("partner")
+    if cfg.modality is None or partner is None:
+        raise PolytaskError(
+            f"{info.where}: pretext 'modality_contrastive' needs 'modality' and 'partner' "
+            "(the two modalities to contrast)"
+        )
+    if partner == cfg.modality:
+        raise PolytaskError(
+            f"{info.where}: key 'partner': must differ from 'modality' ({partner!r})"
+        )
+    if partner not in info.modalities:
+        have = ", ".join(info.modalities) or "none: the inputs are one tensor"
+        raise PolytaskError(
+            f"{info.where}: key 'partner': modality {partner!r} is not in the data ({have})"
+        )
+    pretext = ModalityContrastive(cfg.modality, partner, info.modalities)
+    return _task(cfg, "contrastive", cfg.dim or 128), pretext
+
+
 #: pretext name → builder ``(entry, options, input info) -> (Task, Pretext)``
 PRETEXTS: dict[str, PretextBuilder] = {
     "masked_features": _masked_features,
     "contrastive": _contrastive,
+    "modality_contrastive": _modality_contrastive,
     "rotation": rotation_pretext,
     "patch_mae": patch_mae_pretext,
 }
@@ -171,7 +197,12 @@ def build_auxiliary(
                 f"{here}: key 'pretext': unknown pretext {cfg.pretext!r}; valid: {', '.join(PRETEXTS)}"
             )
         x = pick_modality(train_inputs, cfg.modality, here)
-        info = InputInfo(x, modality_kind(x), here)
+        names = (
+            tuple(k for k in train_inputs if k != "modality_mask")
+            if isinstance(train_inputs, dict)
+            else ()
+        )
+        info = InputInfo(x, modality_kind(x), here, names)
         task, pretext = PRETEXTS[cfg.pretext](cfg, cfg.options, info)
         if cfg.name in pretexts:
             raise PolytaskError(f"{here}: key 'name': auxiliary task {cfg.name!r} is listed twice")

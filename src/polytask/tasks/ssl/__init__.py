@@ -19,6 +19,7 @@ from polytask.tasks.ssl.eval_data import pretext_split
 from polytask.tasks.ssl.loader import PretextLoader, pretext_generator
 from polytask.tasks.ssl.masked_features import MaskedFeatures
 from polytask.tasks.ssl.modality import MODALITY_KINDS, check_fits, modality_kind
+from polytask.tasks.ssl.modality_contrastive import ModalityContrastive
 from polytask.tasks.ssl.modality_mask import (
     ModalityMaskLoader,
     ModalityMaskPretext,
@@ -38,6 +39,7 @@ __all__ = [
     "GaussianNoise",
     "HorizontalFlip",
     "MaskedFeatures",
+    "ModalityContrastive",
     "ModalityMaskLoader",
     "ModalityMaskPretext",
     "PatchMAE",
