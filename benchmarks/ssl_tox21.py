@@ -38,7 +38,7 @@ from polytask.config.schema import TrainConfig
 from polytask.eval import SelectionRule, evaluate
 from polytask.eval.report import metric_means
 from polytask.tasks.data import TensorData, ecfp, load_tox21, random_split
-from polytask.tasks.data.unlabeled import canonical, read_unlabeled_smiles
+from polytask.tasks.data.unlabeled import canonical, qm9_smiles, read_unlabeled_smiles
 from polytask.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,8 +128,8 @@ class _NoBatches:
         return None
 
 
-def unlabeled_pool() -> tuple[list[str], np.ndarray]:
-    found = read_unlabeled_smiles([MOLECULENET])
+def unlabeled_pool(qm9: bool = False) -> tuple[list[str], np.ndarray]:
+    found = read_unlabeled_smiles([MOLECULENET], extra=qm9_smiles() if qm9 else ())
     return found.smiles, ecfp(found.smiles, 2, BITS, where="moleculenet").astype(np.float32)
 
 
@@ -175,14 +175,18 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "ssl.md")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--qm9", action="store_true", help="add QM9's SMILES (qm9pack) to the pool")
+    parser.add_argument("--section", default="tox21_aux", help="results section to write")
     args = parser.parse_args()
+    variants = [v for v in VARIANTS if v in args.variants]
     torch.set_num_threads(args.threads)
     seeds = args.seeds[:1] if args.quick else args.seeds
     steps = 20 if args.quick else args.steps
     pre_steps = 20 if args.quick else args.pretrain_steps
     eval_every = 10 if args.quick else 49  # Tox21's training split is 49 batches of 128
     start = time.perf_counter()
-    pool = unlabeled_pool()
+    pool = unlabeled_pool(args.qm9)
     print(f"unlabeled pool: {len(pool[0])} molecules ({time.perf_counter() - start:.0f} s)")
     scores: dict[tuple[float, str], list[float]] = {}
     aux: dict[tuple[float, str], list[dict[str, Any]]] = {}
@@ -194,7 +198,7 @@ def main() -> None:
         print(f"seed {seed}: pre-trained on {pre['molecules']} molecules "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
         for fraction in args.fractions:
-            for variant in VARIANTS:
+            for variant in variants:
                 t0 = time.perf_counter()
                 extra = {"+ masked recon": [RECON], "+ contrastive": [VIEWS]}.get(variant)
                 config = base_config(seed, extra)
@@ -207,29 +211,29 @@ def main() -> None:
                       f"{out['roc_auc']:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
     total = time.perf_counter() - start
     lines = [
-        "## Tox21: auxiliary self-supervised tasks and unlabeled pre-training (`tox21_aux`)",
+        f"## Tox21: auxiliary self-supervised tasks and unlabeled pre-training (`{args.section}`)",
         "",
         "Mean test ROC-AUC over the 12 Tox21 tasks, mean ± std over seeds "
         f"{', '.join(map(str, seeds))} (each seed re-draws the random 80/10/10 split, the label "
         "drop and the initialisation).",
         "",
-        "| training labels | " + " | ".join(VARIANTS) + " |",
-        "|---|" + "---|" * len(VARIANTS),
+        "| training labels | " + " | ".join(variants) + " |",
+        "|---|" + "---|" * len(variants),
     ]
     for fraction in args.fractions:
-        row = [_fmt(scores[(fraction, v)]) for v in VARIANTS]
+        row = [_fmt(scores[(fraction, v)]) for v in variants]
         lines.append(f"| {fraction:.0%} | " + " | ".join(row) + " |")
     lines += [
         "",
         "Paired difference to `supervised` (same seed, split and label drop), per seed and mean:",
         "",
-        "| training labels | " + " | ".join(VARIANTS[1:]) + " |",
-        "|---|" + "---|" * (len(VARIANTS) - 1),
+        "| training labels | " + " | ".join(variants[1:]) + " |",
+        "|---|" + "---|" * (len(variants) - 1),
     ]
-    for fraction in args.fractions:
+    for fraction in args.fractions if variants[0] == VARIANTS[0] else ():
         ref = scores[(fraction, VARIANTS[0])]
         cells = []
-        for v in VARIANTS[1:]:
+        for v in variants[1:]:
             diffs = [a - b for a, b in zip(scores[(fraction, v)], ref)]
             cells.append(
                 " / ".join(f"{d:+.4f}" for d in diffs) + f" (mean {statistics.mean(diffs):+.4f})"
@@ -246,6 +250,15 @@ def main() -> None:
     cmd = "python benchmarks/ssl_tox21.py" + (" --quick" if args.quick else "")
     if not args.quick and (args.steps, args.pretrain_steps) != (300, 400):
         cmd += f" --steps {args.steps} --pretrain-steps {args.pretrain_steps}"
+    if variants != list(VARIANTS):
+        cmd += " --variants " + " ".join(f"'{v}'" for v in variants)
+    if args.qm9:
+        cmd += " --qm9"
+    if args.section != "tox21_aux":
+        cmd += f" --section {args.section}"
+    pool_text = "every SMILES column of `shared/data/moleculenet`" + (
+        " plus QM9's SMILES (`qm9pack`)" if args.qm9 else ""
+    )
     lines += [
         "",
         f"Setup: ECFP4 {BITS} bits; trunk MLP 512-256 (dropout 0.3), linear heads; AdamW lr 1e-3, "
@@ -256,8 +269,8 @@ def main() -> None:
         "whole. Auxiliary tasks: masked-bit reconstruction (15% of the bits of each molecule "
         "set to 0, MSE on those bits, weight 0.5); contrastive: two views with 20% bit dropout, "
         "InfoNCE with τ = 0.2 on a 64-d projection, weight 0.5. Pre-training: both objectives "
-        f"on {pre_steps} steps of 256 unlabeled molecules from every SMILES column of "
-        f"`shared/data/moleculenet` (canonical, deduplicated; {min(pool_sizes)}–"
+        f"on {pre_steps} steps of 256 unlabeled molecules from {pool_text} "
+        f"(canonical, deduplicated; {min(pool_sizes)}–"
         f"{max(pool_sizes)} molecules after removing that seed's Tox21 val/test molecules), "
         "with the Python API (`PretextLoader` on an unlabeled stream); fine-tuning loads the "
         "trunk only, heads fresh, same recipe as `supervised`.",
@@ -268,7 +281,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.quick:  # a smoke run does not overwrite the results page
-        write_section(args.out, "tox21_aux", text, title="Self-supervised auxiliary tasks")
+        write_section(args.out, args.section, text, title="Self-supervised auxiliary tasks")
 
 
 if __name__ == "__main__":
