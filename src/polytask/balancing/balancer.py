@@ -129,25 +129,22 @@ class Balancer(nn.Module):
             result = BalanceResult(w.to(vec.dtype).clone(), None, recomputed=False)
         else:
             tg = task_gradients(vec, shared, features, features_mode)
-            g = tg.gramian()
-            check_gramian(g)
-            stats = Statistics(
-                losses=vec.detach(),
-                gramian=g if "gramian" in needs else None,
-                jacobian=tg.rows() if "jacobian" in needs else None,
-            )
-            if "jacobian" in needs:
+            if "jacobian" in needs:  # an update from the rows: no Gramian needed (nor logged)
+                rows = tg.rows()
+                stats = Statistics(losses=vec.detach(), jacobian=rows)
                 update, w = self.method.aggregate(stats)
                 _check_finite(update, "update")
                 _check_finite(w, "weights")
-                pieces = tg.split(update)
+                pieces, g = tg.split(update), None
             else:
-                w = self.method.weights(stats).detach()
+                g = tg.gramian()
+                check_gramian(g)
+                w = self.method.weights(Statistics(losses=vec.detach(), gramian=g)).detach()
                 _check_finite(w, "weights")
                 pieces = tg.combine(w)
             apply_update(tg, pieces)
             self.cached_weights = w.detach().to(torch.float64).clone()
-            result = BalanceResult(w.detach().to(vec.dtype), g.detach())
+            result = BalanceResult(w.detach().to(vec.dtype), None if g is None else g.detach())
         self.step += 1
         return result
 
