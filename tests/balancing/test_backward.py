@@ -193,7 +193,7 @@ def test_non_finite_gradient_is_reported(tiny, method) -> None:
     u = (z[0, 0] - z[0, 0].detach()) ** 2  # value 0, d√u/du = inf there: a NaN gradient
     bad = torch.stack([losses[0], losses[1] + u.sqrt(), losses[2]])
     assert bool(torch.isfinite(bad).all())
-    with pytest.raises(NonFiniteLossError, match="gradient|update"):
+    with pytest.raises(NonFiniteLossError, match=r"gradient|update"):
         pb.Balancer(method(), mode="features").backward(bad, shared, features=z)
 
 
