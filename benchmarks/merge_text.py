@@ -64,14 +64,14 @@ class Budget:
 
 
 FULL = Budget(
-    train=192,
-    val=32,
-    test=100,
+    train=512,
+    val=64,
+    test=300,
     max_length=48,
     lr=2e-4,
-    ada_steps=5,
-    fisher_examples=12,
-    regmean_batches=2,
+    ada_steps=10,
+    fisher_examples=32,
+    regmean_batches=4,
 )
 QUICK = Budget(train=32, val=16, test=32, ada_steps=2, fisher_examples=4, regmean_batches=1)
 FROZEN = "trunk.encoder.embeddings.word_embeddings.weight"  # not fine-tuned, so not merged
