@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,14 @@ def small_tox21(tmp_path: Path, **train: object) -> Path:
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def train_subprocess(cfg: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``polytask train CFG --out OUT`` in a child process (for tests that kill and resume it)."""
+    cmd = [sys.executable, "-m", "polytask.cli.main", "train", str(cfg), "--out", str(out)]
+    return subprocess.Popen(
+        [*cmd, "--no-progress", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )

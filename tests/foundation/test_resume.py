@@ -1,37 +1,17 @@
 """A training run SIGKILLed at a random step and resumed ends bit-identical to an uninterrupted one."""
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import small_tox21
+from tests.conftest import small_tox21, train_subprocess
 
 STEPS = 100
-
-
-def _train(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "polytask.cli.main",
-        "train",
-        str(cfg),
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
-    return subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy()
-    )
 
 
 def _lines(path: Path) -> int:
@@ -61,11 +41,11 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, balancing):
         data = yaml.safe_load(cfg.read_text())
         data["balancing"] = balancing
         cfg.write_text(yaml.safe_dump(data))
-    ref = _train(cfg, tmp_path / "ref")
+    ref = train_subprocess(cfg, tmp_path / "ref")
     assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()
 
     kill_at = random.Random().randint(20, STEPS - 30)
-    victim = _train(cfg, tmp_path / "run")
+    victim = train_subprocess(cfg, tmp_path / "run")
     log = tmp_path / "run" / "logs" / "train.jsonl"
     deadline = time.time() + 240
     while _lines(log) < kill_at and victim.poll() is None and time.time() < deadline:
@@ -74,7 +54,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, balancing):
     assert victim.wait() == -signal.SIGKILL, f"the run ended before the kill at step {kill_at}"
     assert not (tmp_path / "run" / "report.json").exists()
 
-    resumed = _train(cfg, tmp_path / "run", "--resume")
+    resumed = train_subprocess(cfg, tmp_path / "run", "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
 
     w_ref, m_ref, s_ref = _final(tmp_path / "ref")

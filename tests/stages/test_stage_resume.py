@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from safetensors.torch import load_file
 
 from polytask.config import stages_run
 from polytask.config.job import run_train
+from tests.conftest import train_subprocess
 
 from .conftest import edit, two_stages
 
@@ -103,30 +101,13 @@ def test_stop_after_the_last_step_of_stage_1_before_its_weights_are_saved(
     _same(ref, _state(tmp_path / "run"), "between stage 1's last step and its report")
 
 
-def _train(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "polytask.cli.main",
-        "train",
-        str(cfg),
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
-    return subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy()
-    )
-
-
 @pytest.mark.slow  # three CLI processes; the in-process stops above cover the boundary
 def test_sigkill_inside_stage_2_then_resume(tmp_path):
     cfg = edit(two_stages(tmp_path), lambda c: c["stages"][1].update(steps=80))
-    ref = _train(cfg, tmp_path / "ref")
+    ref = train_subprocess(cfg, tmp_path / "ref")
     assert ref.wait(timeout=120) == 0, ref.stderr.read().decode()  # type: ignore[union-attr]
     kill_at = random.Random().randint(3, 60)
-    victim = _train(cfg, tmp_path / "run")
+    victim = train_subprocess(cfg, tmp_path / "run")
     log = tmp_path / "run" / "stages" / "fine" / "logs" / "train.jsonl"
     deadline = time.time() + 120
     while victim.poll() is None and time.time() < deadline:
@@ -136,7 +117,7 @@ def test_sigkill_inside_stage_2_then_resume(tmp_path):
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL, f"the run ended before the kill at step {kill_at}"
     assert not (tmp_path / "run" / "report.json").exists()
-    resumed = _train(cfg, tmp_path / "run", "--resume")
+    resumed = train_subprocess(cfg, tmp_path / "run", "--resume")
     assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()  # type: ignore[union-attr]
     _same(_state(tmp_path / "ref"), _state(tmp_path / "run"), f"at step {kill_at} of stage 2")
 
