@@ -42,6 +42,22 @@ def method_kind(name: str) -> str:
     return "Jacobian aggregator"
 
 
+def recipe(epochs: int, selection: str) -> dict[str, Any]:
+    """The model and training recipe both balancing benchmarks share (MLP 512-256, AdamW)."""
+    return {
+        "model": {"trunk": {"kind": "mlp", "hidden": [512, 256], "dropout": 0.2}},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 256,
+            "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
+            "scheduler": {"name": "constant"},
+            "grad_clip": 5.0,
+            "selection": selection,
+            "patience": 3,
+        },
+    }
+
+
 def parse_args(doc: str, default_epochs: int) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(BALANCING_METHODS))

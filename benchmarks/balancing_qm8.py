@@ -21,7 +21,16 @@ from typing import Any
 
 import pandas as pd
 
-from _balancing_runs import DATA, REPO, parse_args, per_task_table, run_grid, table, write_doc
+from _balancing_runs import (
+    DATA,
+    REPO,
+    parse_args,
+    per_task_table,
+    recipe,
+    run_grid,
+    table,
+    write_doc,
+)
 from polytask._core import atomic_path
 from polytask.tasks.data.splits import random_split
 
@@ -50,21 +59,6 @@ def standardised_table(seed: int, out: Path) -> tuple[Path, list[str]]:
     return path, targets
 
 
-def recipe(epochs: int) -> dict[str, Any]:
-    return {
-        "model": {"trunk": {"kind": "mlp", "hidden": [512, 256], "dropout": 0.2}},
-        "train": {
-            "epochs": epochs,
-            "batch_size": 256,
-            "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
-            "scheduler": {"name": "constant"},
-            "grad_clip": 5.0,
-            "selection": "mean:mae",
-            "patience": 3,
-        },
-    }
-
-
 def main() -> None:
     args = parse_args(__doc__ or "", EPOCHS)
     out = args.out or REPO / ".bench" / "balancing_qm8"
@@ -84,7 +78,7 @@ def main() -> None:
                 {"name": t, "kind": "regression", "loss": "mse", "metrics": ["mae"]}
                 for t in targets
             ],
-            **recipe(args.epochs),
+            **recipe(args.epochs, "mean:mae"),
         }
         if balancing is not None:
             cfg["balancing"] = balancing

@@ -17,25 +17,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from _balancing_runs import REPO, parse_args, per_task_table, run_grid, table, write_doc
+from _balancing_runs import REPO, parse_args, per_task_table, recipe, run_grid, table, write_doc
 from polytask.tasks.data import TOX21_TASKS
 
 EPOCHS = 10
-
-
-def recipe(epochs: int) -> dict[str, Any]:
-    return {
-        "model": {"trunk": {"kind": "mlp", "hidden": [512, 256], "dropout": 0.2}},
-        "train": {
-            "epochs": epochs,
-            "batch_size": 256,
-            "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
-            "scheduler": {"name": "constant"},
-            "grad_clip": 5.0,
-            "selection": "mean:roc_auc",
-            "patience": 3,
-        },
-    }
 
 
 def main() -> None:
@@ -52,7 +37,7 @@ def main() -> None:
             "tasks": [
                 {"name": t, "kind": "binary", "metrics": ["roc_auc", "pr_auc"]} for t in TOX21_TASKS
             ],
-            **recipe(args.epochs),
+            **recipe(args.epochs, "mean:roc_auc"),
         }
         if balancing is not None:
             cfg["balancing"] = balancing
