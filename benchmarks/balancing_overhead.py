@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _libmtl_runner import LIBMTL, Net, paired_ratio  # noqa: E402
-from polytask._core import write_text  # noqa: E402
+from _sections import write_section  # noqa: E402
 from polytask.balancing import Balancer  # noqa: E402
 from polytask.config.balancing import BALANCING_METHODS, build_method  # noqa: E402
 
@@ -203,6 +203,7 @@ def main() -> None:
         base[k] = median_ms(make_step("plain", k, None), args.warmup, args.reps)
         print(f"K={k}: plain summed-loss step {base[k]:.1f} ms", flush=True)
     plains = {k: make_step("plain", k, None) for k in args.ks}
+    h2h: list[list[str]] = []
     for name in args.methods:
         cls = BALANCING_METHODS[name]
         cells = [name, ",".join(sorted(cls.needs))]
@@ -225,6 +226,9 @@ def main() -> None:
                 cells.append(f"{ratio:.2f}×")
         rows.append(cells)
         print(" | ".join(cells), flush=True)
+        if {"exact", "torchjd"} <= set(modes) and name in TORCHJD:
+            h2h.append(head_to_head(name, args.ks, args.reps))
+            print(" | ".join(h2h[-1]), flush=True)
     head = ["method", "needs"] + [f"K={k} {c}" for k in args.ks for c in modes]
     lines = [
         "# Balancing overhead: step time relative to the plain summed-loss step",
@@ -258,10 +262,32 @@ def main() -> None:
         *("| " + " | ".join(r) + " |" for r in rows),
         "",
     ]
+    if h2h:
+        lines += [
+            "**`exact` against torchjd, head to head:** the two steps timed alternately with"
+            " each other (not each against the plain step), median of polytask `exact` over"
+            " median of torchjd; below 1 means polytask is faster.",
+            "",
+            "| method | " + " | ".join(f"K={k} exact ÷ torchjd" for k in args.ks) + " |",
+            "|" + "---|" * (len(args.ks) + 1),
+            *("| " + " | ".join(r) + " |" for r in h2h),
+            "",
+        ]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_text(args.out, text)
+        title = lines[0].removeprefix("# ")
+        write_section(Path(args.out), "table", "\n".join(lines[2:]), title=title)
+
+
+def head_to_head(name: str, ks: list[int], reps: int) -> list[str]:
+    """``exact`` step time over torchjd's on the same method, the two timed alternately."""
+    cells = [name]
+    for k in ks:
+        n = reps if k < 40 else max(3, reps // 3)
+        ratio = paired_ratio(make_step("torchjd", k, name), make_step("exact", k, name), 2, n)
+        cells.append(f"{ratio:.2f}")
+    return cells
 
 
 if __name__ == "__main__":

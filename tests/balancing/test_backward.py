@@ -273,3 +273,19 @@ def test_factored_features_path_disjoint_and_overlapping_columns(tiny, overlap: 
     torch.testing.assert_close(tg.gramian(), dz.flatten(1) @ dz.flatten(1).T)
     w = torch.tensor([0.2, -1.0, 3.0], dtype=torch.float64)
     torch.testing.assert_close(tg.combine(w)[0], torch.einsum("k,kbd->bd", w, dz))
+
+
+@pytest.mark.parametrize(("m", "overlap"), [(3, False), (12, False), (12, True)])
+def test_factor_norms_equal_the_explicit_feature_gradient_norms(m: int, overlap: bool) -> None:
+    # small (direct form), large with disjoint columns (ownership form), large overlapping
+    from polytask.balancing.statistic import _factor_norms
+
+    gen = torch.Generator().manual_seed(m)
+    r = torch.zeros(m, 16, m, dtype=torch.float64)
+    for k in range(m):
+        r[k, :, k] = torch.randn(16, generator=gen, dtype=torch.float64)
+    if overlap:
+        r[0, :, 1] = torch.randn(16, generator=gen, dtype=torch.float64)
+    a = torch.randn(m, 8, generator=gen, dtype=torch.float64)
+    expected = torch.stack([(r[k] @ a).norm() for k in range(m)])
+    torch.testing.assert_close(_factor_norms(r, a), expected)

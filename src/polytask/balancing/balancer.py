@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from polytask._core import NonFiniteLossError, PolytaskError
+from polytask._core import NonFiniteLossError, PolytaskError, all_finite
 from polytask.balancing.apply import apply_update, apply_weighted_loss, apply_weights
 from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, Statistics
 from polytask.balancing.statistic import (
@@ -168,7 +168,7 @@ class Balancer(nn.Module):
 
 
 def _check_finite(t: Tensor, what: str) -> None:
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t.detach()):
         raise NonFiniteLossError(f"balancing: the method produced non-finite {what}")
 
 

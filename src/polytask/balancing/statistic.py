@@ -274,6 +274,20 @@ def task_gradients(
     return TaskGradients(targets, heads, head_grads, features_mode, blocks=blocks)
 
 
+def _factor_norms(r: Tensor, a: Tensor) -> Tensor:
+    """``‖R_k A‖`` for every k: ``Σ_b R_k[b] (A Aᵀ) R_k[b]ᵀ`` (``O(m B H²)``), or from ``R_Σ`` and the
+    column ownership ``P`` when the tasks' columns are disjoint and that is cheaper:
+    ``‖R_k A‖² = (P ((R_Σᵀ R_Σ) ⊙ A Aᵀ))_k · P_k`` (``O(B H² + m H²)``)."""
+    m, _, h = r.shape
+    if m * h <= 64:  # small: the direct form has the fewest ops
+        return ((r @ (a @ a.T)) * r).sum(dim=(1, 2)).clamp_min(0).sqrt()
+    own = (r.abs().sum(1) > 0).to(r.dtype)  # [m, H]
+    if not bool((own.sum(0) <= 1).all()):
+        return ((r @ (a @ a.T)) * r).sum(dim=(1, 2)).clamp_min(0).sqrt()
+    r_sum = r.sum(0)
+    return (((own @ ((r_sum.T @ r_sum) * (a @ a.T))) * own).sum(1)).clamp_min(0).sqrt()
+
+
 def layer_grad_norms(
     losses: Tensor, shared: Sequence[Tensor], features: Tensor | None, features_mode: bool
 ) -> Tensor:
@@ -290,12 +304,11 @@ def layer_grad_norms(
             if features.requires_grad
             else None
         )
-        if lin is not None:  # ‖R_k A‖ from the factor: diag(R A Aᵀ Rᵀ)
+        if lin is not None:  # ‖R_k A‖² = G_kk of the factored Gramian (cheap when disjoint)
             edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
             r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
             a = torch.cat([a_c for _, a_c in lin], dim=0)
-            sq = ((r @ (a @ a.T)) * r).sum(dim=(1, 2))
-            norms = sq.clamp_min(0).sqrt()
+            norms = _factor_norms(r, a)
             if not bool(torch.isfinite(norms).all()):
                 raise NonFiniteLossError(
                     "balancing: non-finite gradient norm of the GradNorm layer"

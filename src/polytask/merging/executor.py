@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from polytask._core import PolytaskError
+from polytask._core import PolytaskError, all_finite
 from polytask.merging.io.filters import KeyFilter
 from polytask.merging.selection import MagnitudeSelector
 from polytask.merging.sources import TensorSource
@@ -123,19 +123,6 @@ def _where(source: TensorSource) -> str:
     return str(getattr(source, "path", None) or getattr(source, "label", "a checkpoint"))
 
 
-def _finite(tensor: torch.Tensor) -> bool:
-    """True when every entry is finite.
-
-    A sum is NaN or infinite whenever an entry is, so a finite sum settles it cheaply; only a
-    non-finite sum (a NaN/Inf entry, or an overflow) needs the element-wise check.
-    """
-    if not _is_float(tensor.dtype) or tensor.numel() == 0:
-        return True
-    if math.isfinite(float(tensor.sum())):
-        return True
-    return bool(torch.isfinite(tensor).all())
-
-
 class _Block:
     """Rows ``start:stop`` of one tensor (the whole tensor when ``rows`` is None)."""
 
@@ -147,7 +134,7 @@ class _Block:
         tensor = (
             source.get(self.key) if self.rows is None else source.get_rows(self.key, *self.rows)
         )
-        if not _finite(tensor):
+        if not all_finite(tensor):
             raise PolytaskError(
                 f"tensor {self.key!r} in {source.file_of(self.key)} contains NaN or Inf"
             )
@@ -345,7 +332,7 @@ def _execute(
                 out = method(b, _Lazy(models, block), name=item.key, thresholds=own, offset=offset)
                 if out.shape != b.shape:
                     raise PolytaskError(f"tensor {item.key!r}: the method changed its shape")
-                if not _finite(out):
+                if not all_finite(out):
                     raise PolytaskError(f"tensor {item.key!r}: the merge produced NaN or Inf")
             else:
                 out = b

@@ -20,8 +20,9 @@ class DBMTL(JacobianAggregator):
     :math:`\sum_k \alpha_k \hat g_k`. Reported weights: :math:`\alpha_k / (L_k + \epsilon)`; with
     :math:`\beta = 0` the update is exactly that weighting of the raw :math:`g_k`.
 
-    Needs the Jacobian and keeps its EMA (an ``[m, n]`` buffer), so ``exact`` mode only: feature
-    gradients of different batches cannot be averaged.
+    Needs the Jacobian and keeps its EMA (an ``[m, n]`` buffer, updated in place as
+    :math:`\beta_t \hat g + (1-\beta_t)\tilde g`), so ``exact`` mode only: feature gradients of
+    different batches cannot be averaged (LibMTL refuses ``rep_grad`` for DB-MTL too).
 
     :param beta: :math:`\beta` (0.9). :param beta_sigma: :math:`\sigma` (0.5).
     """
@@ -44,13 +45,13 @@ class DBMTL(JacobianAggregator):
         if jac is None:
             raise PolytaskError("DBMTL: the statistic has no Jacobian")
         scale = 1.0 / (stats.losses.detach().to(jac.dtype) + self.eps)
-        g = jac * scale[:, None]
-        if tuple(self.ema.shape) != tuple(g.shape):
-            self.ema = torch.zeros_like(g)
+        if tuple(self.ema.shape) != tuple(jac.shape):
+            self.ema = torch.zeros_like(jac)
             self.count.zero_()
         self.count += 1
         b = self.beta / float(self.count) ** self.beta_sigma
-        self.ema.copy_(g + b * (self.ema - g))
+        # ĝ ← g̃ + β_t(ĝ − g̃) = β_t ĝ + (1 − β_t) g̃, in place: two passes, no [m, n] temporary
+        self.ema.mul_(b).addcmul_(jac, ((1.0 - b) * scale)[:, None])
         norms = self.ema.norm(dim=1)
         alpha = norms.max() / (norms + 1e-8)
         return alpha @ self.ema, alpha * scale
