@@ -113,7 +113,8 @@ def test_help_lists_whole_model_methods(capsys: pytest.CaptureFixture[str]) -> N
     text = capsys.readouterr().out
     assert "  tall_masks:" in text and "  consensus:" in text
     assert "k: int = 2" in text and "combine: Literal['task_arithmetic', 'ties']" in text
-    assert "fisher (FisherMerge)" in text and "regmean (RegMean)" in text
+    assert "fisher (FisherMerge, data.split default train)" in text
+    assert "adamerging (AdaMerging, data.split default test)" in text and "run:" in text
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import click
 
 from polytask.config.merge import (
     DATA_METHODS,
+    DATA_SPLITS,
     MERGE_METHODS,
     MODEL_METHODS,
     build_merge_method,
@@ -32,8 +33,15 @@ def _methods_help() -> str:
             lines.append(f"  {name}: {doc}")
             for option, kind, default in method_options(name):
                 lines.append(f"      {option}: {kind} = {default!r}")
-    data = ", ".join(f"{n} ({c.__name__})" for n, c in DATA_METHODS.items())
-    lines.append(f"Need a model and task data, Python API only (polytask.merging.model): {data}")
+    lines.append(
+        "Need a model and task data: give `run:` (a single-task run) instead of base_model and"
+    )
+    lines.append("models, and optionally `data: {split, batches, batch_size}`:")
+    for name, cls in DATA_METHODS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
+        lines.append(f"  {name} ({cls.__name__}, data.split default {DATA_SPLITS[name]}): {doc}")
+        for option, kind, default in method_options(name):
+            lines.append(f"      {option}: {kind} = {default!r}")
     return "\n".join(lines)
 
 
@@ -52,7 +60,8 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
     """Merge the fine-tuned checkpoints described in CONFIG (YAML) into the folder OUT.
 
     Per-tensor methods stream tensors one at a time (memory stays at a few tensors); whole-model
-    methods (tall_masks, consensus) load every selected tensor of all models. The output is
+    methods (tall_masks, consensus) load every selected tensor of all models; data-based ones
+    (fisher, regmean, adamerging) also read a few batches of each task of the `run:`. The output is
     sharded safetensors plus merge.json recording the method and every option (TALL's packed
     masks go to merge_tensors.safetensors).
     """
@@ -61,7 +70,7 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
 
     cfg = load_merge_config(config)
     method = build_merge_method(cfg, where=str(config))
-    record = {"name": cfg.method, "seed": cfg.seed, "config": str(config)}
+    record: dict[str, Any] = {"name": cfg.method, "seed": cfg.seed, "config": str(config)}
     common: dict[str, Any] = dict(
         include=cfg.filters.include,
         exclude=cfg.filters.exclude,
@@ -73,9 +82,19 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
         trust_pickle=cfg.trust_pickle,
         record=record,
     )
+    assert cfg.base_model is not None and cfg.models is not None
     paths = [m.path for m in cfg.models]
     if isinstance(method, ModelMerge):
-        merge_model_checkpoints(method, cfg.base_model, paths, out, **common)
+        data = None
+        if method.needs and cfg.run is not None:
+            from polytask.config.merge_data import merge_inputs
+
+            batches, size = cfg.data.batches, cfg.data.batch_size
+            data, used = merge_inputs(
+                Path(cfg.run), method, cfg.data_split, batches, size, str(config)
+            )
+            record["data"] = used
+        merge_model_checkpoints(method, cfg.base_model, paths, out, data=data, **common)
     else:
         merge_checkpoints(method, cfg.base_model, paths, out, progress=progress, **common)
     click.echo(f"merged {len(cfg.models)} models with {cfg.method} into {out}")

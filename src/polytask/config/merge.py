@@ -15,11 +15,16 @@ file looks like::
     shard_size: 2GB
     seed: 0                                 # DARE / DELLA masks
 
+Instead of ``base_model`` and ``models``, ``run:`` names a single-task run (``polytask train
+--single-task``): its base and per-task trunks are merged, and the data-based methods
+(:data:`DATA_METHODS`: Fisher, RegMean, AdaMerging) take the run's trunk, each task's own head and
+``data: {split, batches, batch_size}`` rows of each task (see :mod:`polytask.config.merge_data`).
+
 Relative paths are resolved against the config file's folder. Per-model ``weight`` and
 ``density`` become the method's per-model ``weights`` / ``density`` tuples. To add a per-tensor
 method, add its class to :data:`MERGE_METHODS`; a data-free whole-model one (all tensors in
-memory, e.g. ``tall_masks``, ``consensus``) to :data:`MODEL_METHODS`. The data-based ones
-(:data:`DATA_METHODS`) are named only to refuse them with a pointer to the Python API.
+memory, e.g. ``tall_masks``, ``consensus``) to :data:`MODEL_METHODS`; one that needs a model
+and task data to :data:`DATA_METHODS` (with its default ``data.split`` in :data:`DATA_SPLITS`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from polytask._core import PolytaskError
 from polytask.config.load import read_yaml, validate
@@ -58,10 +71,12 @@ from polytask.merging.tensor import (
 
 __all__ = [
     "DATA_METHODS",
+    "DATA_SPLITS",
     "MERGE_METHODS",
     "MODEL_METHODS",
     "FilterConfig",
     "MergeConfig",
+    "MergeDataConfig",
     "ModelEntry",
     "build_merge_method",
     "load_merge_config",
@@ -85,12 +100,14 @@ MODEL_METHODS: dict[str, type] = {
     "tall_masks": TallMasks,
     "consensus": ConsensusMerge,
 }
-# Methods that need an nn.Module and per-task batches: Python API only (named for the error).
+# Methods that need an nn.Module and per-task batches: from a config only with `run:`.
 DATA_METHODS: dict[str, type] = {
     "fisher": FisherMerge,
     "regmean": RegMean,
     "adamerging": AdaMerging,
 }
+# the split each data method reads by default (AdaMerging adapts on unlabelled test inputs)
+DATA_SPLITS = {"fisher": "train", "regmean": "train", "adamerging": "test"}
 DTYPES = {
     "float32": torch.float32,
     "float16": torch.float16,
@@ -141,14 +158,25 @@ class FilterConfig(BaseModel):
     syntax: Literal["glob", "regex"] = "glob"
 
 
+class MergeDataConfig(BaseModel):
+    """Rows of each task of a ``run:`` that the data-based methods read."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: Literal["train", "val", "test"] | None = None
+    batches: int = Field(4, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+
 class MergeConfig(BaseModel):
     """A complete merge job."""
 
     model_config = ConfigDict(extra="forbid")
     method: str
     options: dict[str, Any] = Field(default_factory=dict)
-    base_model: str
-    models: list[ModelEntry] = Field(min_length=1)
+    base_model: str | None = None
+    models: list[ModelEntry] | None = Field(None, min_length=1)
+    run: str | None = None
+    data: MergeDataConfig = Field(default_factory=MergeDataConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     excluded: Literal["base", "drop"] = "base"
     dtype: Literal["float32", "float16", "bfloat16", "float64"] | None = None
@@ -159,16 +187,31 @@ class MergeConfig(BaseModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        if value in DATA_METHODS:
-            api = DATA_METHODS[value].__name__
-            raise ValueError(
-                f"merge method {value!r} needs a model and per-task data, which a merge config "
-                f"cannot describe; use the Python API (polytask.merging.model.{api})"
-            )
-        if value not in MERGE_METHODS and value not in MODEL_METHODS:
-            known = ", ".join([*MERGE_METHODS, *MODEL_METHODS])
+        if value not in MERGE_METHODS and value not in MODEL_METHODS and value not in DATA_METHODS:
+            known = ", ".join([*MERGE_METHODS, *MODEL_METHODS, *DATA_METHODS])
             raise ValueError(f"unknown merge method {value!r}; known: {known}")
         return value
+
+    @model_validator(mode="after")
+    def _checkpoints(self) -> MergeConfig:
+        if self.run is not None and (self.base_model is not None or self.models is not None):
+            raise ValueError(
+                "give either 'run' (a single-task run) or 'base_model' and 'models', not both"
+            )
+        if self.method in DATA_METHODS and self.run is None:
+            raise ValueError(
+                f"merge method {self.method!r} needs a model and per-task data: name a "
+                "single-task run with 'run:' (polytask train --single-task), or use the Python "
+                f"API (polytask.merging.model.{DATA_METHODS[self.method].__name__})"
+            )
+        if self.run is None and (self.base_model is None or not self.models):
+            raise ValueError("give 'base_model' and 'models' (or 'run': a single-task run)")
+        return self
+
+    @property
+    def data_split(self) -> str:
+        """``data.split``, or the method's default split."""
+        return self.data.split or DATA_SPLITS.get(self.method, "train")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -198,7 +241,20 @@ def load_merge_config(path: str | Path) -> MergeConfig:
     def resolve(p: str) -> str:
         return p if Path(p).is_absolute() else str(root / p)
 
+    if config.run is not None:
+        from .merge_data import run_checkpoints
+
+        run = resolve(config.run)
+        base, models, _ = run_checkpoints(Path(run), str(path))
+        config = config.model_copy(
+            update={
+                "run": run,
+                "base_model": str(base),
+                "models": [ModelEntry(path=str(m)) for m in models],
+            }
+        )
     build_merge_method(config, where=str(path))  # unknown options fail here, before any I/O
+    assert config.base_model is not None and config.models is not None
     return config.model_copy(
         update={
             "base_model": resolve(config.base_model),
@@ -222,7 +278,7 @@ def _type_name(tp: Any) -> str:
 
 
 def _method_class(name: str) -> type:
-    return MERGE_METHODS[name] if name in MERGE_METHODS else MODEL_METHODS[name]
+    return {**MERGE_METHODS, **MODEL_METHODS, **DATA_METHODS}[name]
 
 
 def build_merge_method(
@@ -263,7 +319,7 @@ def build_merge_method(
     if isinstance(method, ModelMerge):
         return method
     tensor_method: TensorMerge = method
-    tensor_method.check_models(len(config.models))
+    tensor_method.check_models(len(config.models or ()))
     return tensor_method
 
 
@@ -275,7 +331,7 @@ def _per_model(
     option: str,
     where: str,
 ) -> None:
-    values = [getattr(m, entry) for m in config.models]
+    values = [getattr(m, entry) for m in config.models or ()]
     if all(v is None for v in values):
         return
     if option not in fields:

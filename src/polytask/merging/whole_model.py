@@ -1,4 +1,4 @@
-"""Whole-model merges between folders: TALL masks and Consensus from checkpoint files.
+"""Whole-model merges between folders: TALL masks, Consensus and the data-based methods.
 
 :func:`merge_model_checkpoints` is the file-level counterpart of a
 :class:`~polytask.merging.model.ModelMerge` (``method.merge(base, finetuned)``): it checks that
@@ -11,7 +11,7 @@ masks ``mask.<task>.<tensor>``) go to ``merge_tensors.safetensors`` in the same 
 
 Memory: the selected tensors of all T + 1 checkpoints are held at once, plus the method's task
 vectors (about 2(T + 1) checkpoints in float32); that is what these methods need by definition.
-Methods that need a model and data (Fisher, RegMean, AdaMerging) are refused here.
+Methods that need a model and data (Fisher, RegMean, AdaMerging) take them as ``data=``.
 """
 
 from __future__ import annotations
@@ -52,13 +52,20 @@ def merge_model_checkpoints(
     overwrite: bool = False,
     trust_pickle: bool = False,
     record: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Run a data-free whole-model merge on checkpoint files and write the result to ``out``."""
+    """Run a whole-model merge on checkpoint files and write the result to ``out``.
+
+    ``data`` holds what a data-based method needs beyond the checkpoints (``method.needs``, e.g.
+    ``model=``, ``data=`` and ``select=`` for Fisher, RegMean and AdaMerging); it is passed to
+    ``method.merge`` as keyword arguments.
+    """
     name = type(method).__name__
-    if method.needs:
+    missing = sorted(set(method.needs) - set(data or {}))
+    if missing:
         raise PolytaskError(
-            f"{name} needs {', '.join(sorted(method.needs))}: run it from Python "
-            "(polytask.merging.model), not from checkpoint files alone"
+            f"{name} needs {', '.join(missing)}: run it from Python (polytask.merging.model) "
+            "or from a merge config with `run:` (a single-task run), not from checkpoint files alone"
         )
     out = Path(out)
     if out.exists() and not overwrite:
@@ -75,7 +82,7 @@ def merge_model_checkpoints(
             raise PolytaskError(f"{name}: the filters select no floating tensor to merge")
         base_state = {k: read_checked(base_reader, k) for k in keys}
         states = [{k: read_checked(r, k) for k in keys} for r in readers]
-        outcome = method.merge(base_state, states)
+        outcome = method.merge(base_state, states, **dict(data or {}))
         del states
         info: dict[str, Any] = {
             **describe(method),

@@ -1,0 +1,177 @@
+"""Checkpoints, model and per-task data of a single-task run, for ``polytask merge`` with ``run:``.
+
+A merge config may name a run written by ``polytask train --single-task`` instead of listing
+checkpoints::
+
+    method: fisher
+    options: {likelihood: bernoulli}
+    run: ../runs/tox21-single
+    data: {split: train, batches: 4, batch_size: 64}
+
+The checkpoints are the run's ``base/trunk.safetensors`` and ``single/<task>/trunk.safetensors``,
+in the run's task order. The methods that need a model and data (Fisher, RegMean, AdaMerging)
+get them from the same run:
+
+* ``model``: the run's trunk, whose state dict is exactly the ``trunk.*`` tensors being merged;
+* ``select(z, t)``: task t's own fine-tuned head applied to the trunk output (heads are not
+  merged: ``polytask eval RUN --trunk MERGED`` evaluates each task with its own head);
+* ``data``: per task, ``batches`` batches of ``batch_size`` rows of ``split`` that carry a label
+  for that task, in a random order seeded by the run's seed, as ``(inputs, labels)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polytask._core import PolytaskError
+from polytask.tasks import TaskSet
+from polytask.tasks.data import TensorData
+
+from .data import PreparedData, prepare_data
+from .job import RUN_FILE, TRUNK_FILE, _load_model, _subset
+from .load import validate
+from .schema import TrainConfig
+
+__all__ = ["merge_inputs", "run_checkpoints"]
+
+# what each Fisher likelihood can score: the head output of these task kinds
+_LIKELIHOOD_KINDS = {"bernoulli": ("binary", "multilabel"), "categorical": ("multiclass",)}
+
+
+def _run_meta(run: Path, where: str) -> dict[str, Any]:
+    if not (run / RUN_FILE).is_file():
+        raise PolytaskError(
+            f"{where}: key 'run': {run} is not a polytask run folder (no {RUN_FILE})"
+        )
+    meta: dict[str, Any] = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
+    if not meta.get("single_task"):
+        raise PolytaskError(
+            f"{where}: key 'run': {run} is not a single-task run (train it with --single-task)"
+        )
+    return meta
+
+
+def run_checkpoints(run: Path, where: str) -> tuple[Path, list[Path], list[str]]:
+    """``(base, [task trunks], [task names])`` of a finished single-task run, in task order."""
+    _run_meta(run, where)
+    report = run / "report.json"
+    if not report.is_file():
+        raise PolytaskError(f"{where}: key 'run': {run} has not finished (no report.json)")
+    tasks = list(json.loads(report.read_text(encoding="utf-8")).get("runs") or {})
+    if not tasks:
+        raise PolytaskError(f"{where}: key 'run': {report} lists no task runs")
+    paths = [run / "single" / t / TRUNK_FILE for t in tasks]
+    for path in [run / "base" / TRUNK_FILE, *paths]:
+        if not path.is_file():
+            raise PolytaskError(f"{where}: key 'run': {path} does not exist")
+    return run / "base" / TRUNK_FILE, paths, tasks
+
+
+class _Trunk(nn.Module):
+    """The run's trunk under the name ``trunk``: its state dict keys are the merged tensors."""
+
+    def __init__(self, trunk: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        out: Tensor = self.trunk(inputs)
+        return out
+
+
+def _labelled_rows(y: Tensor) -> Tensor:
+    if not y.is_floating_point():
+        return torch.arange(y.shape[0])
+    known = ~torch.isnan(y)
+    return (known if known.dim() == 1 else known.any(dim=1)).nonzero()[:, 0]
+
+
+def _batches(
+    data: TensorData, task: str, batches: int, batch_size: int, seed: int, where: str
+) -> list[tuple[Tensor, Tensor]]:
+    if not isinstance(data.inputs, Tensor):
+        raise PolytaskError(
+            f"{where}: task {task!r}: data-based merges from a config need tensor inputs "
+            "(table or image data); use the Python API (polytask.merging.model) for other inputs"
+        )
+    y = data.targets[task]
+    rows = _labelled_rows(y)
+    if rows.numel() == 0:
+        raise PolytaskError(f"{where}: task {task!r} has no labelled rows in this split")
+    gen = torch.Generator().manual_seed(seed)
+    rows = rows[torch.randperm(rows.numel(), generator=gen)][: batches * batch_size]
+    return [(data.inputs[idx], y[idx]) for idx in torch.split(rows, batch_size) if idx.numel() > 0]
+
+
+def _check_likelihood(method: Any, kinds: Sequence[str], tasks: Sequence[str], where: str) -> None:
+    likelihood = getattr(method, "likelihood", None)
+    if likelihood is None:
+        return
+    for task, kind in zip(tasks, kinds):
+        if kind not in _LIKELIHOOD_KINDS.get(likelihood, ()):
+            fits = [name for name, ok in _LIKELIHOOD_KINDS.items() if kind in ok]
+            hint = (
+                f"set options.likelihood: {fits[0]}"
+                if fits
+                else "Fisher merging needs a classification likelihood"
+            )
+            raise PolytaskError(
+                f"{where}: task {task!r} is {kind}, which likelihood {likelihood!r} cannot score; {hint}"
+            )
+
+
+def merge_inputs(
+    run: Path, method: Any, split: str, batches: int, batch_size: int, where: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model``, ``data`` and ``select`` for ``method.merge`` from a single-task run, and a
+    record of the data used (for ``merge.json``)."""
+    meta = _run_meta(run, where)
+    _, _, names = run_checkpoints(run, where)
+    config = validate(TrainConfig, meta["config"], str(run / RUN_FILE))
+    prepared = prepare_data(config, Path(meta["config_dir"]))
+    tasks = [prepared.taskset[n] for n in names]
+    _check_likelihood(method, [t.kind for t in tasks], names, where)
+    if split not in prepared.splits:
+        raise PolytaskError(f"{where}: key 'data.split': the run has no split {split!r}")
+    heads: list[nn.Module] = []
+    data: list[list[tuple[Tensor, Tensor]]] = []
+    trunk: nn.Module | None = None
+    for task in tasks:
+        one = PreparedData(
+            TaskSet([task]),
+            {k: _subset(v, task.name) for k, v in prepared.splits.items()},
+            prepared.per_task,
+            prepared.info,
+        )
+        weights = run / "single" / task.name / "checkpoints" / "best" / "model.safetensors"
+        model = _load_model(config, one, weights, None).eval()
+        trunk = trunk if trunk is not None else model.trunk
+        heads.append(model.heads)
+        part = one.splits[split]
+        table = part if isinstance(part, TensorData) else part[task.name]
+        data.append(_batches(table, task.name, batches, batch_size, config.seed, where))
+    assert trunk is not None
+
+    def select(out: Tensor, t: int) -> Tensor:
+        head_out: Tensor = heads[t](out, [names[t]])[names[t]]
+        return head_out
+
+    record = {
+        "run": str(run),
+        "tasks": names,
+        "split": split,
+        "batches": batches,
+        "batch_size": batch_size,
+        "rows": {n: sum(int(b[0].shape[0]) for b in d) for n, d in zip(names, data)},
+    }
+    inputs: dict[str, Any] = {"model": _Trunk(trunk), "data": data}
+    if "select" in inspect.signature(method.merge).parameters:  # heads pick each task's output
+        inputs["select"] = select
+    return inputs, record

@@ -1,0 +1,128 @@
+"""``polytask merge`` with ``run:``: Fisher, RegMean and AdaMerging on a single-task run's trunks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from polytask.cli.main import main
+from polytask.config.merge import load_merge_config
+from polytask.config.merge_data import merge_inputs
+from polytask.merging.model import AdaMerging, FisherMerge, RegMean
+from tests.conftest import REPO, small_tox21
+
+TASKS = ("NR-AhR", "SR-ARE", "SR-MMP")
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("merge_run")
+    cfg = small_tox21(root, steps=20)
+    out = root / "single"
+    assert main(["train", str(cfg), "--out", str(out), "--single-task", "--no-progress"]) == 0
+    return out
+
+
+def _merge(tmp: Path, single: Path, name: str, **entries: object) -> tuple[int, Path]:
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump({"run": str(single), **entries}))
+    out = tmp / name
+    return main(["merge", str(cfg), "--out", str(out)]), out
+
+
+def _trunks(single: Path) -> tuple[dict, list[dict]]:
+    base = load_file(str(single / "base" / "trunk.safetensors"))
+    return base, [load_file(str(single / "single" / t / "trunk.safetensors")) for t in TASKS]
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "data", "expected"),
+    [
+        ("fisher", {"likelihood": "bernoulli"}, {"batches": 2, "batch_size": 32}, FisherMerge),
+        ("regmean", {"alpha": 0.5}, {"batches": 2, "batch_size": 32}, RegMean),
+        ("adamerging", {"steps": 3, "lr": 0.01}, {"batches": 1, "batch_size": 32}, AdaMerging),
+    ],
+)
+def test_cli_merge_from_run_equals_the_python_api(
+    single: Path, tmp_path: Path, method: str, options: dict, data: dict, expected: type
+) -> None:
+    code, out = _merge(tmp_path, single, method, method=method, options=options, data=data)
+    assert code == 0
+    info = json.loads((out / "merge.json").read_text())
+    split = "test" if method == "adamerging" else "train"
+    assert info["data"]["tasks"] == list(TASKS) and info["data"]["split"] == split
+    assert set(info["data"]["rows"]) == set(TASKS)
+    assert all(0 < n <= data["batches"] * data["batch_size"] for n in info["data"]["rows"].values())
+    # the same merge through the Python API, on the data the config layer prepared
+    method_obj = expected(**options)
+    cfg = load_merge_config(tmp_path / f"{method}.yaml")
+    inputs, _ = merge_inputs(
+        single, method_obj, split, data["batches"], data["batch_size"], "test config"
+    )
+    base, finetuned = _trunks(single)
+    reference = method_obj.merge(base, finetuned, **inputs).state
+    merged = load_file(str(next(out.glob("model*.safetensors"))))
+    assert merged.keys() == base.keys() == reference.keys()
+    for key, value in reference.items():
+        torch.testing.assert_close(merged[key], value.to(merged[key].dtype), rtol=0, atol=0)
+    assert any(not merged[k].equal(f[k]) for f in finetuned for k in merged)
+    assert cfg.models is not None and [Path(m.path).parent.name for m in cfg.models] == list(TASKS)
+
+
+def test_run_shorthand_for_data_free_methods_and_eval(single: Path, tmp_path: Path) -> None:
+    code, out = _merge(tmp_path, single, "ta", method="task_arithmetic", options={"lam": 0.4})
+    assert code == 0
+    base, finetuned = _trunks(single)
+    merged = load_file(str(next(out.glob("model*.safetensors"))))
+    for key in base:
+        expected = base[key] + 0.4 * sum((f[key] - base[key] for f in finetuned), torch.zeros(()))
+        torch.testing.assert_close(merged[key], expected)
+    example = yaml.safe_load((REPO / "examples" / "merge" / "tox21_fisher.yaml").read_text())
+    example.pop("run")
+    code, fisher = _merge(tmp_path, single, "fi", **example)
+    report = tmp_path / "merged.json"
+    args = ["eval", str(single), "--trunk", str(fisher), "--out", str(report)]
+    assert code == 0 and main(args) == 0
+    metrics = json.loads(report.read_text())["metrics"]["test"]
+    assert set(metrics) == set(TASKS) and all(0 < m["roc_auc"] < 1 for m in metrics.values())
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ({"method": "fisher"}, "task 'NR-AhR' is binary, which likelihood 'categorical' cannot"),
+        ({"method": "regmean", "data": {"split": "dev"}}, "data.split"),
+        ({"method": "regmean", "data": {"batches": 0}}, "data.batches"),
+        ({"method": "regmean", "base_model": "x"}, "either 'run'"),
+    ],
+)
+def test_bad_run_merges(
+    single: Path, tmp_path: Path, entries: dict, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = _merge(tmp_path, single, "bad", **entries)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_data_method_needs_a_single_task_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(yaml.safe_dump({"method": "fisher", "base_model": "b", "models": ["a"]}))
+    assert main(["merge", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "name a single-task run with 'run:'" in capsys.readouterr().err
+    joint = tmp_path / "joint"
+    assert (
+        main(["train", str(small_tox21(tmp_path, steps=5)), "--out", str(joint), "--no-progress"])
+        == 0
+    )
+    capsys.readouterr()
+    cfg.write_text(yaml.safe_dump({"method": "regmean", "run": str(joint)}))
+    assert main(["merge", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a single-task run" in capsys.readouterr().err
