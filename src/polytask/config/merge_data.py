@@ -151,7 +151,7 @@ def merge_inputs(
             prepared.info,
         )
         weights = run / "single" / task.name / "checkpoints" / "best" / "model.safetensors"
-        model = _load_model(config, one, weights, None).eval()
+        model = _load_model(config, one, weights, None).eval().requires_grad_(False)
         trunk = trunk if trunk is not None else model.trunk
         heads.append(model.heads)
         part = one.splits[split]

@@ -46,6 +46,22 @@ def test_empirical_fisher_is_the_mean_of_squared_per_example_gradients() -> None
     torch.testing.assert_close(fisher["weight"], torch.tensor([[0.625], [0.625]]))
 
 
+def test_fisher_through_a_trainable_head_keeps_no_graph() -> None:
+    # select = a head whose weights require grad: same values as the head folded into the model,
+    # and the Fisher is a plain tensor (no autograd graph holding per-example gradients)
+    model, state = _linear([0.0, 0.0])
+    head = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
+    batch = (torch.tensor([[1.0], [2.0]]), torch.tensor([0, 1]))
+    fisher = FisherMerge(labels="empirical").fisher(
+        model, state, [batch], select=lambda o, t: head(o)
+    )
+    assert not fisher["weight"].requires_grad and fisher["weight"].grad_fn is None
+    # p = (½, ½) at w = 0; ∂ log p(y)/∂w = x·diag(2, 1)(1[c=y] − p): (1, −½)², (−2, 1)² → mean
+    torch.testing.assert_close(fisher["weight"], torch.tensor([[2.5], [0.625]]))
+
+
 def test_predicted_label_fisher() -> None:
     # w = (1, 0): x = 1 → argmax 0, grad (σ(−1), −σ(−1)); x = −1 → argmax 1, grad (σ(−1), −σ(−1))
     model, state = _linear([1.0, 0.0])
@@ -179,3 +195,16 @@ def test_fisher_on_the_minilm_encoder_uses_the_loop_and_matches_autograd() -> No
     for n in names:
         assert fisher[n].abs().sum() > 0
         torch.testing.assert_close(fisher[n], expected[n], rtol=1e-4, atol=1e-10)
+
+
+def test_states_without_integer_buffers_use_the_models_own() -> None:
+    # merged checkpoints hold floating tensors only: BatchNorm's num_batches_tracked comes from
+    # the model; a missing floating tensor is still an error naming it
+    model = nn.Sequential(nn.Linear(1, 2), nn.BatchNorm1d(2))
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    batch = (torch.tensor([[1.0], [2.0]]), torch.tensor([0, 1]))
+    full = FisherMerge(labels="empirical").fisher(model, state, [batch])
+    assert set(full) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    del state["1.running_var"]
+    with pytest.raises(PolytaskError, match="lacks tensor '1.running_var'"):
+        FisherMerge(labels="empirical").fisher(model, state, [batch])

@@ -53,8 +53,16 @@ def batches(data: Iterable[Any], limit: int | None, method: str, task: int) -> I
 
 
 def model_state(model: nn.Module, state: Mapping[str, Tensor], method: str) -> dict[str, Tensor]:
-    """Check that ``state`` covers the model's parameters and buffers with the right shapes."""
-    expected = dict(model.state_dict(keep_vars=True))
+    """Check that ``state`` covers the model's parameters and buffers with the right shapes.
+
+    Non-floating buffers (e.g. BatchNorm's ``num_batches_tracked``) are not merged; when the
+    state lacks them, the model's own are used.
+    """
+    expected = {
+        name: ref
+        for name, ref in model.state_dict(keep_vars=True).items()
+        if name in state or ref.is_floating_point()
+    }
     for name, ref in expected.items():
         if name not in state:
             raise PolytaskError(f"{method}: checkpoint lacks tensor '{name}' of the model")

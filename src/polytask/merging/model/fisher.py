@@ -179,14 +179,16 @@ class FisherMerge:
                         grads = batched(params, inputs, labels)
                     except Exception:  # vmap cannot run this model: one example at a time
                         mode = "loop"
+                # detached: a ``select`` whose own parameters require grad (e.g. a task head)
+                # would otherwise chain every batch's per-example gradients into one graph
                 if grads is not None:
                     for n in total:
-                        total[n] += grads[n].to(total[n].dtype).pow(2).sum(0)
+                        total[n] += grads[n].detach().to(total[n].dtype).pow(2).sum(0)
                 else:
                     for i in range(inputs.shape[0]):
                         one = grad(params, inputs[i], labels[i])
                         for n in total:
-                            total[n] += one[n].to(total[n].dtype).pow(2)
+                            total[n] += one[n].detach().to(total[n].dtype).pow(2)
                 count += inputs.shape[0]
         return {n: t / count for n, t in total.items()}, mode
 
