@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from polytask._core import PolytaskError
-from polytask.models import MultiTaskModel, build_model, mlp_trunk
+from polytask.models import MultiTaskModel, build_model, build_moe_heads, mlp_trunk, moe_trunk
 from polytask.tasks import TaskSet
 from polytask.tasks.data import (
     AllTasksSampler,
@@ -24,17 +24,24 @@ from .data import PreparedData
 from .images import ConvTrunkConfig, ImageData, image_model, sla_loader
 from .modal import make_modal_model, mask_loader, modalities_of
 from .schedules import schedule_sampler
-from .schema import PerTaskData, TrainConfig
+from .schema import MoETrunkConfig, PerTaskData, TrainConfig
 
 
 def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskModel:
-    if modalities_of(config):  # one encoder per modality, fused
-        return make_modal_model(config, taskset)
     t = config.model.trunk
+    if modalities_of(config):  # one encoder per modality, fused
+        if isinstance(t, MoETrunkConfig):
+            raise PolytaskError("model.trunk: key 'kind': 'moe' does not take multi-modal inputs")
+        return make_modal_model(config, taskset)
     if isinstance(t, ConvTrunkConfig) or isinstance(config.data, ImageData):
         return image_model(config, taskset, in_dim)
-    trunk = mlp_trunk(in_dim, t.hidden, t.dropout, t.activation, t.batch_norm)
     h = config.model.heads
+    if isinstance(t, MoETrunkConfig):  # shared bottom + experts; gates and towers are the heads
+        moe = moe_trunk(
+            in_dim, t.bottom, t.experts, t.expert_hidden, t.dropout, t.activation, t.batch_norm
+        )
+        return MultiTaskModel(moe, build_moe_heads(moe.layout, taskset.tasks, h.hidden, h.dropout))
+    trunk = mlp_trunk(in_dim, t.hidden, t.dropout, t.activation, t.batch_norm)
     return build_model(trunk, taskset.tasks, t.hidden[-1], h.hidden, h.dropout)
 
 

@@ -124,6 +124,22 @@ class TrunkConfig(_Strict):
     batch_norm: bool = False
 
 
+class MoETrunkConfig(_Strict):
+    """Multi-gate mixture-of-experts (see :mod:`polytask.models.moe`): a shared ``bottom`` MLP
+    (empty: none), ``experts`` expert MLPs of widths ``expert_hidden``; the gates and towers are
+    the heads (``heads.hidden`` gives MLP towers)."""
+
+    kind: Literal["moe"]
+    bottom: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [512])
+    experts: int = Field(4, ge=1, le=256)
+    expert_hidden: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [256], min_length=1
+    )
+    dropout: float = Field(0.2, ge=0, lt=1)
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+    batch_norm: bool = False
+
+
 class HeadsConfig(_Strict):
     hidden: int | None = Field(None, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -131,7 +147,9 @@ class HeadsConfig(_Strict):
 
 class ModelConfig(_Strict):
     trunk: Annotated[
-        Annotated[TrunkConfig, Tag("mlp")] | Annotated[ConvTrunkConfig, Tag("conv")],
+        Annotated[TrunkConfig, Tag("mlp")]
+        | Annotated[ConvTrunkConfig, Tag("conv")]
+        | Annotated[MoETrunkConfig, Tag("moe")],
         Discriminator(trunk_kind),
     ] = TrunkConfig()
     heads: HeadsConfig = HeadsConfig()

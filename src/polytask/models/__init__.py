@@ -6,6 +6,7 @@ from polytask.models.ensemble import MaskEnsemble, SeedEnsemble
 from polytask.models.heads import LinearHeads, MLPHeads
 from polytask.models.hf import HFEncoderTrunk, load_tokenizer, mean_pool, minilm_path
 from polytask.models.mlp import mlp_trunk
+from polytask.models.moe import MoEHeads, MoELayout, MoETrunk, build_moe_heads, moe_trunk
 from polytask.models.multimodal import MultiModalTrunk, multimodal_trunk
 from polytask.models.multitask import MultiTaskModel
 
@@ -15,15 +16,20 @@ __all__ = [
     "LinearHeads",
     "MLPHeads",
     "MaskEnsemble",
+    "MoEHeads",
+    "MoELayout",
+    "MoETrunk",
     "MultiModalTrunk",
     "MultiTaskModel",
     "SeedEnsemble",
     "build_heads",
     "build_model",
+    "build_moe_heads",
     "conv_trunk",
     "load_tokenizer",
     "mean_pool",
     "minilm_path",
     "mlp_trunk",
+    "moe_trunk",
     "multimodal_trunk",
 ]
