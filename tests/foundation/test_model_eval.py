@@ -29,6 +29,21 @@ def test_stacked_heads_give_each_task_only_its_own_gradient():
     assert grad[0].abs().sum() > 0 and grad[1:].abs().sum() == 0
 
 
+def test_non_finite_outputs_are_an_error_not_a_metric():
+    # e.g. a merged trunk whose batch-norm running variance went negative: NaN on some rows
+    from polytask._core import PolytaskError
+    from polytask.eval import evaluate
+    from polytask.tasks.data import TensorData
+
+    model = build_model(mlp_trunk(2, (4,)), TS.tasks, 4)
+    x = torch.randn(6, 2)
+    x[[1, 4], 0] = float("nan")
+    targets = {"a": torch.ones(6), "c": torch.zeros(6), "r": torch.zeros(6)}
+    data = TensorData(x, targets, "held-out")
+    with pytest.raises(PolytaskError, match=r"task 'a': .* NaN or Inf on 2 of 6 rows of held-out"):
+        evaluate(model, TS, {"test": data})
+
+
 def test_delta_m_and_delta_p_hand_values():
     ts = TaskSet(
         [

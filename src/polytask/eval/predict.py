@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from polytask._core import PolytaskError, all_finite
 from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData
 from polytask.tasks.data.tensors import index_inputs
@@ -27,9 +28,17 @@ def predict(
             out = model(index_inputs(data.inputs, idx), list(tasks))
             for t in tasks:
                 chunks[t].append(out[t].detach().float().cpu())
-        return {t: torch.cat(c) for t, c in chunks.items()}
+        preds = {t: torch.cat(c) for t, c in chunks.items()}
     finally:
         model.train(was_training)
+    for t, p in preds.items():
+        if not all_finite(p):
+            bad = int((~torch.isfinite(p)).reshape(p.shape[0], -1).any(dim=1).sum())
+            raise PolytaskError(
+                f"task {t!r}: the model's outputs are NaN or Inf on {bad} of {p.shape[0]} rows "
+                f"of {data.name}; metrics would be meaningless"
+            )
+    return preds
 
 
 SplitData = TensorData | Mapping[str, TensorData]
