@@ -206,5 +206,5 @@ def test_states_without_integer_buffers_use_the_models_own() -> None:
     full = FisherMerge(labels="empirical").fisher(model, state, [batch])
     assert set(full) == {"0.weight", "0.bias", "1.weight", "1.bias"}
     del state["1.running_var"]
-    with pytest.raises(PolytaskError, match="lacks tensor '1.running_var'"):
+    with pytest.raises(PolytaskError, match=r"lacks tensor '1\.running_var'"):
         FisherMerge(labels="empirical").fisher(model, state, [batch])
