@@ -45,7 +45,12 @@ def _trunks(single: Path) -> tuple[dict, list[dict]]:
     [
         ("fisher", {"likelihood": "bernoulli"}, {"batches": 2, "batch_size": 32}, FisherMerge),
         ("regmean", {"alpha": 0.5}, {"batches": 2, "batch_size": 32}, RegMean),
-        ("adamerging", {"steps": 3, "lr": 0.01}, {"batches": 1, "batch_size": 32}, AdaMerging),
+        (
+            "adamerging",
+            {"steps": 3, "lr": 0.01, "likelihood": "bernoulli"},
+            {"batches": 1, "batch_size": 32},
+            AdaMerging,
+        ),
     ],
 )
 def test_cli_merge_from_run_equals_the_python_api(

@@ -11,6 +11,7 @@ from torch import nn
 
 from polytask._core import PolytaskError
 from polytask.merging.model import AdaMerging, merged_state, prediction_entropy
+from polytask.merging.model.adamerging import bernoulli_entropy
 from polytask.merging.model._checkpoints import task_vectors
 
 
@@ -20,6 +21,39 @@ def test_prediction_entropy_pinned() -> None:
     p = torch.tensor([0.7, 0.2, 0.1])
     expected = -(p * p.log()).sum()
     torch.testing.assert_close(prediction_entropy(p.log()[None])[0], expected)
+
+
+def test_bernoulli_entropy_pinned() -> None:
+    # z = 0 → p = ½ → ln 2; z = ln 3 → p = ¾ → −¾ ln ¾ − ¼ ln ¼; symmetric in z
+    z = torch.tensor([0.0, math.log(3.0), -math.log(3.0), 40.0], dtype=torch.float64)
+    h34 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    expected = torch.tensor([math.log(2.0), h34, h34, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(bernoulli_entropy(z), expected, atol=1e-12, rtol=0)
+
+
+def test_bernoulli_likelihood_with_batch_norm_buffers() -> None:
+    # binary heads: entropy of σ(z), not a softmax over the batch; running statistics are merged
+    # with λ but carry no gradient (batch norm refuses differentiable statistics)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Linear(3, 1), nn.Flatten(0))
+    net.train()
+    net(torch.randn(16, 2))  # running statistics away from (0, 1)
+    base = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    ft = []
+    for shift in (0.5, -0.25):
+        state = {k: v.clone() for k, v in base.items()}
+        state["0.weight"] += shift
+        state["1.running_var"] *= 1 + shift
+        ft.append(state)
+    x = torch.randn(8, 2)
+    out = AdaMerging(steps=2, lr=0.05, likelihood="bernoulli").merge(
+        base, ft, model=net, data=[[x], [x]]
+    )
+    lam = out.metadata["coefficients"]
+    assert out.metadata["likelihood"] == "bernoulli" and lam != [0.3, 0.3]
+    expected_var = base["1.running_var"] * (1 + 0.5 * lam[0] - 0.25 * lam[1])
+    torch.testing.assert_close(out.state["1.running_var"], expected_var)
+    assert out.metadata["entropy_after"] < out.metadata["entropy_before"] <= 2 * math.log(2.0)
 
 
 def _linear_problem() -> tuple[nn.Module, dict, list[dict], torch.Tensor]:

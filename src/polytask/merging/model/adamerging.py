@@ -12,7 +12,11 @@ or layer-wise, one λ_t^l per task and per tensor l of the state dict,
 with every λ initialised to ``init`` (0.3) and learned by Adam on unlabeled test inputs, minimising
 the Shannon entropy of the merged model's predictions, summed over tasks:
 
-    L(λ) = Σ_t mean_{x ∈ batch_t} H(softmax(f(x; θ(λ)))),    H(p) = −Σ_c p_c log p_c.
+    L(λ) = Σ_t mean_{x ∈ batch_t} H(softmax(f(x; θ(λ)))),    H(p) = −Σ_c p_c log p_c,
+
+or, with ``likelihood="bernoulli"`` (binary and multi-label heads), the mean over rows and labels
+of H(σ(z)) = −p log p − (1 − p) log(1 − p). Buffers (e.g. batch-norm running statistics) are
+merged with the same λ but carry no gradient.
 
 Each step reads the next batch of every task (iterables are restarted when exhausted). As in the
 authors' code, λ is clamped to ``clamp`` (default [0, 1]) in the forward pass. ``select(output,
@@ -50,6 +54,16 @@ def prediction_entropy(logits: Tensor) -> Tensor:
     """Shannon entropy (nats) of softmax(logits) over the last dimension, one value per row."""
     logp = F.log_softmax(logits, dim=-1)
     return -(logp.exp() * logp).sum(-1)
+
+
+def bernoulli_entropy(logits: Tensor) -> Tensor:
+    """Entropy (nats) of Bernoulli(σ(z)) for every logit z (binary and multi-label heads):
+    H = −p log p − (1 − p) log(1 − p) = p · softplus(−z) + (1 − p) · softplus(z)."""
+    p = torch.sigmoid(logits)
+    return p * F.softplus(-logits) + (1 - p) * F.softplus(logits)
+
+
+ENTROPIES = {"categorical": prediction_entropy, "bernoulli": bernoulli_entropy}
 
 
 def merged_state(
@@ -93,6 +107,9 @@ class AdaMerging:
         steps: Adam steps (each reads one batch per task).
         lr: Adam learning rate.
         clamp: ``(low, high)`` bounds applied to λ in the forward pass, or ``None``.
+        likelihood: ``"categorical"`` (softmax over the last dimension of the logits) or
+            ``"bernoulli"`` (one sigmoid per logit: binary and multi-label heads; the entropy
+            is averaged over rows and labels).
     """
 
     granularity: str = "task"
@@ -100,6 +117,7 @@ class AdaMerging:
     steps: int = 100
     lr: float = 1e-3
     clamp: tuple[float, float] | None = (0.0, 1.0)
+    likelihood: str = "categorical"
 
     @property
     def needs(self) -> frozenset[str]:
@@ -109,6 +127,10 @@ class AdaMerging:
         if self.granularity not in GRANULARITIES:
             raise PolytaskError(
                 f"{_NAME}: granularity must be one of {GRANULARITIES}, got {self.granularity!r}"
+            )
+        if self.likelihood not in ENTROPIES:
+            raise PolytaskError(
+                f"{_NAME}: likelihood must be one of {tuple(ENTROPIES)}, got {self.likelihood!r}"
             )
         check_number(self.init, "init", _NAME, low=-float("inf"))
         check_number(self.lr, "lr", _NAME)
@@ -151,14 +173,19 @@ class AdaMerging:
         first = [next(s) for s in streams]
         pick = select or (lambda out, task: out)
 
+        entropy = ENTROPIES[self.likelihood]
+        buffers = {name for name, _ in net.named_buffers()}
+
         def objective(batch_list: Sequence[Any]) -> Tensor:
             lam = self.coefficients(raw)
             params = merged_state(base, vectors, lam)
+            for name in buffers & params.keys():  # e.g. batch-norm statistics: merged, constant
+                params[name] = params[name].detach()
             loss = torch.zeros((), dtype=torch.float64, device=raw.device)
             for t, batch in enumerate(batch_list):
                 inputs, _ = split_batch(batch, _NAME, t)
                 out = torch.func.functional_call(net, params, (inputs,))
-                loss = loss + prediction_entropy(pick(out, t)).mean()
+                loss = loss + entropy(pick(out, t)).mean()
             return loss
 
         with eval_mode(net):
@@ -192,7 +219,8 @@ class AdaMerging:
             "layer": "one coefficient per state-dict tensor"
             if self.granularity == "layer"
             else None,
-            "objective": "sum over tasks of the mean Shannon entropy of softmax(logits), nats",
+            "objective": "sum over tasks of the mean Shannon entropy of the predictions, nats",
+            "likelihood": self.likelihood,
             "optimizer": f"Adam(lr={self.lr})",
             "init": self.init,
             "model_mode": "eval",

@@ -1,0 +1,200 @@
+"""Tox21: joint multi-task training against merging the single-task trunks, same evaluation.
+
+For each seed, the single-task run and the joint run of ``benchmarks/tox21.py`` (under
+``.bench/tox21``: ``single<seed>``, ``multi<seed>``) are reused. Every merge runs from the
+single-task run through ``polytask merge`` with ``run:`` (the run's base and per-task trunks;
+Fisher, RegMean and AdaMerging also take the run's trunk, each task's own head and a few batches
+of each task), and is evaluated by ``polytask eval RUN --trunk MERGED``: every task with the
+merged trunk and its own head, on the same split, with Δm against the single-task models.
+Scaling coefficients are chosen on the mean validation ROC-AUC from small grids. Writes
+``docs/results/tox21_merge.md``.
+
+    python benchmarks/tox21.py --seeds 0 1 2          # the runs (once)
+    python benchmarks/tox21_merge.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from polytask._core import PolytaskError, write_text
+from polytask.cli.main import main as cli
+from polytask.config.job import run_eval
+
+REPO = Path(__file__).resolve().parents[1]
+
+# label → (method, options grid (one entry: no choice), data for the data-based methods)
+METHODS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = {
+    "averaging": ("average", [{}], None),
+    "task arithmetic": ("task_arithmetic", [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)], None),
+    "task arithmetic, batch-norm statistics from the base": (
+        "task_arithmetic",
+        [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)],
+        None,
+    ),
+    "TIES (density 0.2)": (
+        "ties",
+        [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)],
+        None,
+    ),
+    "Fisher (4 × 64 train rows per task)": (
+        "fisher",
+        [{"likelihood": "bernoulli"}],
+        {"split": "train", "batches": 4, "batch_size": 64},
+    ),
+    "RegMean (α 0.9, 4 × 64 train rows per task)": (
+        "regmean",
+        [{"alpha": 0.9}],
+        {"split": "train", "batches": 4, "batch_size": 64},
+    ),
+    "AdaMerging task-wise (50 steps, unlabelled test inputs)": (
+        "adamerging",
+        [{"steps": 50, "lr": 0.01, "likelihood": "bernoulli"}],
+        {"split": "test", "batches": 4, "batch_size": 64},
+    ),
+}
+
+
+def _merge_and_eval(
+    run: Path,
+    label: str,
+    method: str,
+    options: dict[str, Any],
+    data: dict[str, Any] | None,
+    tmp: Path,
+) -> tuple[dict[str, Any] | None, float]:
+    """The merged model's report (None when its outputs are NaN/Inf) and the merge's seconds."""
+    cfg: dict[str, Any] = {"method": method, "options": options, "run": str(run)}
+    if data is not None:
+        cfg["data"] = data
+    if "batch-norm statistics from the base" in label:
+        cfg["filters"] = {"exclude": ["*.running_mean", "*.running_var"]}  # copied from the base
+    (tmp / "merge.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp / "merged"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    if cli(["merge", str(tmp / "merge.yaml"), "--out", str(out), "--no-progress"]) != 0:
+        raise SystemExit(f"merge failed: {cfg}")
+    seconds = time.perf_counter() - start
+    try:
+        report = run_eval(run, trunk=out, baseline=run / "report.json", out_file=tmp / "eval.json")
+    except PolytaskError as exc:  # e.g. negative batch-norm variances after extrapolation
+        print(f"  {label} {options}: {exc}", flush=True)
+        return None, seconds
+    return report, seconds
+
+
+def _mean(report: dict[str, Any], split: str) -> float:
+    return float(report["means"][split]["roc_auc"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=REPO / ".bench" / "tox21")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows: dict[str, list[tuple[float, float, str, float]]] = {}
+    reference: dict[str, list[float]] = {"single-task models": [], "joint multi-task model": []}
+    failed: dict[str, list[int]] = {}
+    for seed in args.seeds:
+        single, joint = args.runs / f"single{seed}", args.runs / f"multi{seed}"
+        for run in (single, joint):
+            if not (run / "report.json").is_file():
+                sys.exit(f"{run} is missing: run `python benchmarks/tox21.py --seeds {seed}` first")
+        reference["single-task models"].append(
+            _mean(json.loads((single / "report.json").read_text()), "test")
+        )
+        reference["joint multi-task model"].append(
+            _mean(json.loads((joint / "report.json").read_text()), "test")
+        )
+        with tempfile.TemporaryDirectory() as td:
+            tmp = Path(td)
+            for label, (method, grid, data) in METHODS.items():
+                best: tuple[float, dict[str, Any], dict[str, Any], float] | None = None
+                for options in grid:
+                    report, seconds = _merge_and_eval(single, label, method, options, data, tmp)
+                    if report is None:
+                        continue
+                    val = _mean(report, "val")
+                    print(f"seed {seed} {label} {options}: val {val:.4f}", flush=True)
+                    if best is None or val > best[0]:
+                        best = (val, options, report, seconds)
+                if best is None:
+                    failed.setdefault(label, []).append(seed)
+                    continue
+                _, options, report, seconds = best
+                chosen = ", ".join(f"{k} {v}" for k, v in options.items() if k == "lam") or "—"
+                delta = float(report["comparison"]["test"]["delta_m"])
+                rows.setdefault(label, []).append((_mean(report, "test"), delta, chosen, seconds))
+                print(f"seed {seed} {label}: test {_mean(report, 'test'):.4f} Δm {delta:+.2f}")
+    text = _table(args, reference, rows, failed)
+    print(text)
+    if not args.no_write:
+        write_text(REPO / "docs" / "results" / "tox21_merge.md", text)
+
+
+def _pm(values: list[float], fmt: str) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{format(statistics.mean(values), fmt)} ± {format(std, fmt)}"
+
+
+def _table(
+    args: argparse.Namespace,
+    reference: dict[str, list[float]],
+    rows: dict[str, list[tuple[float, float, str, float]]],
+    failed: dict[str, list[int]],
+) -> str:
+    seeds = " ".join(map(str, args.seeds))
+    lines = [
+        "# Tox21: joint multi-task training against merged single-task trunks",
+        "",
+        f"Command: `python benchmarks/tox21_merge.py --seeds {seeds}` (after"
+        f" `python benchmarks/tox21.py --seeds {seeds}`), CPU, {args.threads} threads.",
+        "",
+        "* Runs: the single-task and joint runs of `benchmarks/tox21.py` (`examples/tox21.yaml`:"
+        " ECFP4 4096 bits, MLP 1024-512 with batch norm and dropout 0.5, 40 epochs, selection on"
+        " mean validation ROC-AUC; each seed re-draws the 80/10/10 split). All single-task models"
+        " of a seed start from the same trunk initialisation (`base/trunk.safetensors`).",
+        "* Merges: `polytask merge` with `run:` over the 12 task trunks; evaluation"
+        " `polytask eval RUN --trunk MERGED`: the merged trunk with each task's own head. Batch-norm"
+        " running statistics are merged like every other floating tensor (no re-estimation).",
+        "* λ (scaling) chosen per seed on the mean validation ROC-AUC: task arithmetic"
+        " {0.1, 0.2, 0.3, 0.5}, TIES {0.3, 0.5, 1.0}.",
+        "* Δm against the same seed's single-task models (lower is better), test split.",
+        "",
+        "| model | mean test ROC-AUC | Δm % (↓) | chosen | merge s (mean) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, values in reference.items():
+        delta = "0" if label.startswith("single") else "see tox21.md"
+        lines.append(f"| {label} | {_pm(values, '.4f')} | {delta} | — | — |")
+    for label, values in rows.items():
+        chosen = sorted({c for _, _, c, _ in values})
+        seconds = statistics.mean(s for _, _, _, s in values)
+        lines.append(
+            f"| {label} | {_pm([v for v, _, _, _ in values], '.4f')} | "
+            f"{_pm([d for _, d, _, _ in values], '+.2f')} | {'; '.join(chosen)} | {seconds:.0f} |"
+        )
+    for label, seeds_failed in failed.items():
+        lines.append(
+            f"| {label} | NaN outputs at every λ (seeds {', '.join(map(str, seeds_failed))}) | — | — | — |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
