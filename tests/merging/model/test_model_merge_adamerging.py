@@ -10,8 +10,7 @@ from model_merge_fixtures import checkpoints, task_data
 from torch import nn
 
 from polytask._core import PolytaskError
-from polytask.merging.model import AdaMerging, merged_state, prediction_entropy
-from polytask.merging.model.adamerging import bernoulli_entropy
+from polytask.merging.model import AdaMerging, bernoulli_entropy, merged_state, prediction_entropy
 from polytask.merging.model._checkpoints import task_vectors
 
 

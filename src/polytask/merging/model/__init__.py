@@ -1,7 +1,12 @@
 """Model-level merges: methods that need the whole model or data (TALL masks, Consensus, Fisher,
 RegMean, AdaMerging). Each implements :class:`ModelMerge` and takes its data explicitly."""
 
-from polytask.merging.model.adamerging import AdaMerging, merged_state, prediction_entropy
+from polytask.merging.model.adamerging import (
+    AdaMerging,
+    bernoulli_entropy,
+    merged_state,
+    prediction_entropy,
+)
 from polytask.merging.model.bitpack import pack_mask, packed_nbytes, unpack_mask
 from polytask.merging.model.consensus import ConsensusMerge, consensus_mask, usage_counts
 from polytask.merging.model.fisher import FisherMerge
@@ -20,6 +25,7 @@ __all__ = [
     "TallMaskSet",
     "TallMasks",
     "TallStorage",
+    "bernoulli_entropy",
     "consensus_mask",
     "merged_state",
     "pack_mask",
