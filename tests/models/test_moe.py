@@ -210,3 +210,22 @@ def test_builders_and_bad_input():
 def test_docstring_example():
     result = doctest.testmod(moe_module)
     assert result.attempted >= 5 and result.failed == 0
+
+
+@pytest.mark.parametrize("hidden", [None, 3])
+def test_task_state_moves_one_tasks_gate_and_tower_between_task_sets(hidden):
+    # heads over tasks (a, b, c) → heads over (c, d): task c's gate and tower carry over exactly
+    # (what a later stage of `stages:` does with the tasks it shares); d keeps its own init
+    first = _model(hidden)
+    second = MoEHeads(first.trunk.layout, {"c": 3, "d": 2}, {"c": False, "d": False}, hidden)
+    state = first.heads.task_state()
+    expected = {"gate.weight", "gate.bias", "weight", "bias"} | (
+        {"hidden_weight", "hidden_bias"} if hidden else set()
+    )
+    assert {k.split(".", 1)[1] for k in state if k.startswith("c.")} == expected
+    d_before = {k: v.clone() for k, v in second.task_state().items() if k.startswith("d.")}
+    second.load_task_state({k: v for k, v in state.items() if k.startswith("c.")})
+    z = first.forward_features(torch.randn(4, 6))
+    torch.testing.assert_close(second(z, ["c"])["c"], first.heads(z, ["c"])["c"])
+    after = second.task_state()
+    assert all(torch.equal(after[k], v) for k, v in d_before.items())

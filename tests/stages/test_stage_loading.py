@@ -17,7 +17,7 @@ from polytask.config.load import load_config
 from polytask.config.schema import TrainConfig
 from polytask.config.stages import parse_stages
 
-from .conftest import two_stages
+from .conftest import edit, two_stages
 
 
 def _run_capturing_init(cfg: Path, out: Path, monkeypatch) -> dict:
@@ -58,8 +58,15 @@ def test_trunk_only_leaves_every_head_fresh(tmp_path, monkeypatch):
             assert not v.equal(fresh[k]) or "num_batches" in k
 
 
-def test_trunk_and_heads_carries_the_shared_tasks_heads_only(tmp_path, monkeypatch):
-    cfg = two_stages(tmp_path, what="trunk+heads")  # linear heads: rows of one stacked layer
+def _moe(cfg: dict) -> None:
+    cfg["model"]["trunk"] = {"kind": "moe", "bottom": [16], "experts": 2, "expert_hidden": [8]}
+
+
+@pytest.mark.parametrize("trunk", ["mlp", "moe"])
+def test_trunk_and_heads_carries_the_shared_tasks_heads_only(tmp_path, monkeypatch, trunk):
+    # linear heads: rows of one stacked layer; moe: rows of the stacked gates and towers
+    cfg = two_stages(tmp_path, what="trunk+heads")
+    cfg = edit(cfg, _moe) if trunk == "moe" else cfg
     seen = _run_capturing_init(cfg, tmp_path / "run", monkeypatch)
     fresh = stages_run.head_state(_model_with(cfg, _fresh(cfg)))
     loaded = stages_run.head_state(_model_with(cfg, seen["state"]))
@@ -70,6 +77,7 @@ def test_trunk_and_heads_carries_the_shared_tasks_heads_only(tmp_path, monkeypat
         expected = pre[key] if task in ("SR-ARE", "SR-MMP") else fresh[key]
         assert value.equal(expected), key
     assert any(k.startswith("NR-AR.") for k in loaded)
+    assert (trunk == "moe") == any(".gate." in k for k in loaded)
 
 
 def _model_with(cfg: Path, state: dict):

@@ -23,14 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from polytask._core import PolytaskError, write_text, write_with
 from polytask.eval import write_report
-from polytask.models import MultiTaskModel
-from polytask.models.heads import LinearHeads, MLPHeads
+from polytask.models import MultiTaskModel, TaskHeads
 from polytask.train.distributed import barrier, world
 
 from .data import PreparedData, prepare_data
@@ -44,20 +42,10 @@ MODEL_FILE, HEADS_FILE = "model.safetensors", "heads.safetensors"
 
 def head_state(model: MultiTaskModel) -> dict[str, Tensor]:
     """Every task's head parameters as ``<task>.<param>`` (independent of how heads are stored)."""
-    heads, out = model.heads, {}
-    if isinstance(heads, LinearHeads):
-        start = 0
-        for name, width in zip(heads.names, heads.widths):
-            rows = slice(start, start + width)
-            out[f"{name}.weight"] = heads.linear.weight[rows].detach().clone()
-            out[f"{name}.bias"] = heads.linear.bias[rows].detach().clone()
-            start += width
-    elif isinstance(heads, MLPHeads):
-        for name, head in heads.heads.items():
-            out.update({f"{name}.{k}": v.detach().clone() for k, v in head.state_dict().items()})
-    else:
+    heads = model.heads
+    if not isinstance(heads, TaskHeads):
         raise PolytaskError(f"stages: cannot carry heads of type {type(heads).__name__}")
-    return out
+    return heads.task_state()
 
 
 def load_stage_weights(model: MultiTaskModel, folder: Path, what: str, where: str) -> list[str]:
@@ -93,21 +81,8 @@ def load_stage_weights(model: MultiTaskModel, folder: Path, what: str, where: st
 
 def _set_heads(model: MultiTaskModel, update: dict[str, Tensor]) -> None:
     heads = model.heads
-    with torch.no_grad():
-        if isinstance(heads, LinearHeads):
-            start = 0
-            for name, width in zip(heads.names, heads.widths):
-                if f"{name}.weight" in update:
-                    heads.linear.weight[start : start + width] = update[f"{name}.weight"]
-                    heads.linear.bias[start : start + width] = update[f"{name}.bias"]
-                start += width
-        elif isinstance(heads, MLPHeads):
-            for name, head in heads.heads.items():
-                part = {
-                    k[len(name) + 1 :]: v for k, v in update.items() if k.split(".", 1)[0] == name
-                }
-                if part:
-                    head.load_state_dict(part)
+    assert isinstance(heads, TaskHeads)  # head_state() checked it
+    heads.load_task_state(update)
 
 
 def _save_stage_model(model: MultiTaskModel, folder: Path) -> None:

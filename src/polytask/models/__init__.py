@@ -3,7 +3,7 @@
 from polytask.models.build import build_heads, build_model
 from polytask.models.conv import ConvTrunk, conv_trunk
 from polytask.models.ensemble import MaskEnsemble, SeedEnsemble
-from polytask.models.heads import LinearHeads, MLPHeads
+from polytask.models.heads import LinearHeads, MLPHeads, TaskHeads
 from polytask.models.hf import HFEncoderTrunk, load_tokenizer, mean_pool, minilm_path
 from polytask.models.mlp import mlp_trunk
 from polytask.models.moe import MoEHeads, MoELayout, MoETrunk, build_moe_heads, moe_trunk
@@ -22,6 +22,7 @@ __all__ = [
     "MultiModalTrunk",
     "MultiTaskModel",
     "SeedEnsemble",
+    "TaskHeads",
     "build_heads",
     "build_model",
     "build_moe_heads",

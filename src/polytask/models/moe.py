@@ -200,6 +200,34 @@ class MoEHeads(nn.Module):
         h, e = self.layout.split(features)
         return torch.bmm(self._gates(h), e)
 
+    def task_state(self) -> dict[str, Tensor]:
+        """Each task's gate and tower as ``<task>.gate.weight``, ``<task>.gate.bias``,
+        ``<task>.weight``, ``<task>.bias`` (and ``<task>.hidden_weight`` / ``hidden_bias``)."""
+        out: dict[str, Tensor] = {}
+        for name, k, gate, tower in _task_rows(self):
+            out[f"{name}.gate.weight"] = self.gate.weight[gate].detach().clone()
+            out[f"{name}.gate.bias"] = self.gate.bias[gate].detach().clone()
+            out[f"{name}.weight"] = self.weight[tower].detach().clone()
+            out[f"{name}.bias"] = self.bias[tower].detach().clone()
+            if self.hidden is not None:
+                out[f"{name}.hidden_weight"] = self.hidden_weight[k].detach().clone()
+                out[f"{name}.hidden_bias"] = self.hidden_bias[k].detach().clone()
+        return out
+
+    @torch.no_grad()
+    def load_task_state(self, state: Mapping[str, Tensor]) -> None:
+        """Set the gates and towers of the tasks in ``state`` (keys as :meth:`task_state`)."""
+        for name, k, gate, tower in _task_rows(self):
+            if f"{name}.weight" not in state:
+                continue
+            self.gate.weight[gate] = state[f"{name}.gate.weight"]
+            self.gate.bias[gate] = state[f"{name}.gate.bias"]
+            self.weight[tower] = state[f"{name}.weight"]
+            self.bias[tower] = state[f"{name}.bias"]
+            if self.hidden is not None:
+                self.hidden_weight[k] = state[f"{name}.hidden_weight"]
+                self.hidden_bias[k] = state[f"{name}.hidden_bias"]
+
     def forward(self, features: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
         src = self.mix(features)  # [B, K, d_e]
         if self.hidden is not None:
@@ -217,6 +245,15 @@ class MoEHeads(nn.Module):
         if unknown:
             raise PolytaskError(f"MoE heads: unknown task {unknown[0]!r}; known: {self.names}")
         return {t: out[t] for t in tasks}
+
+
+def _task_rows(heads: MoEHeads) -> list[tuple[str, int, slice, slice]]:
+    """``(task, index, gate rows, tower rows)`` for every task of ``heads``."""
+    n, out, start = heads.layout.num_experts, [], 0
+    for k, (name, width) in enumerate(zip(heads.names, heads.widths)):
+        out.append((name, k, slice(k * n, (k + 1) * n), slice(start, start + width)))
+        start += width
+    return out
 
 
 def build_moe_heads(
