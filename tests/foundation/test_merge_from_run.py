@@ -131,3 +131,28 @@ def test_data_method_needs_a_single_task_run(
     cfg.write_text(yaml.safe_dump({"method": "regmean", "run": str(joint)}))
     assert main(["merge", str(cfg), "--out", str(tmp_path / "o")]) == 2
     assert "is not a single-task run" in capsys.readouterr().err
+
+
+def test_norm_stats_repair_a_merge_that_extrapolated_batch_norm(tmp_path: Path, capsys) -> None:
+    # task arithmetic with λ·T > 1 drives a running variance negative: NaN outputs are refused;
+    # --norm-stats re-estimates the statistics on the training inputs and the merge evaluates
+    cfg = small_tox21(tmp_path, steps=15)
+    spec = yaml.safe_load(cfg.read_text())
+    spec["model"]["trunk"]["batch_norm"] = True
+    cfg.write_text(yaml.safe_dump(spec))
+    single = tmp_path / "single"
+    assert main(["train", str(cfg), "--out", str(single), "--single-task", "--no-progress"]) == 0
+    code, out = _merge(tmp_path, single, "ta", method="task_arithmetic", options={"lam": 3.0})
+    assert code == 0
+    merged = load_file(str(next(out.glob("model*.safetensors"))))
+    assert float(merged["trunk.1.running_var"].min()) < 0
+    capsys.readouterr()
+    args = ["eval", str(single), "--trunk", str(out), "--out", str(tmp_path / "r.json")]
+    assert main(args) == 2
+    assert "NaN or Inf" in capsys.readouterr().err
+    assert main([*args, "--norm-stats"]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["norm_stats"]["split"] == "train" and report["norm_stats"]["batches"] >= 1
+    assert all(0 < m["roc_auc"] < 1 for m in report["metrics"]["test"].values())
+    assert main(["eval", str(single), "--norm-stats"]) == 2
+    assert "give --trunk" in capsys.readouterr().err

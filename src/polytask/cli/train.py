@@ -115,11 +115,18 @@ def train_command(
     default=None,
     help="Evaluate with this shared trunk (e.g. a merge of a single-task run's trunk.safetensors) and each task's own head.",
 )
+@click.option(
+    "--norm-stats",
+    is_flag=True,
+    help="With --trunk: re-estimate the trunk's batch-norm running statistics on the training inputs first.",
+)
 def eval_command(
-    run_dir: str, baseline: str | None, out_file: str | None, trunk: str | None
+    run_dir: str, baseline: str | None, out_file: str | None, trunk: str | None, norm_stats: bool
 ) -> None:
     """Evaluate the selected checkpoint of RUN_DIR (or a checkpoint folder in it) on val and test."""
     from polytask.config.job import run_eval
 
-    report = run_eval(run_dir, baseline=baseline, out_file=out_file, trunk=trunk)
+    report = run_eval(
+        run_dir, baseline=baseline, out_file=out_file, trunk=trunk, norm_stats=norm_stats
+    )
     _summary(report)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import save_file
 
 from polytask import __version__
@@ -280,19 +281,52 @@ def _load_model(
     return model
 
 
+def _renormalised(
+    config: TrainConfig, prepared: PreparedData, shared: dict[str, Any], batch_size: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trunk ``shared`` with its batch-norm statistics re-estimated on the training inputs
+    (every row once, shared by all tasks), and a record of the pass."""
+    from polytask.models.norm_stats import recompute_norm_stats
+    from polytask.tasks.data.tensors import index_inputs, num_rows
+
+    seed_everything(config.seed, config.train.deterministic)
+    model = make_model(config, prepared.taskset, prepared.in_dim)
+    model.load_state_dict(shared, strict=False)
+    train = prepared.splits["train"]
+    parts = (
+        [train]
+        if isinstance(train, TensorData)
+        else list({id(v): v for v in train.values()}.values())
+    )
+    rows = [torch.arange(num_rows(p.inputs)).split(batch_size) for p in parts]
+    batches = (index_inputs(p.inputs, idx) for p, r in zip(parts, rows) for idx in r)
+    used = recompute_norm_stats(model.trunk, batches, model.forward_features)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in shared}
+    return state, {
+        "split": "train",
+        "batches": used,
+        "rows": sum(num_rows(p.inputs) for p in parts),
+    }
+
+
 def run_eval(
     run_dir: str | Path,
     *,
     baseline: str | Path | None = None,
     out_file: str | Path | None = None,
     trunk: str | Path | None = None,
+    norm_stats: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the selected weights of a run folder on val and test.
 
     With ``trunk`` (e.g. the output of ``polytask merge`` over the ``trunk.safetensors`` of a
     single-task run), every task is evaluated with that shared trunk and its own head — the
-    merged multi-task model — in the same report format as joint training.
+    merged multi-task model — in the same report format as joint training. ``norm_stats``
+    re-estimates the trunk's batch-norm statistics on the training inputs first
+    (:func:`polytask.models.norm_stats.recompute_norm_stats`).
     """
+    if norm_stats and trunk is None:
+        raise PolytaskError("--norm-stats re-estimates a merged trunk's statistics: give --trunk")
     root, run = _find_run(Path(run_dir))
     config = validate(TrainConfig, run["config"], str(root / RUN_FILE))
     if config.stages:
@@ -304,6 +338,9 @@ def run_eval(
     shared = _read_trunk(trunk) if trunk is not None else None
     splits = ("val", "test")
     bs = config.evaluation.batch_size
+    renorm: dict[str, Any] | None = None
+    if shared is not None and norm_stats:
+        shared, renorm = _renormalised(config, prepared, shared, bs)
     if run.get("single_task"):
         metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
         for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
@@ -332,7 +369,10 @@ def run_eval(
         metrics = evaluate(scored, prepared.taskset, {k: prepared.splits[k] for k in splits}, bs)
         weights = str(path)
     mode = "merged" if trunk is not None else "evaluation"
-    extra = {"mode": mode, "weights": weights, "trunk": str(trunk) if trunk is not None else None}
+    extra: dict[str, Any] = {"mode": mode, "weights": weights}
+    extra["trunk"] = str(trunk) if trunk is not None else None
+    if renorm is not None:
+        extra["norm_stats"] = renorm
     report_path = (
         Path(out_file)
         if out_file

@@ -9,6 +9,7 @@ from polytask.models.mlp import mlp_trunk
 from polytask.models.moe import MoEHeads, MoELayout, MoETrunk, build_moe_heads, moe_trunk
 from polytask.models.multimodal import MultiModalTrunk, multimodal_trunk
 from polytask.models.multitask import MultiTaskModel
+from polytask.models.norm_stats import recompute_norm_stats
 
 __all__ = [
     "ConvTrunk",
@@ -33,4 +34,5 @@ __all__ = [
     "mlp_trunk",
     "moe_trunk",
     "multimodal_trunk",
+    "recompute_norm_stats",
 ]
