@@ -50,6 +50,17 @@ METHODS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = {
         [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)],
         None,
     ),
+    "averaging, batch-norm statistics re-estimated": ("average", [{}], None),
+    "task arithmetic, batch-norm statistics re-estimated": (
+        "task_arithmetic",
+        [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)],
+        None,
+    ),
+    "TIES (density 0.2), batch-norm statistics re-estimated": (
+        "ties",
+        [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)],
+        None,
+    ),
     "Fisher (4 × 64 train rows per task)": (
         "fisher",
         [{"likelihood": "bernoulli"}],
@@ -103,7 +114,13 @@ def _merge_and_eval(
         raise SystemExit(f"merge failed: {cfg}")
     seconds = time.perf_counter() - start
     try:
-        report = run_eval(run, trunk=out, baseline=run / "report.json", out_file=tmp / "eval.json")
+        report = run_eval(
+            run,
+            trunk=out,
+            baseline=run / "report.json",
+            out_file=tmp / "eval.json",
+            norm_stats="re-estimated" in label,
+        )
     except PolytaskError as exc:  # e.g. negative batch-norm variances after extrapolation
         print(f"  {label} {options}: {exc}", flush=True)
         return None, seconds
@@ -191,7 +208,9 @@ def _table(
         " of a seed start from the same trunk initialisation (`base/trunk.safetensors`).",
         "* Merges: `polytask merge` with `run:` over the 12 task trunks; evaluation"
         " `polytask eval RUN --trunk MERGED`: the merged trunk with each task's own head. Batch-norm"
-        " running statistics are merged like every other floating tensor (no re-estimation).",
+        " running statistics are merged like every other floating tensor, except in the rows"
+        " that copy them from the base (`filters`) or re-estimate them on the training inputs"
+        " (`polytask eval --norm-stats`, one pass over the training split).",
         "* λ (scaling) chosen per seed on the mean validation ROC-AUC: task arithmetic"
         " {0.1, 0.2, 0.3, 0.5}, TIES {0.3, 0.5, 1.0}.",
         "* Δm against the same seed's single-task models (lower is better), test split.",
