@@ -104,6 +104,7 @@ def test_run_shorthand_for_data_free_methods_and_eval(single: Path, tmp_path: Pa
         ({"method": "regmean", "data": {"split": "dev"}}, "data.split"),
         ({"method": "regmean", "data": {"batches": 0}}, "data.batches"),
         ({"method": "regmean", "base_model": "x"}, "either 'run'"),
+        ({"method": "ties", "data": {"batches": 2}}, "'data' is read only by fisher"),
     ],
 )
 def test_bad_run_merges(

@@ -206,6 +206,11 @@ class MergeConfig(BaseModel):
             )
         if self.run is None and (self.base_model is None or not self.models):
             raise ValueError("give 'base_model' and 'models' (or 'run': a single-task run)")
+        if "data" in self.model_fields_set and self.method not in DATA_METHODS:
+            raise ValueError(
+                f"'data' is read only by {', '.join(DATA_METHODS)}; method {self.method!r} uses "
+                "no task data"
+            )
         return self
 
     @property
