@@ -37,30 +37,17 @@ sys.path.insert(0, str(REPO))
 from benchmarks._sections import write_section  # noqa: E402
 
 # label → (method, options grid (one entry: no choice), data for the data-based methods)
+TA = ("task_arithmetic", [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)], None)
+TIES = ("ties", [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)], None)
+AVERAGE = ("average", [{}], None)
 METHODS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = {
-    "averaging": ("average", [{}], None),
-    "task arithmetic": ("task_arithmetic", [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)], None),
-    "task arithmetic, batch-norm statistics from the base": (
-        "task_arithmetic",
-        [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)],
-        None,
-    ),
-    "TIES (density 0.2)": (
-        "ties",
-        [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)],
-        None,
-    ),
-    "averaging, batch-norm statistics re-estimated": ("average", [{}], None),
-    "task arithmetic, batch-norm statistics re-estimated": (
-        "task_arithmetic",
-        [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)],
-        None,
-    ),
-    "TIES (density 0.2), batch-norm statistics re-estimated": (
-        "ties",
-        [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)],
-        None,
-    ),
+    "averaging": AVERAGE,
+    "task arithmetic": TA,
+    "task arithmetic, batch-norm statistics from the base": TA,
+    "TIES (density 0.2)": TIES,
+    "averaging, batch-norm statistics re-estimated": AVERAGE,
+    "task arithmetic, batch-norm statistics re-estimated": TA,
+    "TIES (density 0.2), batch-norm statistics re-estimated": TIES,
     "Fisher (4 × 64 train rows per task)": (
         "fisher",
         [{"likelihood": "bernoulli"}],
