@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -51,3 +52,25 @@ def train_subprocess(cfg: Path, out: Path, *extra: str) -> subprocess.Popen[byte
         stderr=subprocess.PIPE,
         env=os.environ.copy(),
     )
+
+
+class _Crash(Exception):
+    """Raised inside a training step to stand in for a killed process."""
+
+
+def crash_at_step(cfg: Path, out: Path, step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``polytask train CFG --out OUT`` that dies just before training step ``step``."""
+    from polytask.cli.main import main
+    from polytask.train.trainer import Trainer
+
+    original = Trainer._one_step
+
+    def crash(self: Trainer, log: Any) -> None:
+        if self.step == step:
+            raise _Crash
+        original(self, log)
+
+    monkeypatch.setattr(Trainer, "_one_step", crash)
+    with pytest.raises(_Crash):
+        main(["train", str(cfg), "--out", str(out), "--no-progress"])
+    monkeypatch.setattr(Trainer, "_one_step", original)

@@ -11,7 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from polytask.cli.main import main
-from tests.conftest import small_tox21
+from tests.conftest import crash_at_step, small_tox21
 
 AUX = [
     {"name": "recon", "pretext": "masked_features", "mask_ratio": 0.3, "weight": 0.5},
@@ -67,31 +67,15 @@ def test_train_with_auxiliary_tasks_reports_them_apart(tmp_path: Path) -> None:
     assert again["views"] == test["views"] and again["recon"] == test["recon"]
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_with_auxiliary_tasks_is_bit_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from polytask.train.trainer import Trainer
-
     cfg = _config(tmp_path, steps=8, eval_every=4, checkpoint_every=2)
     ref = tmp_path / "ref"
     assert main(["train", str(cfg), "--out", str(ref), "--no-progress"]) == 0
     # a run that crashes before its 6th step (after the checkpoint of step 4), then resumed
-    original = Trainer._one_step
-
-    def crash(self: Trainer, log: Any) -> None:
-        if self.step == 5:
-            raise _Crash
-        original(self, log)
-
     run = tmp_path / "run"
-    monkeypatch.setattr(Trainer, "_one_step", crash)
-    with pytest.raises(_Crash):
-        main(["train", str(cfg), "--out", str(run), "--no-progress"])
-    monkeypatch.setattr(Trainer, "_one_step", original)
+    crash_at_step(cfg, run, 5, monkeypatch)
     assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000004"
     assert main(["train", str(cfg), "--out", str(run), "--no-progress", "--resume"]) == 0
     for name in ("step-0000008", "best"):

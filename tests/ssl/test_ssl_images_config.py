@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from polytask.cli.main import main
-from tests.conftest import small_tox21
+from tests.conftest import crash_at_step, small_tox21
 
 pytest.importorskip("sklearn")
 
@@ -129,35 +129,19 @@ def _tox21_with(tmp_path: Path, aux: dict[str, Any]) -> Path:
     return path
 
 
-class _Crash(Exception):
-    pass
-
-
 @pytest.mark.parametrize("sla", [False, True])
 def test_resume_with_image_pretexts_is_bit_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sla: bool
 ) -> None:
     from safetensors.torch import load_file
 
-    from polytask.train.trainer import Trainer
-
     train = {"steps": 8, "batch_size": 16, "eval_every": 4, "checkpoint_every": 2}
     data = {"source": "digits", "sla": sla, "labels": 100}
     cfg = _digits(tmp_path, data=data, train=train)
     ref = tmp_path / "ref"
     assert main(["train", str(cfg), "--out", str(ref), "--no-progress"]) == 0
-    original = Trainer._one_step
-
-    def crash(self: Trainer, log: Any) -> None:
-        if self.step == 5:
-            raise _Crash
-        original(self, log)
-
     run = tmp_path / "run"
-    monkeypatch.setattr(Trainer, "_one_step", crash)
-    with pytest.raises(_Crash):
-        main(["train", str(cfg), "--out", str(run), "--no-progress"])
-    monkeypatch.setattr(Trainer, "_one_step", original)
+    crash_at_step(cfg, run, 5, monkeypatch)
     assert main(["train", str(cfg), "--out", str(run), "--no-progress", "--resume"]) == 0
     a = load_file(str(ref / "checkpoints" / "step-0000008" / "model.safetensors"))
     b = load_file(str(run / "checkpoints" / "step-0000008" / "model.safetensors"))
