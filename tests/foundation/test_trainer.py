@@ -106,3 +106,37 @@ def test_multitask_job_on_real_tox21_slice_beats_chance(tmp_path):
         )
         / single["metrics"]["test"]["SR-MMP"]["roc_auc"]
     )
+
+
+@pytest.mark.parametrize("method", ["upgrad", "gradnorm"])
+def test_train_step_declares_head_columns_to_features_balancing(monkeypatch, method):
+    # stacked linear heads declare each task's columns; the step must equal the measured path
+    from polytask.balancing import Balancer
+    from polytask.config.balancing import build_method
+
+    data = _toy()
+    data.targets["c"] = (data.inputs[:, 2] > 0).long() + (data.inputs[:, 3] > 0).long()
+    ts = TaskSet([Task("a", "binary"), Task("c", "multiclass", num_classes=3), TS["r"]])
+    torch.manual_seed(0)
+    models = [build_model(mlp_trunk(6, (16, 12)), ts.tasks, 12) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    assert models[0].head_columns(["c", "r"]) == [range(1, 4), range(4, 5)]
+    assert build_model(mlp_trunk(6, (8,)), ts.tasks, 8, head_hidden=4).head_columns(["a"]) is None
+    seen = []
+    real = Balancer.backward
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("columns"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Balancer, "backward", spy)
+    for model, declared in zip(models, (True, False)):
+        if not declared:
+            monkeypatch.setattr(model, "head_columns", lambda tasks: None)
+        bal = Balancer(build_method(method, {}), mode="features")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):
+            train_step(model, [Group(data.inputs, data.targets)], ts, opt, balancer=bal)
+    assert seen[0] == [range(0, 1), range(1, 4), range(4, 5)] and seen[-1] is None
+    for p0, p1 in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(p0, p1)

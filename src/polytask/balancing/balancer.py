@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from polytask._core import NonFiniteLossError, PolytaskError, all_finite
 from polytask.balancing.apply import apply_update, apply_weighted_loss, apply_weights
 from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, Statistics
+from polytask.balancing.columns import Columns
 from polytask.balancing.statistic import (
     as_loss_vector,
     check_gramian,
@@ -111,9 +112,16 @@ class Balancer(nn.Module):
         shared_params: Iterable[Tensor],
         *,
         features: Tensor | None = None,
+        columns: Columns | None = None,
     ) -> BalanceResult:
         """Fill ``.grad`` of the shared parameters and of every other parameter the losses
-        depend on; return the weights (and the Gramian when computed)."""
+        depend on; return the weights (and the Gramian when computed).
+
+        ``columns`` (``features`` mode): when ``features`` reach the losses through one stacked
+        linear head, the head-output columns each task's loss reads (``columns[k]``: an index, a
+        slice or a sequence of indices; disjoint). Declared, the per-task statistic comes from one
+        ordinary backward instead of a batched one (:mod:`~polytask.balancing.columns`); it is
+        trusted, so declare only what the head's construction guarantees. Ignored otherwise."""
         vec = as_loss_vector(losses)
         shared = list(shared_params)
         features_mode = self.mode == "features"
@@ -122,13 +130,13 @@ class Balancer(nn.Module):
         m = vec.shape[0]
         needs = self.method.needs
         if needs <= LOSS_NEEDS:
-            result = self._loss_weighting(vec, shared, features, features_mode)
+            result = self._loss_weighting(vec, shared, features, features_mode, columns)
         elif not self._due(m):
             w = self.cached_weights
             apply_weights(vec, shared, features, features_mode, w)
             result = BalanceResult(w.to(vec.dtype).clone(), None, recomputed=False)
         else:
-            tg = task_gradients(vec, shared, features, features_mode)
+            tg = task_gradients(vec, shared, features, features_mode, columns)
             if "jacobian" in needs:  # an update from the rows: no Gramian needed (nor logged)
                 rows = tg.rows()
                 stats = Statistics(losses=vec.detach(), jacobian=rows)
@@ -149,13 +157,18 @@ class Balancer(nn.Module):
         return result
 
     def _loss_weighting(
-        self, vec: Tensor, shared: list[Tensor], features: Tensor | None, features_mode: bool
+        self,
+        vec: Tensor,
+        shared: list[Tensor],
+        features: Tensor | None,
+        features_mode: bool,
+        columns: Columns | None,
     ) -> BalanceResult:
         stats = Statistics(losses=vec.detach())
         recomputed = True
         if "grad_norms" in self.method.needs:
             if self._due(vec.shape[0]):
-                stats.grad_norms = layer_grad_norms(vec, shared, features, features_mode)
+                stats.grad_norms = layer_grad_norms(vec, shared, features, features_mode, columns)
                 w = self.method.weights(stats)
                 self.cached_weights = w.detach().to(torch.float64).clone()
             else:
@@ -179,11 +192,14 @@ def balanced_backward(
     *,
     features: Tensor | None = None,
     mode: str | None = None,
+    columns: Columns | None = None,
 ) -> Tensor:
     """One balanced backward for a hand-written loop; returns the ``[m]`` weights.
 
     ``mode`` defaults to ``"features"`` when ``features`` is given, else ``"exact"``. State of a
     stateful ``method`` persists across calls because it lives in the method itself.
+    ``columns``: see :meth:`Balancer.backward`.
     """
     chosen = mode if mode is not None else ("features" if features is not None else "exact")
-    return Balancer(method, mode=chosen).backward(losses, shared_params, features=features).weights
+    bal = Balancer(method, mode=chosen)
+    return bal.backward(losses, shared_params, features=features, columns=columns).weights

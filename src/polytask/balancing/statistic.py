@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
-from polytask._core import NonFiniteLossError, PolytaskError
+from polytask._core import NonFiniteLossError, PolytaskError, all_finite
+from polytask.balancing.columns import Columns, owner_matrix
 
 # autograd node → (index of Z among next_functions, saved attribute holding Aᵀ)
 _LINEAR_NODES = {"AddmmBackward0": (1, "_saved_mat2"), "MmBackward0": (0, "_saved_mat2")}
@@ -50,8 +51,9 @@ class TaskGradients:
     features_mode: bool
     blocks: list[Tensor] = field(default_factory=list)
     """``[m, numel]`` per-task gradients of each target (empty on the factored path)."""
-    factor: tuple[Tensor, Tensor] | None = None
-    """``(R [m, B, H], A [H, d])`` with ``∂L_k/∂Z = R_k A`` (factored ``features`` path)."""
+    factor: tuple[Tensor | None, Tensor] | None = None
+    """``(R [m, B, H], A [H, d])`` with ``∂L_k/∂Z = R_k A`` (factored ``features`` path); ``R`` is
+    None when the columns were declared (then it is ``R_Σ diag P_k``, formed only if asked)."""
     support: Tensor | None = None
     """``P [m, H]`` (0/1) when the tasks' columns of ``Y`` are disjoint (then ``R_k = R_Σ diag P_k``)."""
     r_sum: Tensor | None = None
@@ -60,6 +62,7 @@ class TaskGradients:
     def __post_init__(self) -> None:
         if self.factor is not None and self.support is None:
             r = self.factor[0]
+            assert r is not None, "declared columns come with support and r_sum"
             touched = (r.new_ones(r.shape[1]) @ r.abs()) > 0  # [m, H]: column mass per task
             if bool((touched.sum(0) <= 1).all()):
                 self.support, self.r_sum = touched.to(r.dtype), r.sum(0)
@@ -70,7 +73,7 @@ class TaskGradients:
             a, r_sum = self.factor[1], self.r_sum
             g = self.support @ ((r_sum.T @ r_sum) * (a @ a.T)) @ self.support.T
         elif self.factor is not None:
-            r, a = self.factor
+            r, a = self._per_task_r(), self.factor[1]
             m, b, h = r.shape
             rm = (r.reshape(m * b, h) @ (a @ a.T)).reshape(m, -1)
             g = rm @ r.reshape(m, -1).T
@@ -82,10 +85,18 @@ class TaskGradients:
     def rows(self) -> Tensor:
         """The ``[m, n]`` Jacobian, materialised (only Jacobian methods ask for it)."""
         if self.factor is not None:
-            r, a = self.factor
+            r, a = self._per_task_r(), self.factor[1]
             m, b, h = r.shape
             return (r.reshape(m * b, h) @ a).reshape(m, -1)
         return torch.cat(self.blocks, dim=1)
+
+    def _per_task_r(self) -> Tensor:
+        assert self.factor is not None
+        r = self.factor[0]
+        if r is None:
+            assert self.support is not None and self.r_sum is not None
+            r = self.r_sum[None] * self.support[:, None, :]
+        return r
 
     def combine(self, weights: Tensor) -> list[Tensor]:
         """``Σ_k w_k g_k`` as one tensor per target."""
@@ -93,7 +104,7 @@ class TaskGradients:
             a, r_sum = self.factor[1], self.r_sum
             return [(r_sum * (weights.to(r_sum.dtype) @ self.support)) @ a]
         if self.factor is not None:
-            r, a = self.factor
+            r, a = self._per_task_r(), self.factor[1]
             m, b, h = r.shape
             mixed = (weights.to(r.dtype) @ r.reshape(m, -1)).reshape(b, h) @ a
             return [mixed]
@@ -174,7 +185,7 @@ def _linear_factor(features: Tensor, consumers: list[object]) -> list[tuple[obje
         if float(getattr(node, "_saved_alpha", 1)) != 1.0:
             return None
         a_t = getattr(node, attr)
-        out.append((node, a_t.T))
+        out.append((node, a_t.T.detach()))
         width += a_t.shape[1]
     return out if width < features.shape[1] else None
 
@@ -244,29 +255,53 @@ def check_gramian(g: Tensor) -> None:
         raise NonFiniteLossError(f"balancing: non-finite gradient for task index(es) {bad}")
 
 
+def _plain_grads(total: Tensor, inputs: Sequence[Tensor | GradientEdge]) -> list[Tensor]:
+    """Gradients of the scalar ``total`` (zeros where unused); the graph is kept."""
+    if not inputs:
+        return []
+    ins: Any = list(inputs)
+    grads = torch.autograd.grad(total, ins, retain_graph=True, allow_unused=True)
+    return [
+        g if g is not None else torch.zeros_like(x)  # type: ignore[arg-type]
+        for g, x in zip(grads, inputs)
+    ]
+
+
+def _declared(
+    losses: Tensor, lin: list[tuple[object, Tensor]] | None, columns: Columns | None
+) -> tuple[GradientEdge, Tensor, Tensor] | None:
+    """``(edge into Y, A, P)`` when ``columns`` are declared for ONE linear consumer of Z."""
+    if columns is None or lin is None or len(lin) != 1:
+        return None
+    (node, a), m = lin[0], losses.shape[0]
+    p = owner_matrix(columns, m, a.shape[0], losses.dtype, losses.device)
+    return GradientEdge(node, 0), a, p  # type: ignore[arg-type]
+
+
 def task_gradients(
     losses: Tensor,
     shared: Sequence[Tensor],
     features: Tensor | None,
     features_mode: bool,
+    columns: Columns | None = None,
 ) -> TaskGradients:
     """Per-task gradients of the targets and summed gradients of the heads."""
     targets, heads, consumers = _roles(losses, shared, features, features_mode)
     m = losses.shape[0]
     eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
     lin = _linear_factor(targets[0], consumers) if features_mode else None
+    declared = _declared(losses, lin, columns)
+    if declared is not None:  # one ordinary backward: R_Σ and the heads' plain gradients
+        edge, a, p = declared
+        r_sum, *head_grads = _plain_grads(losses.sum(), [edge, *heads])
+        return TaskGradients(
+            targets, heads, head_grads, True, factor=(None, a), support=p, r_sum=r_sum
+        )
     if lin is not None:
         edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
         r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
         a = torch.cat([a_c for _, a_c in lin], dim=0)
-        head_grads = (
-            list(torch.autograd.grad(losses.sum(), heads, retain_graph=True, allow_unused=True))
-            if heads
-            else []
-        )
-        head_grads = [
-            g if g is not None else torch.zeros_like(p) for g, p in zip(head_grads, heads)
-        ]
+        head_grads = _plain_grads(losses.sum(), heads)
         return TaskGradients(targets, heads, head_grads, True, factor=(r, a))
     grads = batched_grads(losses, targets + heads, eye, retain_graph=features_mode)
     blocks = [g.reshape(m, -1) for g in grads[: len(targets)]]
@@ -284,15 +319,36 @@ def _factor_norms(r: Tensor, a: Tensor) -> Tensor:
     own = (r.abs().sum(1) > 0).to(r.dtype)  # [m, H]
     if not bool((own.sum(0) <= 1).all()):
         return ((r @ (a @ a.T)) * r).sum(dim=(1, 2)).clamp_min(0).sqrt()
-    r_sum = r.sum(0)
+    return _owned_norms(r.sum(0), a, own)
+
+
+def _owned_norms(r_sum: Tensor, a: Tensor, own: Tensor) -> Tensor:
+    """``‖R_Σ diag(P_k) A‖`` for every k: the diagonal of ``P ((R_Σᵀ R_Σ) ⊙ A Aᵀ) Pᵀ``."""
     return (((own @ ((r_sum.T @ r_sum) * (a @ a.T))) * own).sum(1)).clamp_min(0).sqrt()
 
 
 def layer_grad_norms(
-    losses: Tensor, shared: Sequence[Tensor], features: Tensor | None, features_mode: bool
+    losses: Tensor,
+    shared: Sequence[Tensor],
+    features: Tensor | None,
+    features_mode: bool,
+    columns: Columns | None = None,
 ) -> Tensor:
     """``‖∂L_k/∂W‖`` for one layer: the features in ``features`` mode, else the last shared
     parameter. The graph is kept for the backward that follows."""
+    norms = _layer_grad_norms(losses, shared, features, features_mode, columns)
+    if not all_finite(norms):
+        raise NonFiniteLossError("balancing: non-finite gradient norm of the GradNorm layer")
+    return norms
+
+
+def _layer_grad_norms(
+    losses: Tensor,
+    shared: Sequence[Tensor],
+    features: Tensor | None,
+    features_mode: bool,
+    columns: Columns | None,
+) -> Tensor:
     m = losses.shape[0]
     eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
     if features_mode:
@@ -304,23 +360,19 @@ def layer_grad_norms(
             if features.requires_grad
             else None
         )
+        declared = _declared(losses, lin, columns)
+        if declared is not None:  # one ordinary backward to Y gives R_Σ
+            edge, a, p = declared
+            (r_sum,) = _plain_grads(losses.sum(), [edge])
+            return _owned_norms(r_sum, a, p)
         if lin is not None:  # ‖R_k A‖² = G_kk of the factored Gramian (cheap when disjoint)
             edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
             r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
-            a = torch.cat([a_c for _, a_c in lin], dim=0)
-            norms = _factor_norms(r, a)
-            if not bool(torch.isfinite(norms).all()):
-                raise NonFiniteLossError(
-                    "balancing: non-finite gradient norm of the GradNorm layer"
-                )
-            return norms
+            return _factor_norms(r, torch.cat([a_c for _, a_c in lin], dim=0))
     else:
         params = [p for p in shared if p.requires_grad]
         if not params:
             raise PolytaskError("balancing: `shared_params` is empty or none requires grad")
         layer = params[-1]
     (g,) = batched_grads(losses, [layer], eye, retain_graph=True)
-    norms = g.reshape(m, -1).norm(dim=1)
-    if not bool(torch.isfinite(norms).all()):
-        raise NonFiniteLossError("balancing: non-finite gradient norm of the GradNorm layer")
-    return norms
+    return g.reshape(m, -1).norm(dim=1)

@@ -12,6 +12,7 @@ earlier one, whatever the storage.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -53,6 +54,16 @@ class LinearHeads(nn.Module):
     def forward(self, features: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
         out = _split(self.linear(features), self.names, self.widths, self.scalar)
         return out if tasks is None else {t: out[t] for t in tasks}
+
+    def output_columns(self, tasks: Sequence[str]) -> list[range]:
+        """The columns of ``self.linear``'s output that each of ``tasks`` reads, in that order.
+
+        ``features`` reach every task only through ``self.linear``, and the columns of different
+        tasks are disjoint: what :meth:`~polytask.balancing.Balancer.backward`'s ``columns=``
+        declares."""
+        starts = dict(zip(self.names, itertools.accumulate(self.widths, initial=0)))
+        width = dict(zip(self.names, self.widths))
+        return [range(starts[t], starts[t] + width[t]) for t in tasks]
 
     def task_state(self) -> dict[str, Tensor]:
         """Each task's head as ``<task>.weight`` / ``<task>.bias`` (its rows), copied."""

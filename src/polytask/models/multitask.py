@@ -46,6 +46,13 @@ class MultiTaskModel(nn.Module):
             raise PolytaskError("the trunk has no trainable parameters")
         return params
 
+    def head_columns(self, tasks: Sequence[str]) -> list[range] | None:
+        """Each task's columns of the heads' one stacked linear output, when the heads are one
+        stacked linear layer (``output_columns``), else None. Balancing in ``features`` mode uses
+        them to get every task's statistic from one backward."""
+        columns = getattr(self.heads, "output_columns", None)
+        return columns(tasks) if callable(columns) else None
+
     def task_parameters(self) -> list[nn.Parameter]:
         """Parameters of the heads."""
         return [p for p in self.heads.parameters() if p.requires_grad]

@@ -30,6 +30,7 @@ class BalancerLike(Protocol):
         shared_params: Sequence[nn.Parameter],
         *,
         features: Tensor | None = None,
+        columns: Sequence[range] | None = None,
     ) -> Any: ...
 
 
@@ -100,9 +101,14 @@ def train_step(
     if balancer is None:
         torch.stack(list(losses.values())).sum().backward()
     else:
-        vector = torch.stack([losses[n] for n in taskset.names if n in losses])
+        names = [n for n in taskset.names if n in losses]
+        vector = torch.stack([losses[n] for n in names])
+        one = len(features) == 1
         result = balancer.backward(
-            vector, model.shared_parameters(), features=features[0] if len(features) == 1 else None
+            vector,
+            model.shared_parameters(),
+            features=features[0] if one else None,
+            columns=model.head_columns(names) if one else None,
         )
         out.weights = [float(w) for w in result.weights]
         out.gramian = result.gramian
