@@ -71,6 +71,13 @@ def _owners(
     return p.to(device)
 
 
+@lru_cache(maxsize=32)
+def _owners_hashable(
+    columns: tuple[object, ...], h: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    return _owners(tuple(_entry(c, k) for k, c in enumerate(columns)), h, dtype, device)
+
+
 def owner_matrix(
     columns: Columns, m: int, h: int, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
@@ -81,6 +88,10 @@ def owner_matrix(
         )
     if len(columns) != m:
         raise PolytaskError(f"balancing: `columns` has {len(columns)} entries for {m} task losses")
+    try:  # ints and ranges (what the trainer passes) hash as they are
+        return _owners_hashable(tuple(columns), h, dtype, device)
+    except TypeError:
+        pass
     key = tuple(_entry(c, k) for k, c in enumerate(columns))
     try:
         return _owners(key, h, dtype, device)

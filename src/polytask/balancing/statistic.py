@@ -129,7 +129,7 @@ def as_loss_vector(losses: Tensor | Sequence[Tensor]) -> Tensor:
         raise PolytaskError(
             f"balancing: needs at least 2 task losses, got {vec.shape[0]}; use a plain backward"
         )
-    if not bool(torch.isfinite(vec.detach()).all()):
+    if not all_finite(vec.detach()):
         bad = (~torch.isfinite(vec.detach())).nonzero()[:, 0].tolist()
         raise NonFiniteLossError(f"balancing: non-finite loss for task index(es) {bad}")
     return vec
@@ -350,7 +350,6 @@ def _layer_grad_norms(
     columns: Columns | None,
 ) -> Tensor:
     m = losses.shape[0]
-    eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
     if features_mode:
         if features is None:
             raise PolytaskError("balancing: mode 'features' needs `features=` (the shared output)")
@@ -367,12 +366,16 @@ def _layer_grad_norms(
             return _owned_norms(r_sum, a, p)
         if lin is not None:  # ‖R_k A‖² = G_kk of the factored Gramian (cheap when disjoint)
             edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
-            r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
+            r = torch.cat(batched_grads(losses, edges, _eye(losses), retain_graph=True), dim=-1)
             return _factor_norms(r, torch.cat([a_c for _, a_c in lin], dim=0))
     else:
         params = [p for p in shared if p.requires_grad]
         if not params:
             raise PolytaskError("balancing: `shared_params` is empty or none requires grad")
         layer = params[-1]
-    (g,) = batched_grads(losses, [layer], eye, retain_graph=True)
+    (g,) = batched_grads(losses, [layer], _eye(losses), retain_graph=True)
     return g.reshape(m, -1).norm(dim=1)
+
+
+def _eye(losses: Tensor) -> Tensor:
+    return torch.eye(losses.shape[0], dtype=losses.dtype, device=losses.device)
