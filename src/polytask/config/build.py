@@ -8,7 +8,15 @@ from typing import Any
 import torch
 
 from polytask._core import PolytaskError
-from polytask.models import MultiTaskModel, build_model, build_moe_heads, mlp_trunk, moe_trunk
+from polytask.models import (
+    MultiTaskModel,
+    adapter_trunk,
+    build_adapter_heads,
+    build_model,
+    build_moe_heads,
+    mlp_trunk,
+    moe_trunk,
+)
 from polytask.tasks import TaskSet
 from polytask.tasks.data import (
     AllTasksSampler,
@@ -24,14 +32,16 @@ from .data import PreparedData
 from .images import ConvTrunkConfig, ImageData, image_model, sla_loader
 from .modal import make_modal_model, mask_loader, modalities_of
 from .schedules import schedule_sampler
-from .schema import MoETrunkConfig, PerTaskData, TrainConfig
+from .schema import AdaptersTrunkConfig, MoETrunkConfig, PerTaskData, TrainConfig
 
 
 def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskModel:
     t = config.model.trunk
     if modalities_of(config):  # one encoder per modality, fused
-        if isinstance(t, MoETrunkConfig):
-            raise PolytaskError("model.trunk: key 'kind': 'moe' does not take multi-modal inputs")
+        if isinstance(t, MoETrunkConfig | AdaptersTrunkConfig):
+            raise PolytaskError(
+                f"model.trunk: key 'kind': {t.kind!r} does not take multi-modal inputs"
+            )
         return make_modal_model(config, taskset)
     if isinstance(t, ConvTrunkConfig) or isinstance(config.data, ImageData):
         return image_model(config, taskset, in_dim)
@@ -41,6 +51,12 @@ def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskM
             in_dim, t.bottom, t.experts, t.expert_hidden, t.dropout, t.activation, t.batch_norm
         )
         return MultiTaskModel(moe, build_moe_heads(moe.layout, taskset.tasks, h.hidden, h.dropout))
+    if isinstance(t, AdaptersTrunkConfig):  # shared layers + per-task adapters; features [B, K, d]
+        k = len(taskset)
+        ad = adapter_trunk(in_dim, t.hidden, k, t.bottleneck, t.dropout, t.activation, t.batch_norm)
+        return MultiTaskModel(
+            ad, build_adapter_heads(ad.out_dim, taskset.tasks, h.hidden, h.dropout)
+        )
     trunk = mlp_trunk(in_dim, t.hidden, t.dropout, t.activation, t.batch_norm)
     return build_model(trunk, taskset.tasks, t.hidden[-1], h.hidden, h.dropout)
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .images import ConvTrunkConfig, ImageData, trunk_kind
 from .modal import Modality, MultiModalConfig
@@ -140,6 +149,21 @@ class MoETrunkConfig(_Strict):
     batch_norm: bool = False
 
 
+class AdaptersTrunkConfig(_Strict):
+    """Per-task residual adapters (see :mod:`polytask.models.adapters`): shared MLP layers of
+    widths ``hidden`` and, after each, a bottleneck adapter of width ``bottleneck`` per task
+    (with ``batch_norm``, each task has its own batch norm). Balancing must use ``mode: exact``."""
+
+    kind: Literal["adapters"]
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1024, 512], min_length=1
+    )
+    bottleneck: int = Field(32, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+    batch_norm: bool = False
+
+
 class HeadsConfig(_Strict):
     hidden: int | None = Field(None, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -149,7 +173,8 @@ class ModelConfig(_Strict):
     trunk: Annotated[
         Annotated[TrunkConfig, Tag("mlp")]
         | Annotated[ConvTrunkConfig, Tag("conv")]
-        | Annotated[MoETrunkConfig, Tag("moe")],
+        | Annotated[MoETrunkConfig, Tag("moe")]
+        | Annotated[AdaptersTrunkConfig, Tag("adapters")],
         Discriminator(trunk_kind),
     ] = TrunkConfig()
     heads: HeadsConfig = HeadsConfig()
@@ -196,6 +221,7 @@ class TrainConfig(_Strict):
     """A complete training job: data, tasks, model, training recipe, balancing, evaluation."""
 
     seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (polytask._core.resolve_device); not hashed
     data: DataConfig = Tox21Data()
     tasks: list[TaskConfig] | None = None
     model: ModelConfig = ModelConfig()
@@ -205,3 +231,15 @@ class TrainConfig(_Strict):
     stages: list[dict[str, Any]] | None = None  # validated by polytask.config.stages
     auxiliary: list[AuxTaskConfig] | None = None  # self-supervised tasks, see polytask.config.ssl
     multimodal: MultiModalConfig | None = None  # fusion, masking, ensemble: polytask.config.modal
+
+    @field_validator("balancing")
+    @classmethod
+    def _adapters_exact(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        model = info.data.get("model")
+        trunk = getattr(model, "trunk", None)
+        if value and isinstance(trunk, AdaptersTrunkConfig) and value.get("mode") == "features":
+            raise ValueError(
+                "mode 'features' needs one shared representation, but trunk kind 'adapters' "
+                "gives each task its own features; use mode: exact"
+            )
+        return value

@@ -1,5 +1,12 @@
 """Multi-task models: shared trunk + per-task heads."""
 
+from polytask.models.adapter_heads import AdapterHeads, build_adapter_heads
+from polytask.models.adapters import (
+    AdapterTrunk,
+    ResidualAdapters,
+    TaskBatchNorm,
+    adapter_trunk,
+)
 from polytask.models.build import build_heads, build_model
 from polytask.models.conv import ConvTrunk, conv_trunk
 from polytask.models.ensemble import MaskEnsemble, SeedEnsemble
@@ -12,6 +19,8 @@ from polytask.models.multitask import MultiTaskModel
 from polytask.models.norm_stats import recompute_norm_stats
 
 __all__ = [
+    "AdapterHeads",
+    "AdapterTrunk",
     "ConvTrunk",
     "HFEncoderTrunk",
     "LinearHeads",
@@ -22,8 +31,12 @@ __all__ = [
     "MoETrunk",
     "MultiModalTrunk",
     "MultiTaskModel",
+    "ResidualAdapters",
     "SeedEnsemble",
+    "TaskBatchNorm",
     "TaskHeads",
+    "adapter_trunk",
+    "build_adapter_heads",
     "build_heads",
     "build_model",
     "build_moe_heads",

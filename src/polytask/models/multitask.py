@@ -39,9 +39,16 @@ class MultiTaskModel(nn.Module):
     ) -> dict[str, Tensor]:
         return self.forward_heads(self.forward_features(inputs), tasks)
 
+    def _shared(self) -> list[nn.Parameter]:
+        own = getattr(self.trunk, "shared_parameters", None)
+        source = own() if callable(own) else self.trunk.parameters()
+        return [p for p in source if p.requires_grad]
+
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the trunk (what balancing methods aggregate gradients for)."""
-        params = [p for p in self.trunk.parameters() if p.requires_grad]
+        """Parameters of the trunk (what balancing methods aggregate gradients for); only those
+        the trunk lists in its own ``shared_parameters()`` when it defines one (e.g. the shared
+        layers of an adapter trunk, not its per-task adapters)."""
+        params = self._shared()
         if not params:
             raise PolytaskError("the trunk has no trainable parameters")
         return params
@@ -54,5 +61,8 @@ class MultiTaskModel(nn.Module):
         return columns(tasks) if callable(columns) else None
 
     def task_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the heads."""
-        return [p for p in self.heads.parameters() if p.requires_grad]
+        """Parameters of the heads, after any trunk parameters outside ``shared_parameters()``
+        (per-task adapters)."""
+        shared = {id(p) for p in self._shared()}
+        own = [p for p in self.trunk.parameters() if p.requires_grad and id(p) not in shared]
+        return own + [p for p in self.heads.parameters() if p.requires_grad]
