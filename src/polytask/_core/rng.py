@@ -33,6 +33,8 @@ def rng_state() -> dict[str, Any]:
         "python": [py_state[0], list(py_state[1]), py_state[2]],
         "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
+        # CUDA generators only once CUDA is in use (reading them would initialise CUDA)
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
 
@@ -43,3 +45,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

@@ -96,7 +96,9 @@ class Balancer(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "cached_weights"
         if key in state_dict and state_dict[key].shape != self.cached_weights.shape:
-            self.cached_weights = torch.zeros(state_dict[key].shape, dtype=torch.float64)
+            self.cached_weights = torch.zeros(
+                state_dict[key].shape, dtype=torch.float64, device=self.cached_weights.device
+            )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _due(self, m: int) -> bool:
@@ -141,13 +143,15 @@ class Balancer(nn.Module):
                 rows = tg.rows()
                 stats = Statistics(losses=vec.detach(), jacobian=rows)
                 update, w = self.method.aggregate(stats)
+                update, w = update.to(vec.device), w.to(vec.device)
                 _check_finite(update, "update")
                 _check_finite(w, "weights")
                 pieces, g = tg.split(update), None
             else:
                 g = tg.gramian()
                 check_gramian(g)
-                w = self.method.weights(Statistics(losses=vec.detach(), gramian=g)).detach()
+                w = self.method.weights(Statistics(losses=vec.detach(), gramian=g))
+                w = w.detach().to(vec.device)
                 _check_finite(w, "weights")
                 pieces = tg.combine(w)
             apply_update(tg, pieces)
@@ -169,12 +173,12 @@ class Balancer(nn.Module):
         if "grad_norms" in self.method.needs:
             if self._due(vec.shape[0]):
                 stats.grad_norms = layer_grad_norms(vec, shared, features, features_mode, columns)
-                w = self.method.weights(stats)
+                w = self.method.weights(stats).to(vec.device)
                 self.cached_weights = w.detach().to(torch.float64).clone()
             else:
                 w, recomputed = self.cached_weights.to(vec.dtype), False
         else:
-            w = self.method.weights(stats)
+            w = self.method.weights(stats).to(vec.device)
         _check_finite(w.detach(), "weights")
         apply_weighted_loss(vec, w, self.method.regularizer())
         return BalanceResult(w.detach().to(vec.dtype).clone(), None, recomputed=recomputed)

@@ -72,7 +72,8 @@ class BalancingMethod(nn.Module):
             key = prefix + name
             if key in state_dict and (buf is None or buf.shape != state_dict[key].shape):
                 ref = state_dict[key]
-                self._buffers[name] = torch.empty(ref.shape, dtype=ref.dtype)
+                where = buf.device if buf is not None else None
+                self._buffers[name] = torch.empty(ref.shape, dtype=ref.dtype, device=where)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
@@ -108,10 +109,22 @@ class JacobianAggregator(BalancingMethod):
     needs: ClassVar[frozenset[str]] = frozenset({"jacobian"})
 
 
-def lazy_buffer(module: nn.Module, name: str, shape: tuple[int, ...], fill: float = 0.0) -> Tensor:
-    """Return buffer ``name``, (re)created with ``fill`` when its shape is not ``shape``."""
+def lazy_buffer(
+    module: nn.Module,
+    name: str,
+    shape: tuple[int, ...],
+    fill: float = 0.0,
+    device: torch.device | None = None,
+) -> Tensor:
+    """Return buffer ``name``, (re)created with ``fill`` when its shape is not ``shape``, on
+    ``device`` (default: where the buffer already is; moved there when it is elsewhere)."""
     buf = module._buffers.get(name)
+    if device is None:
+        device = buf.device if buf is not None else torch.device("cpu")
     if buf is None or tuple(buf.shape) != shape:
-        buf = torch.full(shape, fill, dtype=torch.float64)
+        buf = torch.full(shape, fill, dtype=torch.float64, device=device)
+        module._buffers[name] = buf
+    elif buf.device != device:
+        buf = buf.to(device)
         module._buffers[name] = buf
     return buf

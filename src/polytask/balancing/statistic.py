@@ -213,12 +213,7 @@ def batched_grads(
             torch.autograd.grad(losses, ins, g, retain_graph=True, allow_unused=True)
             for g in grad_outputs
         ]
-        grads = tuple(
-            torch.stack([r[j] if r[j] is not None else torch.zeros(()) for r in per_row])
-            if any(r[j] is not None for r in per_row)
-            else None
-            for j in range(len(inputs))
-        )
+        grads = tuple(_stack_rows([r[j] for r in per_row]) for j in range(len(inputs)))
     out = []
     for g, x in zip(grads, inputs):
         if g is None:
@@ -226,6 +221,14 @@ def batched_grads(
             g = torch.zeros((grad_outputs.shape[0], *x.shape), dtype=x.dtype, device=x.device)
         out.append(g)
     return out
+
+
+def _stack_rows(rows: list[Tensor | None]) -> Tensor | None:
+    """Stack per-row gradients, zeros where a row did not reach the input (None if none did)."""
+    some = next((r for r in rows if r is not None), None)
+    if some is None:
+        return None
+    return torch.stack([r if r is not None else torch.zeros_like(some) for r in rows])
 
 
 def _roles(

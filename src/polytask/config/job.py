@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from polytask import __version__
-from polytask._core import PolytaskError, seed_everything, write_text, write_with
+from polytask._core import PolytaskError, resolve_device, seed_everything, write_text, write_with
 from polytask.eval import SelectionRule, build_report, evaluate, load_report, write_report
 from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData
@@ -94,7 +94,11 @@ def _train_one(
     model = make_model(config, taskset, prepared.in_dim)
     if init is not None:  # e.g. weights carried over from an earlier stage
         init(model)
+    device = resolve_device(config.device)
+    model.to(device)
     balancer = make_balancer(config, len(taskset))
+    if balancer is not None:
+        balancer.to(device)
     params = list(model.parameters()) + (
         list(balancer.parameters()) if balancer is not None else []
     )
@@ -162,7 +166,9 @@ def run_train(
 
         validate(BalancingConfig, dict(config.balancing), f"{config_path}: balancing")
     out = Path(out)
-    chash = config_hash(config, ignore=("evaluation",)) + ("-single" if single_task else "")
+    chash = config_hash(config, ignore=("evaluation", "device")) + (
+        "-single" if single_task else ""
+    )
     if resume and (out / RUN_FILE).is_file():
         previous = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
         if previous.get("config_hash") != chash:
@@ -278,7 +284,7 @@ def _load_model(
                     f"--trunk: tensor {k!r} has shape {tuple(trunk[k].shape)}, the model needs {tuple(v.shape)}"
                 )
         model.load_state_dict({k: t.to(own[k].dtype) for k, t in trunk.items()}, strict=False)
-    return model
+    return model.to(resolve_device(config.device))
 
 
 def _renormalised(

@@ -185,7 +185,7 @@ def run_stages(
         raise PolytaskError(f"{where}: --single-task does not apply to a config with 'stages'")
     stages = parse_stages(config, where)  # every stage checked before any data is read
     out = Path(out)
-    chash = config_hash(config, ignore=("evaluation",))
+    chash = config_hash(config, ignore=("evaluation", "device"))
     if resume and (out / RUN_FILE).is_file():
         previous = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
         if previous.get("config_hash") != chash:

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from polytask._core import PolytaskError, all_finite
+from polytask._core import PolytaskError, all_finite, module_device
 from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData
-from polytask.tasks.data.tensors import index_inputs
+from polytask.tasks.data.tensors import index_inputs, inputs_to
 
 
 @torch.no_grad()
@@ -20,12 +20,13 @@ def predict(
     """Raw head outputs ``{task: [N, ...]}`` for every row of ``data`` (model in eval mode)."""
     was_training = model.training
     model.eval()
+    device = module_device(model)
     try:
         chunks: dict[str, list[Tensor]] = {t: [] for t in tasks}
         n = len(data)
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n))
-            out = model(index_inputs(data.inputs, idx), list(tasks))
+            out = model(inputs_to(index_inputs(data.inputs, idx), device), list(tasks))
             for t in tasks:
                 chunks[t].append(out[t].detach().float().cpu())
         preds = {t: torch.cat(c) for t, c in chunks.items()}

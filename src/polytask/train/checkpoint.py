@@ -30,8 +30,9 @@ from polytask._core import PolytaskError, atomic_dir, write_text
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    """``model.state_dict()`` as safetensors (contiguous copies; shared storage is fine)."""
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    """``model.state_dict()`` as safetensors (contiguous CPU copies; shared storage is fine)."""
+    cpu = torch.device("cpu")
+    state = {k: v.detach().to(cpu, copy=True).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path))
 
 

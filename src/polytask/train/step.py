@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from polytask._core import NonFiniteLossError
+from polytask._core import NonFiniteLossError, module_device
 from polytask.models import MultiTaskModel
 from polytask.tasks import TaskSet
 from polytask.tasks.data import Group
@@ -87,6 +87,8 @@ def train_step(
 ) -> StepOutput:
     """Run one optimisation step on ``batch`` and return its losses and statistics.
 
+    The batch is moved to the model's device (a no-op when it is already there).
+
     Without a ``balancer`` the update is the gradient of the plain sum ``Σ_k w_k L_k`` (``w_k``
     the static task weights). Raises :class:`NonFiniteLossError` before touching the parameters
     when a loss or the gradient norm is NaN/Inf. ``after_backward`` sees the optimizer's
@@ -94,6 +96,8 @@ def train_step(
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
+    device = module_device(model)
+    batch = [g.to(device) for g in batch]
     losses, features = compute_losses(model, batch, taskset)
     check_finite(losses, step)
     out = StepOutput({k: float(v.detach()) for k, v in losses.items()}, 0.0, 0.0)

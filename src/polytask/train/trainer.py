@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from polytask._core import PolytaskError, rng_state, set_rng_state
+from polytask._core import PolytaskError, module_device, rng_state, set_rng_state
 from polytask.eval import SelectionRule, evaluate_split
 from polytask.eval.predict import SplitData
 from polytask.models import MultiTaskModel
@@ -203,6 +203,8 @@ class Trainer:
         batch = self.loader.batch(self.step)
         if self.world_size > 1:
             batch = shard(batch, self.rank, self.world_size)
+        device = module_device(self.model)
+        batch = [g.to(device) for g in batch]  # callbacks see the batch the step used
         out = train_step(
             self.model, batch, self.taskset, self.optimizer,
             balancer=self.balancer, grad_clip=self.grad_clip, scheduler=self.scheduler, step=self.step,

@@ -40,7 +40,7 @@ class GradVac(GramianWeighting):
             raise PolytaskError("GradVac: the statistic has no Gramian")
         g = stats.gramian.detach().to(torch.float64).cpu().numpy()
         m = g.shape[0]
-        phi_t = lazy_buffer(self, "phi_hat", (m, m))
+        phi_t = lazy_buffer(self, "phi_hat", (m, m), device=torch.device("cpu"))  # NumPy state
         hat_all = phi_t.numpy()  # shares memory with the buffer
         order = random_orders(m)
         c = np.eye(m)

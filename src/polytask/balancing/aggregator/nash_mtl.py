@@ -51,7 +51,7 @@ class NashMTL(GramianWeighting):
         norm = float(torch.linalg.matrix_norm(g))
         if norm == 0.0:
             return torch.zeros(m, dtype=stats.gramian.dtype, device=stats.gramian.device)
-        start = lazy_buffer(self, "prev_alpha", (m,), fill=1.0)
+        start = lazy_buffer(self, "prev_alpha", (m,), fill=1.0, device=torch.device("cpu"))
         gn = (g / norm).numpy() + self.reg_eps * np.eye(m)
         alpha_hat = torch.from_numpy(alpha_fair_solve(gn, start.numpy(), alpha=1.0))
         self.prev_alpha.copy_(alpha_hat)

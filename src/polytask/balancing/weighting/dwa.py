@@ -34,13 +34,13 @@ class DWA(LossWeighting):
 
     def weights(self, stats: Statistics) -> Tensor:
         m = stats.n_tasks
-        hist = lazy_buffer(self, "history", (2, m))
+        hist = lazy_buffer(self, "history", (2, m), device=stats.losses.device)
         loss = stats.losses.detach().to(torch.float64)
         if int(self.count) >= 2:
             r = hist[1] / hist[0]
             w = m * torch.softmax(r / self.temperature, dim=0)
         else:
-            w = torch.ones(m, dtype=torch.float64)
+            w = torch.ones(m, dtype=torch.float64, device=hist.device)
         hist[0] = hist[1]
         hist[1] = loss
         self.count += 1

@@ -78,7 +78,7 @@ class FAMO(LossWeighting):
         d = self._shifted(stats.losses)
         fresh = self.logits.numel() != m
         for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses"):
-            lazy_buffer(self, name, (m,))
+            lazy_buffer(self, name, (m,), device=stats.losses.device)
         if fresh:
             self.adam_step.zero_()
         else:

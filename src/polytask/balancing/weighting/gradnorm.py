@@ -44,8 +44,8 @@ class GradNorm(LossWeighting):
         m = stats.n_tasks
         loss = stats.losses.detach().to(torch.float64)
         if self.task_weights.numel() != m:
-            lazy_buffer(self, "task_weights", (m,), fill=1.0)
-            lazy_buffer(self, "initial_losses", (m,)).copy_(loss)
+            lazy_buffer(self, "task_weights", (m,), fill=1.0, device=loss.device)
+            lazy_buffer(self, "initial_losses", (m,), device=loss.device).copy_(loss)
         w = self.task_weights.clone()
         n = stats.grad_norms.detach().to(torch.float64)
         g = w * n

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
-from polytask.tasks.data.tensors import Inputs, TensorData
+from polytask.tasks.data.tensors import Inputs, TensorData, inputs_to
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,18 @@ class Group:
     inputs: Inputs
     targets: Mapping[str, Tensor]
     paired: frozenset[str] = frozenset()
+
+    def to(self, device: torch.device) -> Group:
+        """This group with inputs and targets on ``device`` (itself when already there)."""
+        if _on(self.inputs, device) and all(t.device == device for t in self.targets.values()):
+            return self
+        targets = {k: v.to(device, non_blocking=True) for k, v in self.targets.items()}
+        return Group(inputs_to(self.inputs, device), targets, self.paired)
+
+
+def _on(inputs: Inputs, device: torch.device) -> bool:
+    values = [inputs] if isinstance(inputs, Tensor) else list(inputs.values())
+    return all(v.device == device for v in values)
 
 
 class Sampler(Protocol):

@@ -24,6 +24,13 @@ def index_inputs(inputs: Inputs, idx: Tensor) -> Inputs:
     return {k: v[idx] for k, v in inputs.items()}
 
 
+def inputs_to(inputs: Inputs, device: torch.device) -> Inputs:
+    """A tensor, or every tensor of a dict, on ``device`` (the same objects when already there)."""
+    if isinstance(inputs, Tensor):
+        return inputs.to(device, non_blocking=True)
+    return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+
+
 def num_rows(inputs: Inputs) -> int:
     if isinstance(inputs, Tensor):
         return int(inputs.shape[0])
