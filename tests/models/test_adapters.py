@@ -267,3 +267,31 @@ def test_builders_and_bad_input():
         adapter_trunk(4, (), 2)
     with pytest.raises(PolytaskError, match=r"dropout must be in \[0, 1\)"):
         adapter_trunk(4, (3,), 2, dropout=1.0)
+
+
+def test_affinity_probe_uses_the_shared_layers_not_the_per_task_features():
+    from polytask.config.affinity import _GradientProbe
+    from polytask.tasks import TaskSet
+    from polytask.tasks.data import Group
+
+    torch.manual_seed(0)
+    trunk = adapter_trunk(6, (5, 4), 2, bottleneck=2, activation="tanh")
+    _randomise_adapters(trunk)
+    model = MultiTaskModel(trunk, AdapterHeads(4, {"a": 1, "b": 1}, {"a": True, "b": True}))
+    plain = MultiTaskModel(mlp_trunk(6, (5,)), AdapterHeads(5, {"a": 1}, {"a": True}))
+    assert not model.features_shared and plain.features_shared
+    ts = TaskSet([Task("a", "regression"), Task("b", "regression")])
+    g = torch.Generator().manual_seed(2)
+    x, ya, yb = torch.randn(6, 6, generator=g), torch.randn(6, generator=g), torch.randn(6)
+    probe = _GradientProbe(model, ts, None)  # type: ignore[arg-type]
+    gramian, names = probe.gramian([Group(x, {"a": ya, "b": yb})])
+    assert probe.mode == "parameters" and names == ("a", "b")
+    model.eval()
+    out = model(x)
+    rows = []
+    for loss in (F.mse_loss(out["a"], ya), F.mse_loss(out["b"], yb)):
+        grads = torch.autograd.grad(loss, model.shared_parameters(), retain_graph=True)
+        rows.append(torch.cat([t.reshape(-1) for t in grads]).double())
+    jac = torch.stack(rows)
+    assert torch.allclose(gramian, jac @ jac.T, rtol=1e-5, atol=1e-9)
+    assert gramian[0, 1].abs() > 0  # the tasks meet in the shared layers

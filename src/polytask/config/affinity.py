@@ -129,7 +129,7 @@ class _GradientProbe:
         model.eval()  # no dropout noise, no BatchNorm statistics touched
         try:
             with torch.enable_grad():
-                if len(batch) == 1:
+                if len(batch) == 1 and model.features_shared:  # else: per-task features
                     self.mode = "features"
                     with torch.no_grad():
                         z = model.forward_features(batch[0].inputs)

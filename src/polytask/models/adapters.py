@@ -98,6 +98,8 @@ class AdapterTrunk(nn.Module):
     weights and biases only.
     """
 
+    features_shared = False  # each task has its own features: no shared representation
+
     def __init__(
         self,
         in_dim: int,

@@ -39,6 +39,13 @@ class MultiTaskModel(nn.Module):
     ) -> dict[str, Tensor]:
         return self.forward_heads(self.forward_features(inputs), tasks)
 
+    @property
+    def features_shared(self) -> bool:
+        """False when the trunk gives each task its own features (its ``features_shared``, e.g.
+        per-task adapters): no gradient w.r.t. the features is then a shared statistic, so
+        ``features``-mode balancing and feature Gramians do not apply."""
+        return bool(getattr(self.trunk, "features_shared", True))
+
     def _shared(self) -> list[nn.Parameter]:
         own = getattr(self.trunk, "shared_parameters", None)
         source = own() if callable(own) else self.trunk.parameters()
