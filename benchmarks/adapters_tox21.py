@@ -44,10 +44,13 @@ from polytask.tasks.data import TensorData
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "adapters_tox21.yaml"
 BASE, ADAPTERS, WIDE = "shared-bottom MLP", "adapters", "shared-bottom MLP, parameter-matched"
+SMALL, BASE_NO_BN, NO_BN = "adapters, bottleneck 8", "shared-bottom MLP, no BN", "adapters, no BN"
 WIDE_HIDDEN = [768, 384]
+#: (adapters variant, the shared-bottom model it is paired with)
+PAIRS = [(ADAPTERS, BASE), (ADAPTERS, WIDE), (SMALL, BASE), (NO_BN, BASE_NO_BN)]
 
 
-def _configs(seed: int, out: Path) -> dict[str, Path]:
+def _configs(seed: int, out: Path, ablation: bool) -> dict[str, Path]:
     base = yaml.safe_load(EXAMPLE.read_text())
     ad = dict(base, seed=seed)
     ad["data"] = dict(base["data"], split=dict(base["data"]["split"], seed=seed))
@@ -55,8 +58,16 @@ def _configs(seed: int, out: Path) -> dict[str, Path]:
     common = {"kind": "mlp", "dropout": t["dropout"], "batch_norm": t["batch_norm"]}
     mlp = dict(ad, model={"trunk": {**common, "hidden": t["hidden"]}})
     wide = dict(ad, model={"trunk": {**common, "hidden": WIDE_HIDDEN}})
+    runs = [(BASE, "mlp", mlp), (ADAPTERS, "adapters", ad), (WIDE, "wide", wide)]
+    if ablation:
+        no_bn = {"trunk": {**common, "hidden": t["hidden"], "batch_norm": False}}
+        runs += [
+            (SMALL, "adapters_r8", dict(ad, model={"trunk": {**t, "bottleneck": 8}})),
+            (BASE_NO_BN, "mlp_nobn", dict(ad, model=no_bn)),
+            (NO_BN, "adapters_nobn", dict(ad, model={"trunk": {**t, "batch_norm": False}})),
+        ]
     paths = {}
-    for name, stem, cfg in ((BASE, "mlp", mlp), (ADAPTERS, "adapters", ad), (WIDE, "wide", wide)):
+    for name, stem, cfg in runs:
         path = out / f"{stem}_seed{seed}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         paths[name] = path
@@ -99,7 +110,7 @@ def _adapter_size(config_path: Path, run: Path) -> list[float]:
     return sizes
 
 
-def _verdict(diffs: list[float], name: str) -> str:
+def _verdict(diffs: list[float], ours: str, theirs: str) -> str:
     if len(diffs) < 2:
         return "One seed: no verdict."
     mean, sem = statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
@@ -108,7 +119,7 @@ def _verdict(diffs: list[float], name: str) -> str:
             f"|mean| {abs(mean):.4f} ≤ 2 standard errors ({2 * sem:.4f}): within the seed "
             "scatter, no winner at this budget."
         )
-    winner = "adapters" if mean > 0 else name
+    winner = ours if mean > 0 else theirs
     return f"|mean| {abs(mean):.4f} > 2 standard errors ({2 * sem:.4f}): {winner} wins."
 
 
@@ -117,6 +128,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=REPO / ".bench" / "adapters_tox21")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--ablation", action="store_true", help="also bottleneck 8, and both models without BN"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +141,7 @@ def main() -> None:
     per_task: dict[str, dict[str, list[float]]] = {}
     sizes: list[list[float]] = []
     for seed in args.seeds:
-        for name, path in _configs(seed, args.out).items():
+        for name, path in _configs(seed, args.out, args.ablation).items():
             run = args.out / path.stem
             report = run_train(path, run, overwrite=True, progress=False)
             auc.setdefault(name, []).append(report["means"]["test"]["roc_auc"])
@@ -142,14 +156,15 @@ def main() -> None:
                 sizes.append(_adapter_size(path, run))
             print(f"seed {seed} {name}: test ROC-AUC {auc[name][-1]:.4f}", flush=True)
     names = list(auc)
-    diffs = {n: [b - a for a, b in zip(auc[n], auc[ADAPTERS])] for n in (BASE, WIDE)}
+    pairs = [(a, b) for a, b in PAIRS if a in auc and b in auc]
+    diffs = {(a, b): [y - x for x, y in zip(auc[b], auc[a])] for a, b in pairs}
     ex = yaml.safe_load(EXAMPLE.read_text())
     seeds = " ".join(map(str, args.seeds))
     lines = [
         "# Tox21: shared-bottom MLP vs per-task residual adapters",
         "",
         f"Command: `python benchmarks/adapters_tox21.py --seeds {seeds} --threads "
-        f"{args.threads}` (recipe: `examples/adapters_tox21.yaml`, ECFP4 2,048 bits, "
+        f"{args.threads}{' --ablation' if args.ablation else ''}` (recipe: `examples/adapters_tox21.yaml`, ECFP4 2,048 bits, "
         f"{ex['train']['epochs']} epochs max, early stopping patience {ex['train']['patience']}, "
         "model selected on mean validation ROC-AUC; random 80/10/10 split re-drawn per seed; "
         "plain summed loss, no balancing).",
@@ -159,6 +174,15 @@ def main() -> None:
         f"- {ADAPTERS}: trunk `{ex['model']['trunk']}` (the same shared layers, one adapter and "
         "one batch norm per task after each layer), linear heads on each task's features.",
         f"- {WIDE}: trunk `mlp {WIDE_HIDDEN}`, about the adapters model's total size.",
+        *(
+            [
+                f"- {SMALL}: the adapters trunk with bottleneck 8.",
+                f"- {BASE_NO_BN} / {NO_BN}: the first two without batch norm (the adapters "
+                "model then has no per-task norm).",
+            ]
+            if args.ablation
+            else []
+        ),
         "",
         "| model | shared params | task params per task | total | mean test ROC-AUC (12 tasks), "
         "mean ± std over seeds | per seed | steps run (mean) | train s (mean) |",
@@ -172,11 +196,11 @@ def main() -> None:
         ],
         "",
         *[
-            f"Paired difference adapters − {n} (same split and seed): "
-            f"{', '.join(f'{d:+.4f}' for d in diffs[n])} → {_ms(diffs[n])} "
-            f"({sum(d > 0 for d in diffs[n])} of {len(diffs[n])} seeds in favour of adapters). "
-            f"{_verdict(diffs[n], n)}\n"
-            for n in (BASE, WIDE)
+            f"Paired difference {a} − {b} (same split and seed): "
+            f"{', '.join(f'{d:+.4f}' for d in diffs[a, b])} → {_ms(diffs[a, b])} "
+            f"({sum(d > 0 for d in diffs[a, b])} of {len(diffs[a, b])} seeds in favour of "
+            f"adapters). {_verdict(diffs[a, b], a, b)}\n"
+            for a, b in pairs
         ],
         "Train seconds are wall time of one run on a shared 2-core machine with one thread, not a "
         "speed claim. Shared params are what `MultiTaskModel.shared_parameters()` returns (what "
@@ -195,10 +219,10 @@ def main() -> None:
         "",
         "Per task (mean test ROC-AUC over seeds):",
         "",
-        f"| task | {' | '.join(names)} |",
-        "|---|" + "---|" * len(names),
+        f"| task | {' | '.join(names[:3])} |",
+        "|---|" + "---|" * 3,
         *[
-            f"| {t} | " + " | ".join(f"{statistics.mean(v[n]):.4f}" for n in names) + " |"
+            f"| {t} | " + " | ".join(f"{statistics.mean(v[n]):.4f}" for n in names[:3]) + " |"
             for t, v in per_task.items()
         ],
         "",

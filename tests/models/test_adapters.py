@@ -122,6 +122,18 @@ def test_zero_init_every_task_equals_the_plain_shared_trunk(batch_norm):
             assert torch.allclose(f[:, k], ref, atol=1e-6)
 
 
+def test_dropout_mask_is_shared_by_the_task_streams():
+    torch.manual_seed(0)
+    trunk = adapter_trunk(6, (50, 40), 3, bottleneck=2, dropout=0.5)  # U = 0: streams equal
+    x = torch.randn(8, 6)
+    f = trunk(x)
+    assert torch.equal(f[:, 0], f[:, 1]) and torch.equal(f[:, 0], f[:, 2])
+    assert (f == 0).float().mean() > 0.5  # about half dropped after the relu's zeros
+    trunk.eval()
+    g = trunk(x)
+    assert not torch.allclose(f, g) and (g == 0).float().mean() < (f == 0).float().mean()
+
+
 def _loop_reference(trunk: AdapterTrunk, x: torch.Tensor) -> torch.Tensor:
     """Task by task: shared Linear, task k's batch norm (batch statistics), tanh, task k's adapter."""
     streams = []

@@ -16,8 +16,10 @@ and task ``k``'s features are ``f_k = h^k_L``. ``W_l, b_l`` are SHARED by every 
 ``D_{l,k} ∈ R^{r×d_l}``, ``c_{l,k} ∈ R^r``, ``U_{l,k} ∈ R^{d_l×r}``, ``e_{l,k} ∈ R^{d_l}`` (the
 adapter, bottleneck width ``r``) belong to task ``k``; ``σ`` is the trunk's activation; ``N^k_l``
 is the identity, or with ``batch_norm`` task ``k``'s own BatchNorm (statistics and affine, as the
-task-specific batch norm of Rebuffi et al.). ``U`` and ``e`` start at zero, so at initialisation
-every ``f_k`` equals the plain shared trunk's output.
+task-specific batch norm of Rebuffi et al.); ``drop`` is dropout with ONE mask per sample and
+unit, shared by the task streams (the shared layer's units are dropped for every task at once,
+as in the plain trunk). ``U`` and ``e`` start at zero, so at initialisation every ``f_k`` equals
+the plain shared trunk's output.
 
 Vectorised over tasks: ``h^k_0 = x`` for all ``k``, so ``W_1 x + b_1`` runs once on ``[B, d_0]``;
 afterwards the streams are one ``[K, B, d]`` tensor (shared layers as one matmul over ``K·B``
@@ -39,6 +41,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from polytask._core import PolytaskError
 from polytask.models.mlp import _ACTIVATIONS
@@ -134,7 +137,7 @@ class AdapterTrunk(nn.Module):
             ResidualAdapters(num_tasks, w, bottleneck, activation) for w in hidden
         )
         self.act = _ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = dropout
         self.num_tasks, self.bottleneck, self.out_dim = num_tasks, bottleneck, hidden[-1]
 
     def shared_parameters(self) -> list[nn.Parameter]:
@@ -149,7 +152,10 @@ class AdapterTrunk(nn.Module):
                 z = z.unsqueeze(0).expand(self.num_tasks, *z.shape)
             if len(self.norms):
                 z = self.norms[i](z)
-            h = adapter(self.dropout(self.act(z)))
+            a = self.act(z)
+            if self.training and self.dropout > 0:  # one mask per sample and unit, every task
+                a = a * F.dropout(a.new_ones(a.shape[1:]), self.dropout)
+            h = adapter(a)
         return h.transpose(0, 1)
 
 
