@@ -37,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _libmtl_runner import LIBMTL, Net, paired_ratio  # noqa: E402
 from _sections import write_section  # noqa: E402
+from polytask._core import resolve_device  # noqa: E402
 from polytask.balancing import Balancer  # noqa: E402
 from polytask.config.balancing import BALANCING_METHODS, build_method  # noqa: E402
 
 MODES = ("features", "exact", "torchjd", "libmtl")
+SIZE = {"batch": 256, "hidden": 512}  # --batch / --hidden (LibMTL: the defaults only)
 LIBMTL_VENV = Path("/tmp/libmtl_venv/bin/python")
 LIBMTL_PROSE = (
     "`libmtl`: LibMTL 1.1.5 (PyPI) weighting of the same name, timed the same way in its own"
@@ -92,10 +94,13 @@ def median_ms(step: Callable[[], None], warmup: int, reps: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def make_step(kind: str, k: int, method: str | None, declare: bool = True) -> Callable[[], None]:
+def make_step(
+    kind: str, k: int, method: str | None, declare: bool = True, device: str = "cpu"
+) -> Callable[[], None]:
     torch.manual_seed(0)
-    net = Net(k)
-    x, y = torch.randn(256, 1024), torch.randn(256, k)
+    net = Net(k, hidden=SIZE["hidden"]).to(device)
+    b = SIZE["batch"]
+    x, y = torch.randn(b, 1024).to(device), torch.randn(b, k).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=1e-4)
     shared = list(net.trunk.parameters())
     if kind == "plain":
@@ -105,7 +110,7 @@ def make_step(kind: str, k: int, method: str | None, declare: bool = True) -> Ca
 
     elif kind in ("features", "exact"):
         assert method is not None
-        bal = Balancer(build_method(method, {}, n_tasks=k), mode=kind)
+        bal = Balancer(build_method(method, {}, n_tasks=k), mode=kind).to(device)
         opt.add_param_group({"params": list(bal.parameters())}) if list(bal.parameters()) else None
         # task i reads column i of the stacked head, as the trainer declares for LinearHeads
         columns = list(range(k)) if kind == "features" and declare else None
@@ -126,6 +131,8 @@ def make_step(kind: str, k: int, method: str | None, declare: bool = True) -> Ca
             mtl_backward(per_task, features=z, retain_graph=True)
             jac_to_grad(shared, agg)
 
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
+
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         if kind == "torchjd":
@@ -135,6 +142,8 @@ def make_step(kind: str, k: int, method: str | None, declare: bool = True) -> Ca
             losses, z = net.losses(x, y)
             backward(losses, z)
         opt.step()
+        if sync is not None:
+            sync()  # the step is timed to its end on the GPU
 
     return step
 
@@ -189,15 +198,26 @@ def main() -> None:
     )
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int, default=21)
-    ap.add_argument("--out", default=str(REPO / "docs" / "results" / "balancing_overhead.md"))
+    ap.add_argument("--out", help="default: docs/results/balancing_overhead[_gpu].md")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (LibMTL: cpu only)")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--hidden", type=int, default=512, help="width of the trunk's 3 layers")
     ap.add_argument(
         "--undeclared",
         action="store_true",
         help="`features` mode without the head's column ownership (per-task statistic measured)",
     )
     args = ap.parse_args()
-    modes = [m for m in MODES if m in args.modes]
+    dev = str(resolve_device(args.device))
+    gpu = dev.startswith("cuda")
+    SIZE.update(batch=args.batch, hidden=args.hidden)
+    default_size = (args.batch, args.hidden) == (256, 512)
+    modes = [
+        m for m in MODES if m in args.modes and not (m == "libmtl" and (gpu or not default_size))
+    ]
+    suffix = "_gpu" if gpu else ""
+    out = Path(args.out or REPO / "docs" / "results" / f"balancing_overhead{suffix}.md")
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     libmtl: dict[tuple[str, int], str] = {}
@@ -207,9 +227,9 @@ def main() -> None:
     rows: list[list[str]] = []
     base: dict[int, float] = {}
     for k in args.ks:
-        base[k] = median_ms(make_step("plain", k, None), args.warmup, args.reps)
+        base[k] = median_ms(make_step("plain", k, None, device=dev), args.warmup, args.reps)
         print(f"K={k}: plain summed-loss step {base[k]:.1f} ms", flush=True)
-    plains = {k: make_step("plain", k, None) for k in args.ks}
+    plains = {k: make_step("plain", k, None, device=dev) for k in args.ks}
     h2h: list[list[str]] = []
     for name in args.methods:
         cls = BALANCING_METHODS[name]
@@ -229,13 +249,12 @@ def main() -> None:
                     continue
                 cheap = kind == "features" or cls.needs <= {"losses", "grad_norms"}
                 reps = args.reps if cheap or k < 40 else max(3, args.reps // 3)
-                step = make_step(kind, k, name, declare=not args.undeclared)
-                ratio = paired_ratio(plains[k], step, 2, reps)
-                cells.append(f"{ratio:.2f}×")
+                step = make_step(kind, k, name, declare=not args.undeclared, device=dev)
+                cells.append(_ratio(plains[k], step, reps, "×"))
         rows.append(cells)
         print(" | ".join(cells), flush=True)
         if {"exact", "torchjd"} <= set(modes) and name in TORCHJD:
-            h2h.append(head_to_head(name, args.ks, args.reps))
+            h2h.append(head_to_head(name, args.ks, args.reps, dev))
             print(" | ".join(h2h[-1]), flush=True)
     head = ["method", "needs"] + [f"K={k} {c}" for k in args.ks for c in modes]
     lines = [
@@ -245,8 +264,15 @@ def main() -> None:
         + " ".join(sys.argv[1:])
         + "`".replace("` ", "`"),
         "",
-        "Trunk 1024→512→512→512 (ReLU), batch 256, one stacked `nn.Linear(512, K)` head, per-task"
-        " MSE, SGD, `torch.set_num_threads(1)`, CPU. Median step (zero_grad + forward + backward"
+        f"Trunk 1024→{args.hidden}→{args.hidden}→{args.hidden} (ReLU), batch {args.batch}, one"
+        f" stacked `nn.Linear({args.hidden}, K)` head, per-task"
+        " MSE, SGD, `torch.set_num_threads(1)`, "
+        + (
+            f"{torch.cuda.get_device_name(dev)} (each step timed to a CUDA synchronize)"
+            if gpu
+            else "CPU"
+        )
+        + ". Median step (zero_grad + forward + backward"
         " + optimizer step) divided by the median of plain steps timed alternately with it."
         " `features`/`exact`: polytask `Balancer` modes"
         + (
@@ -269,9 +295,13 @@ def main() -> None:
         "Plain step: " + ", ".join(f"K={k} {base[k]:.1f} ms" for k in args.ks),
         "",
         "Targets: `features` ≤ 1.3× at K = 40 for every Gramian method; loss weightings ≤ 1.05×;"
-        " `exact` no slower than torchjd's autojac on the same method. The machine is shared"
-        " (2 cores, other jobs running), so single cells scatter by about ±10%: compare rows, not"
-        " the second decimal.",
+        " `exact` no slower than torchjd's autojac on the same method."
+        + (
+            ""
+            if gpu
+            else " The machine is shared (2 cores, other jobs running), so single cells scatter"
+            " by about ±10%: compare rows, not the second decimal."
+        ),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -293,17 +323,28 @@ def main() -> None:
     print(text)
     if not args.no_write:
         title = lines[0].removeprefix("# ")
-        write_section(Path(args.out), "table", "\n".join(lines[2:]), title=title)
+        section = "table" if default_size else f"table-batch{args.batch}-hidden{args.hidden}"
+        write_section(out, section, "\n".join(lines[2:]), title=title)
 
 
-def head_to_head(name: str, ks: list[int], reps: int) -> list[str]:
+def head_to_head(name: str, ks: list[int], reps: int, device: str = "cpu") -> list[str]:
     """``exact`` step time over torchjd's on the same method, the two timed alternately."""
     cells = [name]
     for k in ks:
         n = reps if k < 40 else max(3, reps // 3)
-        ratio = paired_ratio(make_step("torchjd", k, name), make_step("exact", k, name), 2, n)
-        cells.append(f"{ratio:.2f}")
+        jd = make_step("torchjd", k, name, device=device)
+        ex = make_step("exact", k, name, device=device)
+        cells.append(_ratio(jd, ex, n))
     return cells
+
+
+def _ratio(base: Callable[[], None], step: Callable[[], None], reps: int, unit: str = "") -> str:
+    """``paired_ratio`` as a cell, or the error that stopped a step (e.g. a GPU solver)."""
+    try:
+        return f"{paired_ratio(base, step, 2, reps):.2f}{unit}"
+    except Exception as exc:  # reported in the table instead of ending the run
+        print(f"  failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", flush=True)
+        return f"failed ({type(exc).__name__})"
 
 
 if __name__ == "__main__":

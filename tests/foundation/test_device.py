@@ -106,7 +106,9 @@ def test_tox21_run_on_cuda_agrees_with_the_cpu(tmp_path, balancing) -> None:
         cfg.write_text(yaml.safe_dump(data))
         out = tmp_path / device
         assert main(["train", str(cfg), "--out", str(out), "--no-progress"]) == 0
-        test = _report(out)["metrics"]["test"]
+        report = _report(out)
+        assert report["training"]["device"] == ("cuda:0" if device == "cuda" else "cpu")
+        test = report["metrics"]["test"]
         scores[device] = {t: m["roc_auc"] for t, m in test.items() if "roc_auc" in m}
     assert scores["cpu"].keys() == scores["cuda"].keys()
     for task, value in scores["cpu"].items():

@@ -124,13 +124,14 @@ class Balancer(nn.Module):
         slice or a sequence of indices; disjoint). Declared, the per-task statistic comes from one
         ordinary backward instead of a batched one (:mod:`~polytask.balancing.columns`); it is
         trusted, so declare only what the head's construction guarantees. Ignored otherwise."""
-        vec = as_loss_vector(losses)
+        needs = self.method.needs
+        # losses-only methods check the losses together with their weights (one device sync)
+        vec = as_loss_vector(losses, check=needs != frozenset({"losses"}))
         shared = list(shared_params)
         features_mode = self.mode == "features"
         if features_mode and features is None:
             raise PolytaskError("Balancer: mode 'features' needs `features=` (the trunk output)")
         m = vec.shape[0]
-        needs = self.method.needs
         if needs <= LOSS_NEEDS:
             result = self._loss_weighting(vec, shared, features, features_mode, columns)
         elif not self._due(m):
@@ -179,7 +180,10 @@ class Balancer(nn.Module):
                 w, recomputed = self.cached_weights.to(vec.dtype), False
         else:
             w = self.method.weights(stats).to(vec.device)
-        _check_finite(w.detach(), "weights")
+        both = torch.cat([vec.detach(), w.detach().to(vec.dtype)])
+        if not all_finite(both):
+            as_loss_vector(vec)  # names the tasks whose loss is not finite
+            _check_finite(w.detach(), "weights")
         apply_weighted_loss(vec, w, self.method.regularizer())
         return BalanceResult(w.detach().to(vec.dtype).clone(), None, recomputed=recomputed)
 

@@ -115,8 +115,9 @@ class TaskGradients:
         return list(torch.split(update, [t.numel() for t in self.targets]))
 
 
-def as_loss_vector(losses: Tensor | Sequence[Tensor]) -> Tensor:
-    """Stack ``losses`` into a 1-D ``[m]`` tensor; reject K = 1 and non-finite values."""
+def as_loss_vector(losses: Tensor | Sequence[Tensor], check: bool = True) -> Tensor:
+    """Stack ``losses`` into a 1-D ``[m]`` tensor; reject K = 1 and (``check``) non-finite
+    values."""
     if isinstance(losses, Tensor):
         vec = losses
     else:
@@ -129,7 +130,7 @@ def as_loss_vector(losses: Tensor | Sequence[Tensor]) -> Tensor:
         raise PolytaskError(
             f"balancing: needs at least 2 task losses, got {vec.shape[0]}; use a plain backward"
         )
-    if not all_finite(vec.detach()):
+    if check and not all_finite(vec.detach()):
         bad = (~torch.isfinite(vec.detach())).nonzero()[:, 0].tolist()
         raise NonFiniteLossError(f"balancing: non-finite loss for task index(es) {bad}")
     return vec

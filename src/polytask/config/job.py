@@ -135,6 +135,7 @@ def _train_one(
             "max_steps": total,
             "stopped_early": result.stopped_early,
             "seconds": round(result.seconds, 2),
+            "device": str(device),
         },
     }
 

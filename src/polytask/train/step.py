@@ -64,13 +64,15 @@ def compute_losses(
     return losses, features
 
 
-def check_finite(losses: dict[str, Tensor], step: int) -> None:
-    for name, loss in losses.items():
-        value = float(loss.detach())
+def check_finite(losses: dict[str, Tensor], step: int) -> dict[str, float]:
+    """The losses as floats (one device sync for all of them); NaN/Inf is an error."""
+    values = torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()
+    for name, value in zip(losses, values):
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"step {step}: the loss of task {name!r} is {value}; training stopped"
             )
+    return dict(zip(losses, values))
 
 
 def train_step(
@@ -99,8 +101,7 @@ def train_step(
     device = module_device(model)
     batch = [g.to(device) for g in batch]
     losses, features = compute_losses(model, batch, taskset)
-    check_finite(losses, step)
-    out = StepOutput({k: float(v.detach()) for k, v in losses.items()}, 0.0, 0.0)
+    out = StepOutput(check_finite(losses, step), 0.0, 0.0)
     out.total = sum(out.losses.values())
     if balancer is None:
         torch.stack(list(losses.values())).sum().backward()
@@ -114,7 +115,7 @@ def train_step(
             features=features[0] if one else None,
             columns=model.head_columns(names) if one else None,
         )
-        out.weights = [float(w) for w in result.weights]
+        out.weights = [float(w) for w in result.weights.tolist()]
         out.gramian = result.gramian
         out.extra = result.log_dict()
     if after_backward is not None:
