@@ -40,7 +40,9 @@ def test_non_finite_outputs_are_an_error_not_a_metric():
     x[[1, 4], 0] = float("nan")
     targets = {"a": torch.ones(6), "c": torch.zeros(6), "r": torch.zeros(6)}
     data = TensorData(x, targets, "held-out")
-    with pytest.raises(PolytaskError, match=r"task 'a': .* NaN or Inf on 2 of 6 rows of held-out"):
+    with pytest.raises(
+        PolytaskError, match=r"task 'a': .* NaN or Inf on 2 of 6 rows of held-out \(test split\)"
+    ):
         evaluate(model, TS, {"test": data})
 
 

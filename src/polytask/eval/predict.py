@@ -15,9 +15,14 @@ from polytask.tasks.data.tensors import index_inputs, inputs_to
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, data: TensorData, tasks: Sequence[str], batch_size: int = 1024
+    model: nn.Module,
+    data: TensorData,
+    tasks: Sequence[str],
+    batch_size: int = 1024,
+    split: str | None = None,
 ) -> dict[str, Tensor]:
-    """Raw head outputs ``{task: [N, ...]}`` for every row of ``data`` (model in eval mode)."""
+    """Raw head outputs ``{task: [N, ...]}`` for every row of ``data`` (model in eval mode);
+    ``split`` names the rows in errors."""
     was_training = model.training
     model.eval()
     device = module_device(model)
@@ -37,7 +42,8 @@ def predict(
             bad = int((~torch.isfinite(p)).reshape(p.shape[0], -1).any(dim=1).sum())
             raise PolytaskError(
                 f"task {t!r}: the model's outputs are NaN or Inf on {bad} of {p.shape[0]} rows "
-                f"of {data.name}; metrics would be meaningless"
+                f"of {data.name}{f' ({split} split)' if split else ''}; metrics would be "
+                "meaningless"
             )
     return preds
 
@@ -46,7 +52,11 @@ SplitData = TensorData | Mapping[str, TensorData]
 
 
 def evaluate_split(
-    model: nn.Module, taskset: TaskSet, data: SplitData, batch_size: int = 1024
+    model: nn.Module,
+    taskset: TaskSet,
+    data: SplitData,
+    batch_size: int = 1024,
+    split: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per-task metrics on one split; ``data`` is shared by all tasks or given per task.
 
@@ -54,7 +64,7 @@ def evaluate_split(
     :func:`polytask.tasks.ssl.pretext_split`), passed per task next to the supervised data.
     """
     if isinstance(data, TensorData):
-        preds = predict(model, data, taskset.names, batch_size)
+        preds = predict(model, data, taskset.names, batch_size, split)
         return {
             t.name: t.compute_metrics(preds[t.name], data.targets[t.name]) for t in taskset.tasks
         }
@@ -66,7 +76,7 @@ def evaluate_split(
     out = {}
     for names in shared.values():
         part = data[names[0]]
-        preds = predict(model, part, names, batch_size)
+        preds = predict(model, part, names, batch_size, split)
         for n in names:
             out[n] = taskset[n].compute_metrics(preds[n], part.targets[n])
     return {t.name: out[t.name] for t in taskset.tasks}
@@ -76,4 +86,7 @@ def evaluate(
     model: nn.Module, taskset: TaskSet, splits: Mapping[str, SplitData], batch_size: int = 1024
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{split: {task: {metric: value}}}`` for every split given (e.g. ``val`` and ``test``)."""
-    return {name: evaluate_split(model, taskset, data, batch_size) for name, data in splits.items()}
+    return {
+        name: evaluate_split(model, taskset, data, batch_size, name)
+        for name, data in splits.items()
+    }

@@ -239,7 +239,9 @@ class Trainer:
 
     def _validate(self, log: RunLog | None, ckpt_root: Path | None) -> bool:
         assert self.val_data is not None
-        metrics = evaluate_split(self.model, self.taskset, self.val_data, self.eval_batch_size)
+        metrics = evaluate_split(
+            self.model, self.taskset, self.val_data, self.eval_batch_size, "val"
+        )
         score = self.selection.score(metrics) if self.selection is not None else math.nan
         improved = self.selection is None or self.selection.better(score, self.best_score)
         if improved:
