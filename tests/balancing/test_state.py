@@ -69,3 +69,15 @@ def test_uw_parameters_are_exposed() -> None:
     bal = pb.Balancer(pb.UW(n_tasks=4))
     params = list(bal.parameters())
     assert len(params) == 1 and params[0].shape == (4,)
+
+
+def test_counters_stay_on_the_host_when_moved() -> None:
+    # the meta device stands in for a GPU: float state moves, integer step counters do not
+    bal = pb.Balancer(pb.DWA(), mode="exact", every=2)
+    moved = bal.to("meta")
+    assert moved is bal
+    assert bal.step.device.type == "cpu" and bal.method.count.device.type == "cpu"
+    assert bal.cached_weights.device.type == "meta"
+    assert bal.method.history.device.type == "meta"
+    famo = pb.FAMO().to("meta")
+    assert famo.adam_step.device.type == "cpu" and famo.logits.device.type == "meta"

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from polytask._core import NonFiniteLossError, PolytaskError, all_finite
 from polytask.balancing.apply import apply_update, apply_weighted_loss, apply_weights
-from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, Statistics
+from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, HostCounters, Statistics
 from polytask.balancing.columns import Columns
 from polytask.balancing.statistic import (
     as_loss_vector,
@@ -51,7 +51,7 @@ class BalanceResult:
         return out
 
 
-class Balancer(nn.Module):
+class Balancer(HostCounters):
     """Combine m task losses into one update of the shared parameters.
 
     :param method: a :class:`~polytask.balancing.base.BalancingMethod` instance.

@@ -18,6 +18,7 @@ Three kinds, told apart only by ``needs``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,7 +46,22 @@ class Statistics:
         return int(self.losses.shape[0])
 
 
-class BalancingMethod(nn.Module):
+class HostCounters(nn.Module):
+    """Integer scalar buffers (step counters) stay on the CPU when the module is moved
+    (``.to(device)``), so reading them, ``int(self.count)``, costs no device synchronisation."""
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> HostCounters:
+        kept = {
+            name: buf
+            for name, buf in self._buffers.items()
+            if buf is not None and buf.dim() == 0 and not buf.is_floating_point()
+        }
+        out = super()._apply(fn, recurse)
+        self._buffers.update(kept)
+        return out
+
+
+class BalancingMethod(HostCounters):
     """Base of every method: declares ``needs`` and keeps lazily shaped state in buffers.
 
     Buffers whose shape depends on the number of tasks start empty; loading a ``state_dict``
