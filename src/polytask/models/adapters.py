@@ -36,7 +36,6 @@ rows, adapters as ``bmm`` with stacked ``[K, r, d]`` / ``[K, d, r]`` weights). T
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -45,12 +44,7 @@ from torch.nn import functional as F
 
 from polytask._core import PolytaskError
 from polytask.models.mlp import _ACTIVATIONS
-
-
-def _uniform(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
-    """``U(-1/√fan_in, 1/√fan_in)``, the scale of ``nn.Linear``'s default initialisation."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+from polytask.models.towers import uniform_parameter
 
 
 class ResidualAdapters(nn.Module):
@@ -68,8 +62,8 @@ class ResidualAdapters(nn.Module):
                 f"adapters: num_tasks, width and bottleneck must be >= 1, got "
                 f"{num_tasks}, {dim}, {bottleneck}"
             )
-        self.down_weight = _uniform((num_tasks, bottleneck, dim), dim)
-        self.down_bias = _uniform((num_tasks, bottleneck), dim)
+        self.down_weight = uniform_parameter((num_tasks, bottleneck, dim), dim)
+        self.down_bias = uniform_parameter((num_tasks, bottleneck), dim)
         self.up_weight = nn.Parameter(torch.zeros(num_tasks, dim, bottleneck))
         self.up_bias = nn.Parameter(torch.zeros(num_tasks, dim))
         self.act = _ACTIVATIONS[activation]()

@@ -39,17 +39,16 @@ experts each task uses.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from polytask._core import PolytaskError
 from polytask.models.mlp import mlp_trunk
+from polytask.models.towers import TowerHeads
 
 
 @dataclass(frozen=True)
@@ -140,24 +139,18 @@ def moe_trunk(
     return MoETrunk(nets, base, in_dim=in_dim)
 
 
-def _uniform(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
-    """``U(-1/√fan_in, 1/√fan_in)``, the scale of ``nn.Linear``'s default initialisation."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
-
-
-class MoEHeads(nn.Module):
+class MoEHeads(TowerHeads):
     """Every task's gate and tower over an MMoE trunk's output (see the module docstring).
 
     Same call convention as :class:`~polytask.models.LinearHeads`: ``heads(features, tasks)`` →
     ``{task: output}``; tasks with ``scalar=True`` get ``[B]`` outputs, the others ``[B, C]``.
     Towers are linear ``d_e → C_k``, or with ``hidden`` ``Linear → ReLU → (Dropout) → Linear``.
 
-    Parameters: ``gate`` (``Linear(d_h, K·n)``); linear towers ``weight [Σ C_k, d_e]``,
-    ``bias [Σ C_k]`` (task ``k`` owns the ``C_k`` rows after those of the tasks before it); MLP
-    towers add ``hidden_weight [K, hidden, d_e]``, ``hidden_bias [K, hidden]`` and then
-    ``weight`` is ``[Σ C_k, hidden]``.
+    Parameters: ``gate`` (``Linear(d_h, K·n)``), then the towers of
+    :class:`~polytask.models.towers.TowerHeads` over the task inputs ``f_k`` (``d_in = d_e``).
     """
+
+    label = "MoE heads"
 
     def __init__(
         self,
@@ -173,19 +166,8 @@ class MoEHeads(nn.Module):
         if min(out_dims.values()) < 1 or (hidden is not None and hidden < 1):
             raise PolytaskError("MoE heads: output widths and hidden must be >= 1")
         self.layout = layout
-        self.names = tuple(out_dims)
-        self.widths = tuple(int(w) for w in out_dims.values())
-        self.scalar = tuple(bool(scalar[n]) for n in self.names)
-        k, n, d_e = len(self.names), layout.num_experts, layout.expert_dim
-        self.gate = nn.Linear(layout.bottom_dim, k * n)
-        self.hidden = hidden
-        tower_in = d_e if hidden is None else hidden
-        if hidden is not None:
-            self.hidden_weight = _uniform((k, hidden, d_e), d_e)
-            self.hidden_bias = _uniform((k, hidden), d_e)
-            self.dropout = nn.Dropout(dropout)
-        self.weight = _uniform((sum(self.widths), tower_in), tower_in)
-        self.bias = _uniform((sum(self.widths),), tower_in)
+        self.gate = nn.Linear(layout.bottom_dim, len(out_dims) * layout.num_experts)
+        self._init_towers(out_dims, scalar, layout.expert_dim, hidden, dropout)
 
     def _gates(self, h: Tensor) -> Tensor:
         logits = self.gate(h).reshape(h.shape[0], len(self.names), self.layout.num_experts)
@@ -204,56 +186,29 @@ class MoEHeads(nn.Module):
         """Each task's gate and tower as ``<task>.gate.weight``, ``<task>.gate.bias``,
         ``<task>.weight``, ``<task>.bias`` (and ``<task>.hidden_weight`` / ``hidden_bias``)."""
         out: dict[str, Tensor] = {}
-        for name, k, gate, tower in _task_rows(self):
+        towers = self._tower_state()
+        for name, gate in self._gate_rows():
             out[f"{name}.gate.weight"] = self.gate.weight[gate].detach().clone()
             out[f"{name}.gate.bias"] = self.gate.bias[gate].detach().clone()
-            out[f"{name}.weight"] = self.weight[tower].detach().clone()
-            out[f"{name}.bias"] = self.bias[tower].detach().clone()
-            if self.hidden is not None:
-                out[f"{name}.hidden_weight"] = self.hidden_weight[k].detach().clone()
-                out[f"{name}.hidden_bias"] = self.hidden_bias[k].detach().clone()
+            out.update({k: v for k, v in towers.items() if k.startswith(f"{name}.")})
         return out
 
     @torch.no_grad()
     def load_task_state(self, state: Mapping[str, Tensor]) -> None:
         """Set the gates and towers of the tasks in ``state`` (keys as :meth:`task_state`)."""
-        for name, k, gate, tower in _task_rows(self):
-            if f"{name}.weight" not in state:
-                continue
-            self.gate.weight[gate] = state[f"{name}.gate.weight"]
-            self.gate.bias[gate] = state[f"{name}.gate.bias"]
-            self.weight[tower] = state[f"{name}.weight"]
-            self.bias[tower] = state[f"{name}.bias"]
-            if self.hidden is not None:
-                self.hidden_weight[k] = state[f"{name}.hidden_weight"]
-                self.hidden_bias[k] = state[f"{name}.hidden_bias"]
+        for name, gate in self._gate_rows():
+            if f"{name}.weight" in state:
+                self.gate.weight[gate] = state[f"{name}.gate.weight"]
+                self.gate.bias[gate] = state[f"{name}.gate.bias"]
+        self._load_tower_state(state)
+
+    def _gate_rows(self) -> list[tuple[str, slice]]:
+        """``(task, its rows of the gate)`` for every task."""
+        n = self.layout.num_experts
+        return [(name, slice(k * n, (k + 1) * n)) for k, name in enumerate(self.names)]
 
     def forward(self, features: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
-        src = self.mix(features)  # [B, K, d_e]
-        if self.hidden is not None:
-            u = torch.einsum("bkd,khd->bkh", src, self.hidden_weight) + self.hidden_bias
-            src = self.dropout(torch.relu(u))
-        if all(w == 1 for w in self.widths):  # one output per task: y[:, k] = f_k · W[k] + b[k]
-            parts = list(((src * self.weight).sum(-1) + self.bias).split(1, dim=-1))
-        else:  # task k's rows of the tower applied to f_k only
-            ws, bs = self.weight.split(list(self.widths)), self.bias.split(list(self.widths))
-            parts = [F.linear(src[:, k], w, b) for k, (w, b) in enumerate(zip(ws, bs))]
-        out = {n: (p.squeeze(-1) if s else p) for n, p, s in zip(self.names, parts, self.scalar)}
-        if tasks is None:
-            return out
-        unknown = [t for t in tasks if t not in out]
-        if unknown:
-            raise PolytaskError(f"MoE heads: unknown task {unknown[0]!r}; known: {self.names}")
-        return {t: out[t] for t in tasks}
-
-
-def _task_rows(heads: MoEHeads) -> list[tuple[str, int, slice, slice]]:
-    """``(task, index, gate rows, tower rows)`` for every task of ``heads``."""
-    n, out, start = heads.layout.num_experts, [], 0
-    for k, (name, width) in enumerate(zip(heads.names, heads.widths)):
-        out.append((name, k, slice(k * n, (k + 1) * n), slice(start, start + width)))
-        start += width
-    return out
+        return self._towers(self.mix(features), tasks)  # towers over f_k [B, K, d_e]
 
 
 def build_moe_heads(
