@@ -214,8 +214,8 @@ NOTES_30 = [
     "* With a converged budget the seed scatter (median std of Δm over seeds: 2.1 points) is "
     "larger than most differences between methods, so no method beats EW on every seed; RLW and "
     "GradDrop are worse than EW on every seed. The 5-epoch ranking (DB-MTL, FairGrad, Nash-MTL, "
-    "GLS, FAMO and CAGrad better than EW on every seed) does not survive: it was a ranking of "
-    "how fast the methods train, not of where they end.",
+    "GLS, FAMO and CAGrad better than EW on every seed) does not survive; it reads as a ranking of "
+    "how fast the methods train rather than of where they end.",
     "* Against the 5-epoch table every method gains 4.8–8.9 points of Δm, and the baselines improve "
     "from 0.2842 to 0.2739 MAE. Most runs now stop early (patience 3) before their 30 epochs; "
     "FAMO, CAGrad, DualProj and DWA on seed 0 still selected their last validation.",
