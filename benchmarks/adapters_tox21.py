@@ -21,7 +21,6 @@ from the shared trunk's). Writes ``docs/results/adapters.md``.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from moe_tox21 import _ms
+from moe_tox21 import _ms, _verdict
 from polytask._core import write_text
 from polytask.config.build import make_model
 from polytask.config.data import prepare_data
@@ -108,19 +107,6 @@ def _adapter_size(config_path: Path, run: Path) -> list[float]:
         ratio = (h - a).norm(dim=(1, 2)) / a.norm(dim=(1, 2)).clamp_min(1e-12)
         sizes.append(float(ratio.mean()))
     return sizes
-
-
-def _verdict(diffs: list[float], ours: str, theirs: str) -> str:
-    if len(diffs) < 2:
-        return "One seed: no verdict."
-    mean, sem = statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
-    if abs(mean) <= 2 * sem:
-        return (
-            f"|mean| {abs(mean):.4f} ≤ 2 standard errors ({2 * sem:.4f}): within the seed "
-            "scatter, no winner at this budget."
-        )
-    winner = ours if mean > 0 else theirs
-    return f"|mean| {abs(mean):.4f} > 2 standard errors ({2 * sem:.4f}): {winner} wins."
 
 
 def main() -> None:

@@ -99,8 +99,9 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def _verdict(diffs: list[float]) -> str:
-    """Which model wins: the paired mean difference against twice its standard error."""
+def _verdict(diffs: list[float], ours: str = "MMoE", theirs: str = "the shared-bottom MLP") -> str:
+    """Which model wins: the paired mean difference (``ours − theirs``) against twice its
+    standard error."""
     if len(diffs) < 2:
         return "One seed: no verdict."
     mean, sem = statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
@@ -109,7 +110,7 @@ def _verdict(diffs: list[float]) -> str:
             f"|mean| {abs(mean):.4f} ≤ 2 standard errors ({2 * sem:.4f}): within the seed "
             "scatter, neither model wins at this budget."
         )
-    winner = "MMoE" if mean > 0 else "the shared-bottom MLP"
+    winner = ours if mean > 0 else theirs
     return f"|mean| {abs(mean):.4f} > 2 standard errors ({2 * sem:.4f}): {winner} wins."
 
 
