@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from polytask._core import PolytaskError
-from polytask.models.mlp import _ACTIVATIONS
+from polytask.models.mlp import _ACTIVATIONS, check_mlp_options
 from polytask.models.towers import uniform_parameter
 
 
@@ -108,22 +108,12 @@ class AdapterTrunk(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if in_dim < 1 or not hidden or min(hidden) < 1:
-            raise PolytaskError(
-                f"adapter trunk: in_dim and every hidden width must be >= 1, got {in_dim}, "
-                f"{list(hidden)}"
-            )
+        check_mlp_options("adapter trunk", in_dim, hidden, activation, dropout)
         if num_tasks < 1 or bottleneck < 1:
             raise PolytaskError(
                 f"adapter trunk: num_tasks and bottleneck must be >= 1, got {num_tasks}, "
                 f"{bottleneck}"
             )
-        if activation not in _ACTIVATIONS:
-            raise PolytaskError(
-                f"adapter trunk: unknown activation {activation!r}; valid: {', '.join(_ACTIVATIONS)}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise PolytaskError(f"adapter trunk: dropout must be in [0, 1), got {dropout}")
         widths = [in_dim, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.norms = nn.ModuleList(TaskBatchNorm(num_tasks, w) for w in hidden if batch_norm)

@@ -28,16 +28,7 @@ def mlp_trunk(
     >>> mlp_trunk(8, (4, 3)).out_dim
     3
     """
-    if in_dim < 1 or not hidden or min(hidden) < 1:
-        raise PolytaskError(
-            f"mlp trunk: in_dim and every hidden width must be >= 1, got {in_dim}, {list(hidden)}"
-        )
-    if activation not in _ACTIVATIONS:
-        raise PolytaskError(
-            f"mlp trunk: unknown activation {activation!r}; valid: {', '.join(_ACTIVATIONS)}"
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise PolytaskError(f"mlp trunk: dropout must be in [0, 1), got {dropout}")
+    check_mlp_options("mlp trunk", in_dim, hidden, activation, dropout)
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:
@@ -51,3 +42,19 @@ def mlp_trunk(
     trunk = nn.Sequential(*layers)
     trunk.out_dim = width  # type: ignore[assignment]
     return trunk
+
+
+def check_mlp_options(
+    who: str, in_dim: int, hidden: Sequence[int], activation: str, dropout: float
+) -> None:
+    """One-line errors, naming ``who``, for widths, activation and dropout of an MLP stack."""
+    if in_dim < 1 or not hidden or min(hidden) < 1:
+        raise PolytaskError(
+            f"{who}: in_dim and every hidden width must be >= 1, got {in_dim}, {list(hidden)}"
+        )
+    if activation not in _ACTIVATIONS:
+        raise PolytaskError(
+            f"{who}: unknown activation {activation!r}; valid: {', '.join(_ACTIVATIONS)}"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise PolytaskError(f"{who}: dropout must be in [0, 1), got {dropout}")
