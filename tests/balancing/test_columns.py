@@ -51,7 +51,7 @@ def test_declared_statistic_equals_per_task_gradients() -> None:
     losses, z = model.losses(x, y)
     dz = feature_grads(losses, z).flatten(1)
     tg = task_gradients(losses, list(model.trunk.parameters()), z, True, COLUMNS)
-    assert tg.factor is not None and tg.factor[0] is None  # no per-task R was formed
+    assert tg.owners is not None and tg.r is None  # no per-task R was formed
     torch.testing.assert_close(tg.gramian(), dz @ dz.T)
     torch.testing.assert_close(tg.rows(), dz)
     w = torch.tensor([0.5, -1.0, 2.0, 0.25], dtype=torch.float64)

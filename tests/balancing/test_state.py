@@ -73,11 +73,11 @@ def test_uw_parameters_are_exposed() -> None:
 
 def test_counters_stay_on_the_host_when_moved() -> None:
     # the meta device stands in for a GPU: float state moves, integer step counters do not
-    bal = pb.Balancer(pb.DWA(), mode="exact", every=2)
+    bal = pb.Balancer(pb.DBMTL(), mode="exact")
     moved = bal.to("meta")
     assert moved is bal
     assert bal.step.device.type == "cpu" and bal.method.count.device.type == "cpu"
     assert bal.cached_weights.device.type == "meta"
-    assert bal.method.history.device.type == "meta"
+    assert bal.method.ema.device.type == "meta"
     famo = pb.FAMO().to("meta")
-    assert famo.adam_step.device.type == "cpu" and famo.logits.device.type == "meta"
+    assert famo.logits.device.type == "meta" and famo.adam_steps.device.type == "meta"

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from polytask.balancing.statistic import TaskGradients, batched_grads, graph_leaves
+from polytask.balancing.statistic import batched_grads, graph_leaves
+from polytask.balancing.task_gradients import TaskGradients
 
 
 def accumulate(params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:

@@ -15,8 +15,9 @@ from torch import Tensor
 
 from polytask._core import NonFiniteLossError, PolytaskError, all_finite
 from polytask.balancing.apply import apply_update, apply_weighted_loss, apply_weights
-from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, HostCounters, Statistics
+from polytask.balancing.base import LOSS_NEEDS, BalancingMethod, HostCounters
 from polytask.balancing.columns import Columns
+from polytask.balancing.presence import Presence
 from polytask.balancing.statistic import (
     as_loss_vector,
     check_gramian,
@@ -34,21 +35,18 @@ class BalanceResult:
     weights: Tensor
     """``[m]`` detached task weights (for Jacobian aggregators: the weights they report)."""
     gramian: Tensor | None = None
-    """``[m, m]`` Gramian of the per-task gradients, when this step computed it."""
+    """``[m, m]`` Gramian of the per-task gradients, when this step computed it (rows and columns
+    of absent tasks are 0)."""
     recomputed: bool = True
     """False on the reuse steps of ``every: N``."""
 
     def log_dict(self) -> dict[str, float | list[float]]:
-        """Weights and the upper-triangle pairwise gradient cosines (row-major, i < j)."""
-        out: dict[str, float | list[float]] = {"weights": [float(x) for x in self.weights.tolist()]}
-        if self.gramian is not None:
-            g = self.gramian.detach().double()
-            d = g.diagonal().clamp_min(1e-300).sqrt()
-            cos = g / (d[:, None] * d[None, :])
-            iu = torch.triu_indices(g.shape[0], g.shape[0], offset=1)
-            out["grad_cosines"] = [float(x) for x in cos[iu[0], iu[1]].tolist()]
-        out["recomputed"] = float(self.recomputed)
-        return out
+        """O(m) numbers for a per-step log: the weights and whether they were recomputed (the
+        ``[m, m]`` Gramian is :attr:`gramian`, for a binary log, never a per-step text line)."""
+        return {
+            "weights": [float(x) for x in self.weights.tolist()],
+            "recomputed": float(self.recomputed),
+        }
 
 
 class Balancer(HostCounters):
@@ -67,6 +65,7 @@ class Balancer(HostCounters):
 
     step: Tensor
     cached_weights: Tensor
+    cached_present: Tensor
     method: BalancingMethod
 
     def __init__(self, method: BalancingMethod, mode: str = "exact", every: int = 1) -> None:
@@ -92,21 +91,29 @@ class Balancer(HostCounters):
         self.every = every
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("cached_weights", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("cached_present", torch.zeros(0, dtype=torch.bool))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "cached_weights"
-        if key in state_dict and state_dict[key].shape != self.cached_weights.shape:
-            self.cached_weights = torch.zeros(
-                state_dict[key].shape, dtype=torch.float64, device=self.cached_weights.device
-            )
+        for name, dtype in (("cached_weights", torch.float64), ("cached_present", torch.bool)):
+            key, buf = prefix + name, getattr(self, name)
+            if key not in state_dict and name == "cached_present":  # older checkpoints
+                state_dict = {**state_dict, key: torch.zeros(0, dtype=torch.bool)}
+            if state_dict[key].shape != buf.shape:
+                setattr(
+                    self, name, torch.zeros(state_dict[key].shape, dtype=dtype, device=buf.device)
+                )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _due(self, m: int) -> bool:
-        return (
-            self.every == 1
-            or self.cached_weights.numel() != m
-            or (int(self.step) % self.every == 0)
-        )
+    def _due(self, sel: Presence) -> bool:
+        """Recompute on every ``every``-th call, and whenever a present task was absent when the
+        cached weights were decided (its cached weight is a placeholder 0)."""
+        if self.every == 1 or self.cached_weights.numel() != sel.m:
+            return True
+        if int(self.step) % self.every == 0:
+            return True
+        if self.cached_present.numel() != sel.m:
+            return True
+        return bool((sel.mask().to(self.cached_present.device) & ~self.cached_present).any())
 
     def backward(
         self,
@@ -115,9 +122,16 @@ class Balancer(HostCounters):
         *,
         features: Tensor | None = None,
         columns: Columns | None = None,
+        present: Tensor | Sequence[int] | None = None,
     ) -> BalanceResult:
         """Fill ``.grad`` of the shared parameters and of every other parameter the losses
         depend on; return the weights (and the Gramian when computed).
+
+        ``present`` (``[m]``, labelled rows per task in this batch, or booleans; None: every task
+        is present): the method decides on the present tasks only — absent tasks get weight 0 and
+        are left out of the Gramian, the Jacobian, the normalisation and the method's state
+        (:func:`~polytask.balancing.base.task_rows`). An absent task's loss must not depend on
+        the parameters (a masked loss with no label is a constant 0).
 
         ``columns`` (``features`` mode): when ``features`` reach the losses through one stacked
         linear head, the head-output columns each task's loss reads (``columns[k]``: an index, a
@@ -131,35 +145,49 @@ class Balancer(HostCounters):
         features_mode = self.mode == "features"
         if features_mode and features is None:
             raise PolytaskError("Balancer: mode 'features' needs `features=` (the trunk output)")
-        m = vec.shape[0]
-        if needs <= LOSS_NEEDS:
-            result = self._loss_weighting(vec, shared, features, features_mode, columns)
-        elif not self._due(m):
+        sel = Presence.of(present, vec)
+        if sel.none:
+            result = self._nothing_present(vec)
+        elif needs <= LOSS_NEEDS:
+            result = self._loss_weighting(vec, shared, features, features_mode, columns, sel)
+        elif not self._due(sel):
             w = self.cached_weights
             apply_weights(vec, shared, features, features_mode, w)
             result = BalanceResult(w.to(vec.dtype).clone(), None, recomputed=False)
         else:
-            tg = task_gradients(vec, shared, features, features_mode, columns)
+            tg = task_gradients(vec, shared, features, features_mode, columns, sel.index)
+            stats = sel.statistics(vec)
             if "jacobian" in needs:  # an update from the rows: no Gramian needed (nor logged)
-                rows = tg.rows()
-                stats = Statistics(losses=vec.detach(), jacobian=rows)
-                update, w = self.method.aggregate(stats)
-                update, w = update.to(vec.device), w.to(vec.device)
+                stats.jacobian = tg.rows()
+                update, w_sub = self.method.aggregate(stats)
+                update, w_sub = update.to(vec.device), w_sub.to(vec.device)
                 _check_finite(update, "update")
-                _check_finite(w, "weights")
+                _check_finite(w_sub, "weights")
                 pieces, g = tg.split(update), None
             else:
-                g = tg.gramian()
+                stats.gramian = g = tg.gramian()
                 check_gramian(g)
-                w = self.method.weights(Statistics(losses=vec.detach(), gramian=g))
-                w = w.detach().to(vec.device)
-                _check_finite(w, "weights")
-                pieces = tg.combine(w)
+                w_sub = self.method.weights(stats).detach().to(vec.device)
+                _check_finite(w_sub, "weights")
+                pieces = tg.combine(w_sub)
             apply_update(tg, pieces)
-            self.cached_weights = w.detach().to(torch.float64).clone()
-            result = BalanceResult(w.detach().to(vec.dtype), None if g is None else g.detach())
+            w = sel.scatter(w_sub.detach())
+            self._cache(w, sel)
+            result = BalanceResult(w.to(vec.dtype), None if g is None else sel.full_gramian(g))
         self.step += 1
         return result
+
+    def _cache(self, w: Tensor, sel: Presence) -> None:
+        self.cached_weights = w.detach().to(torch.float64).clone()
+        self.cached_present = sel.mask().to(self.cached_weights.device)
+
+    def _nothing_present(self, vec: Tensor) -> BalanceResult:
+        """No task has a label in this batch: no update of the shared part; every parameter the
+        (constant) losses touch gets a zero gradient."""
+        w = torch.zeros_like(vec.detach())
+        if vec.requires_grad:
+            (vec * w).sum().backward()
+        return BalanceResult(w, None)
 
     def _loss_weighting(
         self,
@@ -168,23 +196,26 @@ class Balancer(HostCounters):
         features: Tensor | None,
         features_mode: bool,
         columns: Columns | None,
+        sel: Presence,
     ) -> BalanceResult:
-        stats = Statistics(losses=vec.detach())
+        stats = sel.statistics(vec)
         recomputed = True
         if "grad_norms" in self.method.needs:
-            if self._due(vec.shape[0]):
-                stats.grad_norms = layer_grad_norms(vec, shared, features, features_mode, columns)
-                w = self.method.weights(stats).to(vec.device)
-                self.cached_weights = w.detach().to(torch.float64).clone()
+            if self._due(sel):
+                stats.grad_norms = layer_grad_norms(
+                    vec, shared, features, features_mode, columns, sel.index
+                )
+                w = sel.scatter(self.method.weights(stats).to(vec.device))
+                self._cache(w, sel)
             else:
                 w, recomputed = self.cached_weights.to(vec.dtype), False
         else:
-            w = self.method.weights(stats).to(vec.device)
+            w = sel.scatter(self.method.weights(stats).to(vec.device))
         both = torch.cat([vec.detach(), w.detach().to(vec.dtype)])
         if not all_finite(both):
             as_loss_vector(vec)  # names the tasks whose loss is not finite
             _check_finite(w.detach(), "weights")
-        apply_weighted_loss(vec, w, self.method.regularizer())
+        apply_weighted_loss(vec, w, self.method.regularizer(stats))
         return BalanceResult(w.detach().to(vec.dtype).clone(), None, recomputed=recomputed)
 
 

@@ -14,6 +14,13 @@ Three kinds, told apart only by ``needs``:
   shared parameters get ``Σ_k w_k g_k``, the task heads their plain gradients.
 * Jacobian aggregators (``"jacobian"`` in ``needs``): ``aggregate(stats)`` returns the update
   vector over the rows' space and the weights reported in logs.
+
+Task presence: a step may leave tasks without a labelled row (sparse labels, per-task samplers).
+The :class:`~polytask.balancing.Balancer` hands a method the PRESENT tasks only — every row of the
+statistic is a present task, ``stats.index`` says which task of the full order each one is — and
+gives absent tasks weight 0. A method that keeps per-task state sizes it by ``stats.n_total`` and
+reads / writes only the rows in ``stats.index`` (:func:`task_rows`), so an absent task neither
+moves the other tasks' weights nor has its own state touched.
 """
 
 from __future__ import annotations
@@ -40,10 +47,30 @@ class Statistics:
     """``[m, n]`` per-task gradients (shared parameters, or the shared features)."""
     grad_norms: Tensor | None = None
     """``[m]`` norms of the per-task gradients of one layer (GradNorm)."""
+    index: Tensor | None = None
+    """``[m]`` positions of these tasks in the full task order (int64, increasing), when some
+    tasks are absent from the step; None: the rows are all ``n_total`` tasks, in order."""
+    total: int | None = None
+    """Number of tasks in the full order (None: ``m``)."""
+    counts: Tensor | None = None
+    """``[m]`` labelled rows of each task in the batch, when the caller said."""
 
     @property
     def n_tasks(self) -> int:
+        """``m``, the number of (present) tasks in the statistic."""
         return int(self.losses.shape[0])
+
+    @property
+    def n_total(self) -> int:
+        """Number of tasks in the full order: the size of per-task method state."""
+        return self.n_tasks if self.total is None else int(self.total)
+
+
+def task_rows(stats: Statistics) -> slice | Tensor:
+    """Index of the statistic's tasks into ``[n_total]`` per-task state: ``state[task_rows(s)]``
+    reads (and ``state[task_rows(s)] = v`` writes) the present tasks' entries; a plain slice —
+    a view, no copy — when every task is present."""
+    return slice(None) if stats.index is None else stats.index
 
 
 class HostCounters(nn.Module):
@@ -94,8 +121,9 @@ class BalancingMethod(HostCounters):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
-    def regularizer(self) -> Tensor | None:
-        """An extra term added to the weighted loss (learnable-weight methods), else None."""
+    def regularizer(self, stats: Statistics | None = None) -> Tensor | None:
+        """An extra term added to the weighted loss (learnable-weight methods), else None; over
+        the tasks of ``stats`` (the present ones), every task when None."""
         return None
 
     def weights(self, stats: Statistics) -> Tensor:

@@ -6,7 +6,7 @@ head, :class:`~polytask.models.LinearHeads`) and task ``k``'s loss reads only th
 with ``R_Σ = ∂(Σ_k L_k)/∂Y`` and ``P`` the ``[m, H]`` 0/1 indicator of the ``S_k``, so every
 per-task statistic comes from ONE ordinary backward of ``Σ_k L_k`` through the loss ops:
 
-* Gramian: ``G = P ((R_Σᵀ R_Σ) ⊙ A Aᵀ) Pᵀ``;
+* Gramian: ``G = P ((R_Σᵀ R_Σ) ⊙ A Aᵀ) Pᵀ`` (reduced by owner index, :class:`Owners`);
 * feature-gradient norms (GradNorm): ``‖∂L_k/∂Z‖² = G_kk``;
 * combined feature gradient: ``Σ_k w_k ∂L_k/∂Z = (R_Σ diag(Pᵀ w)) A``.
 
@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
+from polytask.balancing.task_gradients import Owners
 
 Columns = Sequence[int | slice | range | Sequence[int]]
 """One entry per task: a column index, a slice/range, or a sequence of indices."""
@@ -55,10 +56,7 @@ def _indices(entry: tuple[object, ...], k: int, h: int) -> list[int]:
 
 
 @lru_cache(maxsize=32)
-def _owners(
-    key: tuple[tuple[object, ...], ...], h: int, dtype: torch.dtype, device: torch.device
-) -> Tensor:
-    p = torch.zeros(len(key), h, dtype=dtype)
+def _owners(key: tuple[tuple[object, ...], ...], h: int, device: torch.device) -> Owners:
     owner: dict[int, int] = {}
     for k, entry in enumerate(key):
         for i in _indices(entry, k, h):
@@ -67,21 +65,21 @@ def _owners(
                     f"balancing: columns[{owner[i]}] and columns[{k}] both hold column {i}; "
                     "declared columns must be disjoint"
                 )
-            p[k, i] = 1
-    return p.to(device)
+    cols = sorted(owner)
+    return Owners(
+        torch.tensor(cols, dtype=torch.int64, device=device),
+        torch.tensor([owner[c] for c in cols], dtype=torch.int64, device=device),
+        len(key),
+    )
 
 
 @lru_cache(maxsize=32)
-def _owners_hashable(
-    columns: tuple[object, ...], h: int, dtype: torch.dtype, device: torch.device
-) -> Tensor:
-    return _owners(tuple(_entry(c, k) for k, c in enumerate(columns)), h, dtype, device)
+def _owners_hashable(columns: tuple[object, ...], h: int, device: torch.device) -> Owners:
+    return _owners(tuple(_entry(c, k) for k, c in enumerate(columns)), h, device)
 
 
-def owner_matrix(
-    columns: Columns, m: int, h: int, dtype: torch.dtype, device: torch.device
-) -> Tensor:
-    """``P [m, h]``: ``P[k, i] = 1`` iff task ``k`` declares column ``i`` (validated, cached)."""
+def declared_owners(columns: Columns, m: int, h: int, device: torch.device) -> Owners:
+    """The owner of every declared column (validated, cached): ``Owners(cols, task, m)``."""
     if isinstance(columns, str | bytes) or not isinstance(columns, Sequence):
         raise PolytaskError(
             f"balancing: `columns` must be one entry of column indices per task, got {columns!r}"
@@ -89,13 +87,36 @@ def owner_matrix(
     if len(columns) != m:
         raise PolytaskError(f"balancing: `columns` has {len(columns)} entries for {m} task losses")
     try:  # ints and ranges (what the trainer passes) hash as they are
-        return _owners_hashable(tuple(columns), h, dtype, device)
+        return _owners_hashable(tuple(columns), h, device)
     except TypeError:
         pass
     key = tuple(_entry(c, k) for k, c in enumerate(columns))
     try:
-        return _owners(key, h, dtype, device)
+        return _owners(key, h, device)
     except TypeError:  # unhashable items inside an entry
         raise PolytaskError(
             f"balancing: `columns` must be one entry of column indices per task, got {columns!r}"
         ) from None
+
+
+def owner_matrix(
+    columns: Columns, m: int, h: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``P [m, h]``: ``P[k, i] = 1`` iff task ``k`` declares column ``i`` (dense; for tests and
+    small problems — the balancing code reduces by owner index instead)."""
+    owners = declared_owners(columns, m, h, device)
+    p = torch.zeros(m, h, dtype=dtype, device=device)
+    p[owners.task, owners.cols] = 1
+    return p
+
+
+def present_owners(owners: Owners, index: Tensor | None) -> Owners:
+    """The owned columns of the present tasks ``index`` (renumbered ``0..m_p-1``)."""
+    if index is None:
+        return owners
+    index = index.to(owners.task.device)
+    pos = torch.full((owners.m,), -1, dtype=torch.int64, device=owners.task.device)
+    pos[index] = torch.arange(index.numel(), device=index.device)
+    new = pos[owners.task]
+    keep = new >= 0
+    return Owners(owners.cols[keep], new[keep], int(index.numel()))

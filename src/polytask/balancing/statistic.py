@@ -8,23 +8,26 @@ Two places to measure the per-task gradients ``g_k``:
 * ``features``: gradients with respect to the shared representation ``Z`` (MGDA-UB, Sener &
   Koltun 2018): ``J ∈ R^{m×|Z|}``. The trunk then receives ONE backward of ``Σ_k w_k ∂L_k/∂Z``.
 
-Fast path in ``features`` mode: when every consumer of a 2-D ``Z`` in the graph is a linear map
-(``nn.Linear``: ``Y_c = Z A_cᵀ + b``, e.g. one stacked head ``Linear(d, K)``), then
-``∂L_k/∂Z = R_k A`` with ``R_k = ∂L_k/∂Y`` (``[B, H]``, one batched backward through the loss ops
-only) and ``A`` the stacked ``A_c``, so ``G = R (A Aᵀ) Rᵀ`` costs ``O(m B H²+ m² B H)`` instead of
-``O(m² B d)``, and the rows are never formed unless a method needs the Jacobian.
+In ``features`` mode, when every consumer of a 2-D ``Z`` (``[B, d]``) is a linear map (one
+stacked head ``Y = Z Aᵀ + b``, ``A [H, d]``), ``∂L_k/∂Z = R_k A`` with ``R_k = ∂L_k/∂Y``, and the
+form is chosen by its cost in multiply-adds (:func:`features_plan`, :mod:`.task_gradients`):
 
-Disjoint outputs (the usual case: each task's loss reads only its own columns of ``Y``, e.g. one
-stacked head with a column per task): with ``S_k`` the columns task ``k`` touches, pairwise
-disjoint, and ``P ∈ {0,1}^{m×H}`` their indicator, ``R_k = R_Σ diag(P_k)`` where
-``R_Σ = Σ_k R_k`` (``[B, H]``), so ``G = P ((R_Σᵀ R_Σ) ⊙ A Aᵀ) Pᵀ`` — ``O(B H² + m H²)`` — and
-``Σ_k w_k ∂L_k/∂Z = (R_Σ diag(Pᵀ w)) A``.
+=================  =======================================  ==================================
+form               needs                                    Gramian cost
+=================  =======================================  ==================================
+owned columns      columns declared (``columns=``), or      ``B H² + d H²`` (+ one backward)
+                   found disjoint in ``R``
+factored           linear consumers                         ``m B H² + m² B H + d H²``
+explicit rows      nothing                                  ``m B H d + m² B d``
+=================  =======================================  ==================================
+
+so a 617-task head on a 512-wide trunk takes the owned-columns form (``H > d`` is no obstacle).
+Only the tasks of ``index`` (the present ones) get rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,87 +35,11 @@ from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
 from polytask._core import NonFiniteLossError, PolytaskError, all_finite
-from polytask.balancing.columns import Columns, owner_matrix
+from polytask.balancing.columns import Columns, declared_owners, present_owners
+from polytask.balancing.task_gradients import TaskGradients
 
 # autograd node → (index of Z among next_functions, saved attribute holding Aᵀ)
 _LINEAR_NODES = {"AddmmBackward0": (1, "_saved_mat2"), "MmBackward0": (0, "_saved_mat2")}
-
-
-@dataclass
-class TaskGradients:
-    """Per-task gradients of the measured tensors, kept for the apply step."""
-
-    targets: list[Tensor]
-    """Shared parameters (``exact``) or ``[features]`` (``features``)."""
-    heads: list[Tensor]
-    """Every other leaf the losses depend on (task heads, ...)."""
-    head_grads: list[Tensor]
-    """Plain (unweighted, summed over tasks) gradients of ``heads``."""
-    features_mode: bool
-    blocks: list[Tensor] = field(default_factory=list)
-    """``[m, numel]`` per-task gradients of each target (empty on the factored path)."""
-    factor: tuple[Tensor | None, Tensor] | None = None
-    """``(R [m, B, H], A [H, d])`` with ``∂L_k/∂Z = R_k A`` (factored ``features`` path); ``R`` is
-    None when the columns were declared (then it is ``R_Σ diag P_k``, formed only if asked)."""
-    support: Tensor | None = None
-    """``P [m, H]`` (0/1) when the tasks' columns of ``Y`` are disjoint (then ``R_k = R_Σ diag P_k``)."""
-    r_sum: Tensor | None = None
-    """``R_Σ = Σ_k R_k`` (``[B, H]``), set with ``support``."""
-
-    def __post_init__(self) -> None:
-        if self.factor is not None and self.support is None:
-            r = self.factor[0]
-            assert r is not None, "declared columns come with support and r_sum"
-            touched = (r.new_ones(r.shape[1]) @ r.abs()) > 0  # [m, H]: column mass per task
-            if bool((touched.sum(0) <= 1).all()):
-                self.support, self.r_sum = touched.to(r.dtype), r.sum(0)
-
-    def gramian(self) -> Tensor:
-        """``J Jᵀ`` (``[m, m]``), symmetrised."""
-        if self.factor is not None and self.support is not None and self.r_sum is not None:
-            a, r_sum = self.factor[1], self.r_sum
-            g = self.support @ ((r_sum.T @ r_sum) * (a @ a.T)) @ self.support.T
-        elif self.factor is not None:
-            r, a = self._per_task_r(), self.factor[1]
-            m, b, h = r.shape
-            rm = (r.reshape(m * b, h) @ (a @ a.T)).reshape(m, -1)
-            g = rm @ r.reshape(m, -1).T
-        else:
-            g = sum((blk @ blk.T for blk in self.blocks), torch.zeros(()))
-            assert isinstance(g, Tensor)
-        return (g + g.T) / 2
-
-    def rows(self) -> Tensor:
-        """The ``[m, n]`` Jacobian, materialised (only Jacobian methods ask for it)."""
-        if self.factor is not None:
-            r, a = self._per_task_r(), self.factor[1]
-            m, b, h = r.shape
-            return (r.reshape(m * b, h) @ a).reshape(m, -1)
-        return torch.cat(self.blocks, dim=1)
-
-    def _per_task_r(self) -> Tensor:
-        assert self.factor is not None
-        r = self.factor[0]
-        if r is None:
-            assert self.support is not None and self.r_sum is not None
-            r = self.r_sum[None] * self.support[:, None, :]
-        return r
-
-    def combine(self, weights: Tensor) -> list[Tensor]:
-        """``Σ_k w_k g_k`` as one tensor per target."""
-        if self.factor is not None and self.support is not None and self.r_sum is not None:
-            a, r_sum = self.factor[1], self.r_sum
-            return [(r_sum * (weights.to(r_sum.dtype) @ self.support)) @ a]
-        if self.factor is not None:
-            r, a = self._per_task_r(), self.factor[1]
-            m, b, h = r.shape
-            mixed = (weights.to(r.dtype) @ r.reshape(m, -1)).reshape(b, h) @ a
-            return [mixed]
-        return [weights.to(blk.dtype) @ blk for blk in self.blocks]
-
-    def split(self, update: Tensor) -> list[Tensor]:
-        """An explicit ``[n]`` update cut into one tensor per target."""
-        return list(torch.split(update, [t.numel() for t in self.targets]))
 
 
 def as_loss_vector(losses: Tensor | Sequence[Tensor], check: bool = True) -> Tensor:
@@ -174,7 +101,6 @@ def _linear_factor(features: Tensor, consumers: list[object]) -> list[tuple[obje
     if features.dim() != 2 or not consumers:
         return None
     out = []
-    width = 0
     for node in consumers:
         spec = _LINEAR_NODES.get(type(node).__name__)
         if spec is None:
@@ -185,10 +111,43 @@ def _linear_factor(features: Tensor, consumers: list[object]) -> list[tuple[obje
             return None
         if float(getattr(node, "_saved_alpha", 1)) != 1.0:
             return None
-        a_t = getattr(node, attr)
-        out.append((node, a_t.T.detach()))
-        width += a_t.shape[1]
-    return out if width < features.shape[1] else None
+        out.append((node, getattr(node, attr).T.detach()))
+    return out
+
+
+def features_plan(m: int, b: int, d: int, h: int, declared: bool) -> str:
+    """The cheapest form of ``features`` mode's statistic: ``"owned"``, ``"factored"`` or
+    ``"explicit"`` (costs in the module's table; ``h`` = 0: no linear consumers)."""
+    if h == 0:
+        return "explicit"
+    costs = {"explicit": m * b * h * d + m * m * b * d, "factored": m * b * h * h + m * m * b * h}
+    costs["factored"] += d * h * h
+    if declared:
+        costs["owned"] = b * h * h + d * h * h
+    return min(costs, key=lambda k: costs[k])
+
+
+def _select(losses: Tensor, index: Tensor | None) -> Tensor:
+    """``[m_p, m]`` rows of the identity for the tasks of ``index`` (every task when None)."""
+    eye = torch.eye(losses.shape[0], dtype=losses.dtype, device=losses.device)
+    return eye if index is None else eye[index.to(losses.device)]
+
+
+def _per_task_r(losses: Tensor, lin: list[tuple[object, Tensor]], rows: Tensor) -> Tensor:
+    edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
+    return torch.cat(batched_grads(losses, edges, rows, retain_graph=True), dim=-1)
+
+
+def _linear_plan(
+    losses: Tensor, z: Tensor, consumers: list[object], columns: Columns | None
+) -> tuple[str, list[tuple[object, Tensor]] | None]:
+    lin = _linear_factor(z, consumers)
+    if lin is None:
+        return "explicit", None
+    h = sum(int(a.shape[0]) for _, a in lin)
+    declared = columns is not None and len(lin) == 1
+    m, (b, d) = int(losses.shape[0]), z.shape
+    return features_plan(m, int(b), int(d), h, declared), lin
 
 
 def batched_grads(
@@ -271,15 +230,29 @@ def _plain_grads(total: Tensor, inputs: Sequence[Tensor | GradientEdge]) -> list
     ]
 
 
-def _declared(
-    losses: Tensor, lin: list[tuple[object, Tensor]] | None, columns: Columns | None
-) -> tuple[GradientEdge, Tensor, Tensor] | None:
-    """``(edge into Y, A, P)`` when ``columns`` are declared for ONE linear consumer of Z."""
-    if columns is None or lin is None or len(lin) != 1:
-        return None
-    (node, a), m = lin[0], losses.shape[0]
-    p = owner_matrix(columns, m, a.shape[0], losses.dtype, losses.device)
-    return GradientEdge(node, 0), a, p  # type: ignore[arg-type]
+def _factored(
+    losses: Tensor,
+    targets: list[Tensor],
+    heads: list[Tensor],
+    consumers: list[object],
+    columns: Columns | None,
+    index: Tensor | None,
+) -> TaskGradients | None:
+    """``features`` mode's owned-columns or factored form, when cheaper than explicit rows."""
+    plan, lin = _linear_plan(losses, targets[0], consumers, columns)
+    if plan == "owned" and lin is not None and columns is not None:  # ONE ordinary backward
+        (node, a), m = lin[0], int(losses.shape[0])
+        owners = present_owners(declared_owners(columns, m, a.shape[0], losses.device), index)
+        edge = GradientEdge(node, 0)  # type: ignore[arg-type]
+        r_sum, *head_grads = _plain_grads(losses.sum(), [edge, *heads])
+        return TaskGradients(
+            targets, heads, head_grads, True, a=a, owners=owners, r_sum=r_sum.to(a.dtype)
+        )
+    if plan == "factored" and lin is not None:
+        r = _per_task_r(losses, lin, _select(losses, index))
+        a = torch.cat([a_c for _, a_c in lin], dim=0)
+        return TaskGradients(targets, heads, _plain_grads(losses.sum(), heads), True, a=a, r=r)
+    return None
 
 
 def task_gradients(
@@ -288,47 +261,20 @@ def task_gradients(
     features: Tensor | None,
     features_mode: bool,
     columns: Columns | None = None,
+    index: Tensor | None = None,
 ) -> TaskGradients:
-    """Per-task gradients of the targets and summed gradients of the heads."""
+    """Per-task gradients of the targets for the tasks of ``index`` (all when None), and the
+    summed gradients of the heads."""
     targets, heads, consumers = _roles(losses, shared, features, features_mode)
-    m = losses.shape[0]
-    eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
-    lin = _linear_factor(targets[0], consumers) if features_mode else None
-    declared = _declared(losses, lin, columns)
-    if declared is not None:  # one ordinary backward: R_Σ and the heads' plain gradients
-        edge, a, p = declared
-        r_sum, *head_grads = _plain_grads(losses.sum(), [edge, *heads])
-        return TaskGradients(
-            targets, heads, head_grads, True, factor=(None, a), support=p, r_sum=r_sum
-        )
-    if lin is not None:
-        edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
-        r = torch.cat(batched_grads(losses, edges, eye, retain_graph=True), dim=-1)
-        a = torch.cat([a_c for _, a_c in lin], dim=0)
-        head_grads = _plain_grads(losses.sum(), heads)
-        return TaskGradients(targets, heads, head_grads, True, factor=(r, a))
-    grads = batched_grads(losses, targets + heads, eye, retain_graph=features_mode)
-    blocks = [g.reshape(m, -1) for g in grads[: len(targets)]]
+    if features_mode:
+        tg = _factored(losses, targets, heads, consumers, columns, index)
+        if tg is not None:
+            return tg
+    rows = _select(losses, index)
+    grads = batched_grads(losses, targets + heads, rows, retain_graph=features_mode)
+    blocks = [g.reshape(rows.shape[0], -1) for g in grads[: len(targets)]]
     head_grads = [g.sum(0) for g in grads[len(targets) :]]
     return TaskGradients(targets, heads, head_grads, features_mode, blocks=blocks)
-
-
-def _factor_norms(r: Tensor, a: Tensor) -> Tensor:
-    """``‖R_k A‖`` for every k: ``Σ_b R_k[b] (A Aᵀ) R_k[b]ᵀ`` (``O(m B H²)``), or from ``R_Σ`` and the
-    column ownership ``P`` when the tasks' columns are disjoint and that is cheaper:
-    ``‖R_k A‖² = (P ((R_Σᵀ R_Σ) ⊙ A Aᵀ))_k · P_k`` (``O(B H² + m H²)``)."""
-    m, _, h = r.shape
-    if m * h <= 64:  # small: the direct form has the fewest ops
-        return ((r @ (a @ a.T)) * r).sum(dim=(1, 2)).clamp_min(0).sqrt()
-    own = (r.abs().sum(1) > 0).to(r.dtype)  # [m, H]
-    if not bool((own.sum(0) <= 1).all()):
-        return ((r @ (a @ a.T)) * r).sum(dim=(1, 2)).clamp_min(0).sqrt()
-    return _owned_norms(r.sum(0), a, own)
-
-
-def _owned_norms(r_sum: Tensor, a: Tensor, own: Tensor) -> Tensor:
-    """``‖R_Σ diag(P_k) A‖`` for every k: the diagonal of ``P ((R_Σᵀ R_Σ) ⊙ A Aᵀ) Pᵀ``."""
-    return (((own @ ((r_sum.T @ r_sum) * (a @ a.T))) * own).sum(1)).clamp_min(0).sqrt()
 
 
 def layer_grad_norms(
@@ -337,49 +283,25 @@ def layer_grad_norms(
     features: Tensor | None,
     features_mode: bool,
     columns: Columns | None = None,
+    index: Tensor | None = None,
 ) -> Tensor:
-    """``‖∂L_k/∂W‖`` for one layer: the features in ``features`` mode, else the last shared
-    parameter. The graph is kept for the backward that follows."""
-    norms = _layer_grad_norms(losses, shared, features, features_mode, columns)
-    if not all_finite(norms):
-        raise NonFiniteLossError("balancing: non-finite gradient norm of the GradNorm layer")
-    return norms
-
-
-def _layer_grad_norms(
-    losses: Tensor,
-    shared: Sequence[Tensor],
-    features: Tensor | None,
-    features_mode: bool,
-    columns: Columns | None,
-) -> Tensor:
-    m = losses.shape[0]
+    """``‖∂L_k/∂W‖`` for one layer and the tasks of ``index``: the features in ``features``
+    mode, else the last shared parameter. The graph is kept for the backward that follows."""
+    rows = _select(losses, index)
     if features_mode:
-        if features is None:
-            raise PolytaskError("balancing: mode 'features' needs `features=` (the shared output)")
-        layer = features
-        lin = (
-            _linear_factor(features, _walk([losses], features)[1])
-            if features.requires_grad
-            else None
-        )
-        declared = _declared(losses, lin, columns)
-        if declared is not None:  # one ordinary backward to Y gives R_Σ
-            edge, a, p = declared
-            (r_sum,) = _plain_grads(losses.sum(), [edge])
-            return _owned_norms(r_sum, a, p)
-        if lin is not None:  # ‖R_k A‖² = G_kk of the factored Gramian (cheap when disjoint)
-            edges = [GradientEdge(node, 0) for node, _ in lin]  # type: ignore[arg-type]
-            r = torch.cat(batched_grads(losses, edges, _eye(losses), retain_graph=True), dim=-1)
-            return _factor_norms(r, torch.cat([a_c for _, a_c in lin], dim=0))
+        targets, _, consumers = _roles(losses, shared, features, True)
+        tg = _factored(losses, targets, [], consumers, columns, index)
+        layer = targets[0]
     else:
         params = [p for p in shared if p.requires_grad]
         if not params:
             raise PolytaskError("balancing: `shared_params` is empty or none requires grad")
-        layer = params[-1]
-    (g,) = batched_grads(losses, [layer], _eye(losses), retain_graph=True)
-    return g.reshape(m, -1).norm(dim=1)
-
-
-def _eye(losses: Tensor) -> Tensor:
-    return torch.eye(losses.shape[0], dtype=losses.dtype, device=losses.device)
+        tg, layer = None, params[-1]
+    if tg is not None:
+        norms = tg.norms()
+    else:
+        (g,) = batched_grads(losses, [layer], rows, retain_graph=True)
+        norms = g.reshape(rows.shape[0], -1).norm(dim=1)
+    if not all_finite(norms):
+        raise NonFiniteLossError("balancing: non-finite gradient norm of the GradNorm layer")
+    return norms

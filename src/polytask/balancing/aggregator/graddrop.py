@@ -10,7 +10,7 @@ from torch import Tensor
 
 from polytask._core import PolytaskError
 from polytask.balancing.aggregator.torchjd_weighting import torchjd_aggregation
-from polytask.balancing.base import JacobianAggregator, Statistics
+from polytask.balancing.base import JacobianAggregator, Statistics, task_rows
 
 
 class GradDrop(JacobianAggregator):
@@ -20,6 +20,8 @@ class GradDrop(JacobianAggregator):
     of the kept entries (plus a ``leak`` fraction of each task's full gradient). The paper applies
     it at the shared activations: that is ``features`` mode. Random (torch's global RNG); reported
     weights are the nominal ones (the masks act per coordinate).
+
+    Absent tasks have zero rows and are left out; the leak of task k stays task k's.
 
     :param leak: per-task leak in [0, 1], or None for no leak.
     """
@@ -35,8 +37,10 @@ class GradDrop(JacobianAggregator):
         jac = stats.jacobian
         if jac is None:
             raise PolytaskError("GradDrop: the statistic has no Jacobian")
-        if self.inner.leak is not None and self.inner.leak.numel() != jac.shape[0]:
-            raise PolytaskError(
-                f"GradDrop: {self.inner.leak.numel()} leak values for {jac.shape[0]} tasks"
-            )
-        return self.inner(jac), torch.ones(jac.shape[0], dtype=jac.dtype, device=jac.device)
+        leak = self.inner.leak
+        if leak is not None and leak.numel() != stats.n_total:
+            raise PolytaskError(f"GradDrop: {leak.numel()} leak values for {stats.n_total} tasks")
+        inner = self.inner
+        if leak is not None and stats.index is not None:
+            inner = torchjd_aggregation().GradDrop(leak=leak[task_rows(stats)])
+        return inner(jac), torch.ones(jac.shape[0], dtype=jac.dtype, device=jac.device)

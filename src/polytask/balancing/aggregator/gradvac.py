@@ -23,6 +23,9 @@ class GradVac(GramianWeighting):
     :math:`\sum_i g_i^{PC}`. Gramian form as in torchjd's ``GradVacWeighting`` (same ``eps``
     placement), vectorised over i; :math:`\hat\phi` starts at 0 and is a buffer.
 
+    Absent tasks: the projections run over the present tasks; only the targets
+    :math:`\hat\phi_{ij}` of present pairs are read and moved.
+
     :param beta: EMA rate :math:`\beta`. :param eps: added to denominators.
     """
 
@@ -40,8 +43,11 @@ class GradVac(GramianWeighting):
             raise PolytaskError("GradVac: the statistic has no Gramian")
         g = stats.gramian.detach().to(torch.float64).cpu().numpy()
         m = g.shape[0]
-        phi_t = lazy_buffer(self, "phi_hat", (m, m), device=torch.device("cpu"))  # NumPy state
-        hat_all = phi_t.numpy()  # shares memory with the buffer
+        n = stats.n_total
+        phi_t = lazy_buffer(self, "phi_hat", (n, n), device=torch.device("cpu"))  # NumPy state
+        sub = None if stats.index is None else stats.index.cpu().numpy()
+        # all present: the buffer itself (shared memory); else the present block, written back
+        hat_all = phi_t.numpy() if sub is None else phi_t.numpy()[np.ix_(sub, sub)]
         order = random_orders(m)
         c = np.eye(m)
         cg = g.copy()  # rows: g_i^PC · g_j for all j
@@ -61,5 +67,7 @@ class GradVac(GramianWeighting):
             c[rows, j] += w
             cg += w[:, None] * g[j]
             hat_all[rows, j] = (1.0 - self.beta) * hat + self.beta * phi
+        if sub is not None:
+            phi_t.numpy()[np.ix_(sub, sub)] = hat_all
         out = torch.from_numpy(c.sum(axis=0))
         return out.to(device=stats.gramian.device, dtype=stats.gramian.dtype)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from polytask._core import PolytaskError
 from polytask.balancing.aggregator.alpha_fair import alpha_fair_solve
-from polytask.balancing.base import GramianWeighting, Statistics, lazy_buffer
+from polytask.balancing.base import GramianWeighting, Statistics, lazy_buffer, task_rows
 
 
 class NashMTL(GramianWeighting):
@@ -26,6 +26,9 @@ class NashMTL(GramianWeighting):
     torchjd's ``NashMTL``); here it is solved exactly as the minimiser of the strictly convex
     :math:`\tfrac12\alpha^\top\hat G\alpha - \sum_k\log\alpha_k` by damped Newton in float64 (:mod:`.alpha_fair`),
     warm-started from the previous α (a buffer).
+
+    Absent tasks: solved over the present tasks; the warm start of each task is its own last
+    :math:`\hat\alpha_k` (1 before its first presence), and only the present entries are stored.
 
     :param max_norm: clip of the update norm (1.0 as in the official code and torchjd).
     :param reg_eps: the ridge :math:`\epsilon`.
@@ -51,10 +54,14 @@ class NashMTL(GramianWeighting):
         norm = float(torch.linalg.matrix_norm(g))
         if norm == 0.0:
             return torch.zeros(m, dtype=stats.gramian.dtype, device=stats.gramian.device)
-        start = lazy_buffer(self, "prev_alpha", (m,), fill=1.0, device=torch.device("cpu"))
+        prev = lazy_buffer(
+            self, "prev_alpha", (stats.n_total,), fill=1.0, device=torch.device("cpu")
+        )
+        rows = task_rows(stats)
+        rows = rows if isinstance(rows, slice) else rows.cpu()
         gn = (g / norm).numpy() + self.reg_eps * np.eye(m)
-        alpha_hat = torch.from_numpy(alpha_fair_solve(gn, start.numpy(), alpha=1.0))
-        self.prev_alpha.copy_(alpha_hat)
+        alpha_hat = torch.from_numpy(alpha_fair_solve(gn, prev[rows].numpy(), alpha=1.0))
+        prev[rows] = alpha_hat
         alpha = alpha_hat / norm**0.5
         if self.max_norm > 0:
             upd = float(alpha @ g @ alpha) ** 0.5

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
-from polytask.balancing.base import LossWeighting, Statistics, lazy_buffer
+from polytask.balancing.base import LossWeighting, Statistics, lazy_buffer, task_rows
 
 
 class DWA(LossWeighting):
@@ -18,11 +18,16 @@ class DWA(LossWeighting):
     losses of that call. With ``Balancer(every=N)`` this stays per call. The history is kept in
     buffers.
 
+    Absent tasks: the softmax runs over the present tasks P, :math:`w_P = |P|\,
+    \mathrm{softmax}(r_P/T)`; :math:`r_k` is the ratio of task k's last two losses from calls
+    where it was present, and 1 until it has two (so the first two calls give every weight 1, as
+    in the paper). An absent task's history is left as it was.
+
     :param temperature: :math:`T` (2 in the paper).
     """
 
     history: Tensor
-    count: Tensor
+    seen: Tensor
 
     def __init__(self, temperature: float = 2.0) -> None:
         super().__init__()
@@ -30,18 +35,17 @@ class DWA(LossWeighting):
             raise PolytaskError(f"DWA: temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
         self.register_buffer("history", torch.zeros(0, dtype=torch.float64))
-        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("seen", torch.zeros(0, dtype=torch.float64))
 
     def weights(self, stats: Statistics) -> Tensor:
-        m = stats.n_tasks
-        hist = lazy_buffer(self, "history", (2, m), device=stats.losses.device)
+        n, rows = stats.n_total, task_rows(stats)
+        hist = lazy_buffer(self, "history", (2, n), device=stats.losses.device)
+        seen = lazy_buffer(self, "seen", (n,), device=stats.losses.device)
         loss = stats.losses.detach().to(torch.float64)
-        if int(self.count) >= 2:
-            r = hist[1] / hist[0]
-            w = m * torch.softmax(r / self.temperature, dim=0)
-        else:
-            w = torch.ones(m, dtype=torch.float64, device=hist.device)
-        hist[0] = hist[1]
-        hist[1] = loss
-        self.count += 1
+        h0, h1, count = hist[0, rows], hist[1, rows], seen[rows]
+        r = torch.where(count >= 2, h1 / torch.where(count >= 2, h0, 1.0), 1.0)
+        w = stats.n_tasks * torch.softmax(r / self.temperature, dim=0)
+        hist[0, rows] = h1
+        hist[1, rows] = loss
+        seen[rows] = (count + 1).clamp_max(2)
         return w.to(stats.losses.dtype)

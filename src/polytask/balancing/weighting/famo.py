@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
-from polytask.balancing.base import LossWeighting, Statistics, lazy_buffer
+from polytask.balancing.base import LossWeighting, Statistics, lazy_buffer, task_rows
 
 
 class FAMO(LossWeighting):
@@ -23,7 +21,13 @@ class FAMO(LossWeighting):
 
     Convention: the "loss after the step" is the loss given to the NEXT call (next batch), so each
     call first updates :math:`\xi` with the previous call's losses, then computes the weights. All
-    of it (logits, Adam moments, previous losses) lives in buffers.
+    of it (logits, Adam moments and step counts, previous losses) lives in buffers.
+
+    Absent tasks (no label in the batch): the softmax, :math:`c` and the weights run over the
+    present tasks P only, :math:`z = \mathrm{softmax}(\xi_P)`. :math:`\delta_k` exists only for
+    tasks present in both calls S; the logit step uses :math:`z = \mathrm{softmax}(\xi_S)` and
+    moves :math:`\xi_S` and their Adam moments only, each with its own step count. An absent task's
+    logit is left where it was.
 
     :param lr: :math:`\beta`, Adam learning rate of the logits (0.025 in the paper).
     :param weight_decay: :math:`\gamma` (0.001 in the paper).
@@ -35,7 +39,7 @@ class FAMO(LossWeighting):
     exp_avg: Tensor
     exp_avg_sq: Tensor
     prev_losses: Tensor
-    adam_step: Tensor
+    adam_steps: Tensor
 
     def __init__(
         self,
@@ -52,9 +56,8 @@ class FAMO(LossWeighting):
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.min_loss, self.eps = float(min_loss), float(eps)
         self.betas = (0.9, 0.999)
-        for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses"):
+        for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses", "adam_steps"):
             self.register_buffer(name, torch.zeros(0, dtype=torch.float64))
-        self.register_buffer("adam_step", torch.zeros((), dtype=torch.int64))
 
     def _shifted(self, losses: Tensor) -> Tensor:
         d = losses.detach().to(torch.float64) - self.min_loss + self.eps
@@ -62,28 +65,34 @@ class FAMO(LossWeighting):
             raise PolytaskError(f"FAMO: losses must exceed min_loss={self.min_loss}")
         return d
 
-    def _update_logits(self, delta: Tensor) -> None:
-        z = torch.softmax(self.logits, dim=0)
-        grad = z * (delta - (z * delta).sum()) + self.weight_decay * self.logits
+    def _update_logits(self, both: Tensor, delta: Tensor) -> None:
+        """One Adam step on the logits of the tasks ``both`` (present in both calls)."""
+        xi = self.logits[both]
+        z = torch.softmax(xi, dim=0)
+        grad = z * (delta - (z * delta).sum()) + self.weight_decay * xi
         b1, b2 = self.betas
-        self.adam_step += 1
-        t = int(self.adam_step)
-        self.exp_avg.mul_(b1).add_(grad, alpha=1 - b1)
-        self.exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - b2**t)).add_(1e-8)
-        self.logits.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - b1**t))
+        t = self.adam_steps[both] + 1
+        self.adam_steps[both] = t
+        m1 = self.exp_avg[both] * b1 + grad * (1 - b1)
+        m2 = self.exp_avg_sq[both] * b2 + grad * grad * (1 - b2)
+        self.exp_avg[both], self.exp_avg_sq[both] = m1, m2
+        denom = (m2.sqrt() / (1 - b2**t).sqrt()).add_(1e-8)
+        self.logits[both] = xi - (self.lr / (1 - b1**t)) * m1 / denom
 
     def weights(self, stats: Statistics) -> Tensor:
-        m = stats.n_tasks
         d = self._shifted(stats.losses)
-        fresh = self.logits.numel() != m
-        for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses"):
-            lazy_buffer(self, name, (m,), device=stats.losses.device)
-        if fresh:
-            self.adam_step.zero_()
-        else:
-            self._update_logits(torch.log(self.prev_losses) - torch.log(d))
-        self.prev_losses.copy_(d)
-        z = torch.softmax(self.logits, dim=0)
+        n = stats.n_total
+        if self.logits.numel() != n:
+            for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses", "adam_steps"):
+                lazy_buffer(self, name, (n,), device=stats.losses.device)
+        rows = task_rows(stats)
+        idx = torch.arange(n, device=d.device)[rows]
+        prev = self.prev_losses[idx]
+        seen = prev > 0  # present at the previous call (its D there; 0 = absent)
+        if bool(seen.any()):
+            self._update_logits(idx[seen], torch.log(prev[seen]) - torch.log(d[seen]))
+        self.prev_losses.zero_()
+        self.prev_losses[idx] = d
+        z = torch.softmax(self.logits[idx], dim=0)
         c = (z / d).sum()
         return (z / (c * d)).to(stats.losses.dtype)

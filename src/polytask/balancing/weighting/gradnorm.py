@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
-from polytask.balancing.base import LossWeighting, Statistics, lazy_buffer
+from polytask.balancing.base import LossWeighting, Statistics, lazy_buffer, task_rows
 
 
 class GradNorm(LossWeighting):
@@ -21,6 +21,10 @@ class GradNorm(LossWeighting):
     L_{grad}/\partial w, 10^{-6})` renormalised to :math:`\sum_k w_k = K`.
 
     :math:`W` is the shared features in ``features`` mode, else the last shared parameter.
+
+    Absent tasks: the means, the rates and the renormalisation run over the present tasks P
+    (:math:`\sum_{k\in P} w_k = |P|` after the step); :math:`L_k(0)` is task k's loss the first
+    time it is present. An absent task's weight and :math:`L_k(0)` are left as they were.
 
     :param alpha: the asymmetry :math:`\alpha` (1.5 in the paper).
     :param lr: :math:`\eta`, SGD step on the weights.
@@ -41,16 +45,19 @@ class GradNorm(LossWeighting):
     def weights(self, stats: Statistics) -> Tensor:
         if stats.grad_norms is None:
             raise PolytaskError("GradNorm: the statistic has no grad_norms")
-        m = stats.n_tasks
+        m, rows = stats.n_tasks, task_rows(stats)
         loss = stats.losses.detach().to(torch.float64)
-        if self.task_weights.numel() != m:
-            lazy_buffer(self, "task_weights", (m,), fill=1.0, device=loss.device)
-            lazy_buffer(self, "initial_losses", (m,), device=loss.device).copy_(loss)
-        w = self.task_weights.clone()
+        if self.task_weights.numel() != stats.n_total:
+            lazy_buffer(self, "task_weights", (stats.n_total,), fill=1.0, device=loss.device)
+            lazy_buffer(self, "initial_losses", (stats.n_total,), fill=-1.0, device=loss.device)
+        first = self.initial_losses[rows]
+        first = torch.where(first < 0, loss, first)  # first presence: L_k(0) = L_k
+        self.initial_losses[rows] = first
+        w = self.task_weights[rows].clone()
         n = stats.grad_norms.detach().to(torch.float64)
         g = w * n
-        rate = loss / self.initial_losses
+        rate = loss / first
         target = g.mean() * (rate / rate.mean()) ** self.alpha
         new = (w - self.lr * torch.sign(g - target) * n).clamp_min(1e-6)
-        self.task_weights.copy_(m * new / new.sum())
+        self.task_weights[rows] = m * new / new.sum()
         return w.to(stats.losses.dtype)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from polytask._core import PolytaskError
-from polytask.balancing.base import LossWeighting, Statistics
+from polytask.balancing.base import LossWeighting, Statistics, task_rows
 
 
 class IMTLL(LossWeighting):
@@ -15,6 +15,8 @@ class IMTLL(LossWeighting):
     So :math:`w_k = e^{s_k}` and the regularizer is :math:`-\sum_k s_k`; at the optimum of
     :math:`s_k` the scaled losses :math:`e^{s_k} L_k` all equal 1. The :math:`s_k` are
     ``nn.Parameter`` s: give ``Balancer.parameters()`` to the optimizer.
+
+    Absent tasks (no label in the batch) get no weight and no regularizer term.
 
     :param n_tasks: number of tasks m.
     """
@@ -26,11 +28,12 @@ class IMTLL(LossWeighting):
         self.log_scales = nn.Parameter(torch.full((n_tasks,), float(init)))
 
     def weights(self, stats: Statistics) -> Tensor:
-        if stats.n_tasks != self.log_scales.shape[0]:
+        if stats.n_total != self.log_scales.shape[0]:
             raise PolytaskError(
-                f"IMTLL: built for {self.log_scales.shape[0]} tasks, got {stats.n_tasks} losses"
+                f"IMTLL: built for {self.log_scales.shape[0]} tasks, got {stats.n_total} losses"
             )
-        return torch.exp(self.log_scales)
+        return torch.exp(self.log_scales[task_rows(stats)])
 
-    def regularizer(self) -> Tensor:
-        return -self.log_scales.sum()
+    def regularizer(self, stats: Statistics | None = None) -> Tensor:
+        s = self.log_scales if stats is None else self.log_scales[task_rows(stats)]
+        return -s.sum()

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from polytask._core import PolytaskError
-from polytask.balancing.base import LossWeighting, Statistics
+from polytask.balancing.base import LossWeighting, Statistics, task_rows
 
 
 class UW(LossWeighting):
@@ -16,6 +16,9 @@ class UW(LossWeighting):
     :math:`\sum_k \tfrac12 e^{-s_k} L_k + \tfrac12 s_k`, so :math:`w_k = \tfrac12 e^{-s_k}` and the
     regularizer is :math:`\tfrac12 \sum_k s_k`. The ``s_k`` are ``nn.Parameter`` s: give
     ``Balancer.parameters()`` to the optimizer.
+
+    Absent tasks (no label in the batch) get no weight and no regularizer term: their
+    :math:`s_k` receive no gradient that step.
 
     :param n_tasks: number of tasks m (the parameters must exist before the optimizer does).
     :param init: initial value of every :math:`s_k`.
@@ -28,11 +31,12 @@ class UW(LossWeighting):
         self.log_vars = nn.Parameter(torch.full((n_tasks,), float(init)))
 
     def weights(self, stats: Statistics) -> Tensor:
-        if stats.n_tasks != self.log_vars.shape[0]:
+        if stats.n_total != self.log_vars.shape[0]:
             raise PolytaskError(
-                f"UW: built for {self.log_vars.shape[0]} tasks, got {stats.n_tasks} losses"
+                f"UW: built for {self.log_vars.shape[0]} tasks, got {stats.n_total} losses"
             )
-        return 0.5 * torch.exp(-self.log_vars)
+        return 0.5 * torch.exp(-self.log_vars[task_rows(stats)])
 
-    def regularizer(self) -> Tensor:
-        return 0.5 * self.log_vars.sum()
+    def regularizer(self, stats: Statistics | None = None) -> Tensor:
+        s = self.log_vars if stats is None else self.log_vars[task_rows(stats)]
+        return 0.5 * s.sum()
