@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
-from polytask.tasks.data.tensors import Inputs, TensorData, inputs_to
+from polytask.tasks.data.column_targets import ColumnTargets
+from polytask.tasks.data.tensors import Inputs, TensorData, index_inputs, inputs_to
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Group:
 
     def to(self, device: torch.device) -> Group:
         """This group with inputs and targets on ``device`` (itself when already there)."""
+        if isinstance(self.targets, ColumnTargets):
+            table = self.targets.to(device)
+            if _on(self.inputs, device) and table is self.targets:
+                return self
+            return Group(inputs_to(self.inputs, device), table, self.paired)
         if _on(self.inputs, device) and all(t.device == device for t in self.targets.values()):
             return self
         targets = {k: v.to(device, non_blocking=True) for k, v in self.targets.items()}
@@ -72,7 +78,11 @@ def _batch_indices(
 
 
 class JointLoader:
-    """Batches of one multi-label dataset; batch ``j`` depends only on ``(seed, j)``."""
+    """Batches of one multi-label dataset; batch ``j`` depends only on ``(seed, j)``.
+
+    The targets are held as one ``[N, K]`` table (:class:`ColumnTargets`), so a batch's targets
+    are one index operation however many tasks there are; ``Group.targets`` is still the
+    ``{task: [B] tensor}`` mapping."""
 
     def __init__(
         self,
@@ -88,13 +98,13 @@ class JointLoader:
         self.shuffle, self.drop_last = shuffle, drop_last
         n = len(data)
         self.steps_per_epoch = max(n // batch_size if drop_last else math.ceil(n / batch_size), 1)
+        self.targets = ColumnTargets.from_mapping(data.targets, n)
 
     def batch(self, step: int) -> list[Group]:
         idx = _batch_indices(
             len(self.data), self.batch_size, self.drop_last, self.seed, 0, step, self.shuffle
         )
-        part = self.data.select(idx)
-        return [Group(part.inputs, part.targets)]
+        return [Group(index_inputs(self.data.inputs, idx), self.targets.select(idx))]
 
     def state_dict(self) -> dict[str, Any]:
         return {}
