@@ -8,8 +8,37 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
-from polytask.balancing.aggregator.pcgrad import random_orders
+from polytask.balancing.aggregator.pcgrad import Order
+from polytask.balancing.aggregator.sequential_projection import (
+    Rule,
+    project_per_task,
+    project_shared,
+    random_orders,
+    random_permutation,
+)
 from polytask.balancing.base import GramianWeighting, Statistics, lazy_buffer
+
+
+def gradvac_rule(norm_g: np.ndarray, hat_t: np.ndarray, beta: float, eps: float) -> Rule:
+    r"""GradVac's correction of row i towards task j; moves the target ``hat_t[j, i]`` (the
+    transposed targets, so that one j reads one contiguous row) in place:
+    :math:`\hat\phi_{ij} \leftarrow (1-\beta)\hat\phi_{ij} + \beta\phi_{ij}`, never for
+    ``i == j``."""
+
+    def rule(
+        i: np.ndarray, j: np.ndarray | int, inner: np.ndarray, norm2: np.ndarray
+    ) -> np.ndarray:
+        norm_i = np.sqrt(np.maximum(norm2, 0.0))
+        norm_j = norm_g[j]
+        phi = inner / (norm_i * norm_j + eps)
+        hat = hat_t[j, i]
+        s_phi = np.sqrt(np.maximum(1.0 - phi * phi, 0.0))
+        s_hat = np.sqrt(np.maximum(1.0 - hat * hat, 0.0))
+        w = norm_i * (hat * s_phi - phi * s_hat) / (norm_j * s_hat + eps)
+        hat_t[j, i] = np.where(i == j, hat, (1.0 - beta) * hat + beta * phi)
+        return np.where(phi < hat, w, 0.0)
+
+    return rule
 
 
 class GradVac(GramianWeighting):
@@ -21,21 +50,26 @@ class GradVac(GramianWeighting):
     \phi_{ij}\sqrt{1-\hat\phi_{ij}^2})}{\|g_j\|\sqrt{1-\hat\phi_{ij}^2}} g_j`; then
     :math:`\hat\phi_{ij} \leftarrow (1-\beta)\hat\phi_{ij} + \beta\phi_{ij}`. Update
     :math:`\sum_i g_i^{PC}`. Gramian form as in torchjd's ``GradVacWeighting`` (same ``eps``
-    placement), vectorised over i; :math:`\hat\phi` starts at 0 and is a buffer.
+    placement; :math:`\|g_i^{PC}\|^2` updated incrementally), run by
+    :mod:`.sequential_projection`; :math:`\hat\phi` starts at 0 and is a buffer.
 
     Absent tasks: the projections run over the present tasks; only the targets
     :math:`\hat\phi_{ij}` of present pairs are read and moved.
 
     :param beta: EMA rate :math:`\beta`. :param eps: added to denominators.
+    :param order: ``"per_task"`` (default, the paper's algorithm) or ``"shared"`` (a variant:
+        one random permutation for all tasks, BLAS-3 speed), as in :class:`.PCGrad`.
     """
 
     phi_hat: Tensor
 
-    def __init__(self, beta: float = 0.5, eps: float = 1e-8) -> None:
+    def __init__(self, beta: float = 0.5, eps: float = 1e-8, order: Order = "per_task") -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
             raise PolytaskError(f"GradVac: beta must be in [0, 1], got {beta}")
-        self.beta, self.eps = float(beta), float(eps)
+        if order not in ("per_task", "shared"):
+            raise PolytaskError(f"GradVac: order must be 'per_task' or 'shared', got {order!r}")
+        self.beta, self.eps, self.order = float(beta), float(eps), order
         self.register_buffer("phi_hat", torch.zeros(0, dtype=torch.float64))
 
     def weights(self, stats: Statistics) -> Tensor:
@@ -46,28 +80,18 @@ class GradVac(GramianWeighting):
         n = stats.n_total
         phi_t = lazy_buffer(self, "phi_hat", (n, n), device=torch.device("cpu"))  # NumPy state
         sub = None if stats.index is None else stats.index.cpu().numpy()
-        # all present: the buffer itself (shared memory); else the present block, written back
+        # the present block of the targets, transposed (written back below)
         hat_all = phi_t.numpy() if sub is None else phi_t.numpy()[np.ix_(sub, sub)]
-        order = random_orders(m)
-        c = np.eye(m)
-        cg = g.copy()  # rows: g_i^PC · g_j for all j
-        rows = np.arange(m)
+        hat_t = np.ascontiguousarray(hat_all.T)
         norm_g = np.sqrt(np.clip(np.diag(g), 0.0, None))
-        for t in range(m - 1):
-            j = order[:, t]
-            dot = cg[rows, j]
-            norm_i = np.sqrt(np.clip(np.einsum("ik,ik->i", cg, c), 0.0, None))
-            norm_j = norm_g[j]
-            phi = dot / (norm_i * norm_j + self.eps)
-            hat = hat_all[rows, j]
-            s_phi = np.sqrt(np.clip(1.0 - phi * phi, 0.0, None))
-            s_hat = np.sqrt(np.clip(1.0 - hat * hat, 0.0, None))
-            w = norm_i * (hat * s_phi - phi * s_hat) / (norm_j * s_hat + self.eps)
-            w = np.where(phi < hat, w, 0.0)
-            c[rows, j] += w
-            cg += w[:, None] * g[j]
-            hat_all[rows, j] = (1.0 - self.beta) * hat + self.beta * phi
-        if sub is not None:
-            phi_t.numpy()[np.ix_(sub, sub)] = hat_all
-        out = torch.from_numpy(c.sum(axis=0))
+        rule = gradvac_rule(norm_g, hat_t, self.beta, self.eps)
+        if self.order == "shared":
+            c_sum = project_shared(g, random_permutation(m), rule)
+        else:
+            c_sum = project_per_task(g, random_orders(m), rule)
+        if sub is None:
+            phi_t.numpy()[...] = hat_t.T
+        else:
+            phi_t.numpy()[np.ix_(sub, sub)] = hat_t.T
+        out = torch.from_numpy(c_sum)
         return out.to(device=stats.gramian.device, dtype=stats.gramian.dtype)
