@@ -33,6 +33,8 @@ def test_every_example_runs_on_a_small_budget(example, tmp_path):
     if "datasets" in data.get("data", {}):
         for ds in data["data"]["datasets"]:
             ds["path"] = str((example.parent / ds["path"]).resolve())
+    if data.get("data", {}).get("source") == "table":
+        data["data"]["path"] = str((example.parent / data["data"]["path"]).resolve())
     train = data.setdefault("train", {})
     train.pop("epochs", None)
     train.update(steps=6, eval_every=3)

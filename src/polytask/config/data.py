@@ -26,6 +26,7 @@ from polytask.tasks.data import (
 from polytask.tasks.data.splits import Split
 
 from .images import ImageData, prepare_images
+from .label_columns import expand_tasks, label_targets, reserved_columns
 from .modal import attach_modal, check_modal, modal_inputs, modalities_of, standardize
 from .schema import (
     ColumnsFeaturizer,
@@ -158,28 +159,16 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
         input_col, split_cfg, featurizer = "smiles", data.split, data.featurizer
     else:
         assert isinstance(data, TableData)
-        path = (base / data.path).resolve()
-        where = str(path)
-        if not config.tasks:
-            raise PolytaskError(
-                f"{where}: a 'table' data source needs a 'tasks' list naming the label columns"
-            )
-        tasks = config.tasks
-        inputs = (
-            data.featurizer.columns
-            if isinstance(data.featurizer, ColumnsFeaturizer)
-            else [data.input]
-        )
-        labels = [c for tc in tasks for c in (tc.columns or [tc.column or tc.name])]
-        frame = read_table(path, [*inputs, *labels])
+        tasks, frame, where = _table(config, data, base)
         smiles = frame[data.input].astype(str).tolist() if data.input in frame.columns else None
         input_col, split_cfg, featurizer = data.input, data.split, data.featurizer
     taskset = TaskSet(_task(tc) for tc in tasks)
     mods = modalities_of(config)
     x = modal_inputs(mods, _smiles(smiles, where), where) if mods else None
+    many = isinstance(data, TableData) and data.label_columns is not None
     full = TensorData(
         x if x is not None else _features(frame, input_col, featurizer, where),
-        _targets(frame, tasks, where),
+        label_targets(frame, tasks, where) if many else _targets(frame, tasks, where),
         name=where,
     )
     split = _split(split_cfg, len(full), smiles)
@@ -197,6 +186,34 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
         "sizes": {k: len(v) for k, v in split.items()},
     }
     return attach_modal(config, PreparedData(taskset, splits, False, info))
+
+
+def _table(
+    config: TrainConfig, data: TableData, base: Path
+) -> tuple[list[TaskConfig], pd.DataFrame, str]:
+    """The tasks of a ``table`` source (listed, or from ``label_columns``), its frame, its path."""
+    path = (base / data.path).resolve()
+    where = str(path)
+    inputs = (
+        data.featurizer.columns if isinstance(data.featurizer, ColumnsFeaturizer) else [data.input]
+    )
+    if data.label_columns is not None:
+        if config.tasks:  # checked before the table is read
+            raise PolytaskError(
+                f"{where}: key 'tasks': data.label_columns declares the tasks; change single "
+                "ones under data.label_columns.overrides (by column name)"
+            )
+        frame = read_table(path, inputs)
+        columns = [str(c) for c in frame.columns]
+        tasks = expand_tasks(data.label_columns, columns, reserved_columns(data), where)
+        return tasks, frame, where
+    if not config.tasks:
+        raise PolytaskError(
+            f"{where}: a 'table' data source needs a 'tasks' list naming the label columns "
+            "(or data.label_columns)"
+        )
+    labels = [c for tc in config.tasks for c in (tc.columns or [tc.column or tc.name])]
+    return config.tasks, read_table(path, [*inputs, *labels]), where
 
 
 def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedData:

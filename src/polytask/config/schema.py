@@ -75,8 +75,50 @@ class Tox21Data(_Strict):
     modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
 
 
+class ColumnOverride(_Strict):
+    """The keys of one label column's task that differ from ``label_columns`` (None: inherit)."""
+
+    kind: Literal["binary", "multiclass", "regression"] | None = None
+    num_classes: int | None = Field(None, ge=2)
+    loss: str | None = None
+    metrics: list[str] | None = None
+    weight: float | None = None
+
+
+class LabelColumns(_Strict):
+    """Many label columns of a table as tasks of one kind (see polytask.config.label_columns).
+
+    ``select``: ``all`` (every column) or shell globs (``assay_*``; case-sensitive); ``exclude``:
+    globs left out. The input and feature columns are never tasks. Task order = file order.
+    ``overrides`` changes single tasks by column name.
+    """
+
+    select: str | list[str] = "all"
+    exclude: list[str] = []
+    kind: Literal["binary", "regression"] = "binary"
+    loss: str = ""
+    metrics: list[str] = []
+    weight: float = 1.0
+    overrides: dict[str, ColumnOverride] = {}
+
+    @field_validator("select", "exclude")
+    @classmethod
+    def _globs(cls, value: str | list[str], info: ValidationInfo) -> str | list[str]:
+        globs = [value] if isinstance(value, str) else value
+        if info.field_name == "exclude":
+            if not all(globs):
+                raise ValueError("give a list of non-empty globs")
+            return value
+        if not globs or not all(globs):
+            raise ValueError("give 'all', a glob, or a non-empty list of non-empty globs")
+        return value
+
+
 class TableData(_Strict):
-    """One table with several label columns (some may be missing): one task per column."""
+    """One table with several label columns (some may be missing): one task per column.
+
+    The tasks are the top-level ``tasks`` list, or every column ``label_columns`` selects.
+    """
 
     source: Literal["table"] = "table"
     path: str
@@ -84,6 +126,7 @@ class TableData(_Strict):
     featurizer: Featurizer = EcfpFeaturizer()
     split: SplitConfig = SplitConfig()
     modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
+    label_columns: LabelColumns | None = None  # tasks = columns: polytask.config.label_columns
 
 
 class TaskTable(_Strict):
