@@ -182,3 +182,15 @@ def test_present_is_validated() -> None:
     ):
         with pytest.raises(PolytaskError, match=msg):
             bal.backward(v * 1.0, [v], present=torch.tensor(bad))
+
+
+def test_gls_leaves_out_a_saturated_task() -> None:
+    # a present task whose loss underflows to exactly 0 must not stop training (0 geometric mean)
+    from polytask.balancing.base import Statistics
+
+    w = pb.GLS().weights(Statistics(losses=torch.tensor([0.0, 1.0, 4.0], dtype=torch.float64)))
+    assert w.tolist() == pytest.approx([0.0, 1.0, 0.25])  # gm = 2 over the two others, K = 2
+    zero = pb.GLS().weights(Statistics(losses=torch.zeros(2, dtype=torch.float64)))
+    assert zero.tolist() == [0.0, 0.0]
+    with pytest.raises(PolytaskError, match="non-negative"):
+        pb.GLS().weights(Statistics(losses=torch.tensor([-1.0, 1.0], dtype=torch.float64)))

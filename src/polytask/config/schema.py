@@ -244,6 +244,7 @@ class TrainSection(_Strict):
     grad_clip: float | None = Field(5.0, gt=0)
     eval_every: int | None = Field(None, ge=1)
     checkpoint_every: int | None = Field(None, ge=1)
+    gramian_log_every: int = Field(50, ge=0)  # logs/gramian.safetensors every N steps; 0: never
     selection: str | None = None
     patience: int | None = Field(None, ge=1)
     deterministic: bool = True

@@ -32,6 +32,7 @@ of the mean metric, the default selection rule and Δm / Δp (it has no labels t
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -193,7 +194,7 @@ class TaskSet(Mapping[str, Task]):
         if not self._tasks:
             raise PolytaskError("a TaskSet needs at least one task")
         names = [t.name for t in self._tasks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
         if dupes:
             raise PolytaskError(f"duplicate task names: {', '.join(dupes)}")
         self._index = {n: i for i, n in enumerate(names)}
