@@ -48,7 +48,11 @@ def test_two_text_tasks_train_with_the_trainer_and_the_loss_decreases() -> None:
             model.eval()
             with torch.no_grad():
                 return sum(
-                    float(compute_losses(model, [Group(d.inputs, dict(d.targets))], tasks)[0][n])
+                    float(
+                        compute_losses(model, [Group(d.inputs, dict(d.targets))], tasks)[0][
+                            tasks.index(n)
+                        ]
+                    )
                     for n, d in data.items()
                 )
 

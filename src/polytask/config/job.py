@@ -112,7 +112,7 @@ def _train_one(
         val_data=prepared.splits["val"], selection=rule, eval_every=config.train.eval_every,
         patience=config.train.patience, grad_clip=config.train.grad_clip, out_dir=out,
         checkpoint_every=config.train.checkpoint_every, config_hash=chash, progress=progress,
-        eval_batch_size=config.evaluation.batch_size,
+        eval_batch_size=config.evaluation.batch_size, gramian_log_every=config.train.gramian_log_every,
     )  # fmt: skip
     result = trainer.fit(resume=resume)
     metrics = evaluate(
@@ -134,6 +134,7 @@ def _train_one(
             "steps": result.steps,
             "max_steps": total,
             "stopped_early": result.stopped_early,
+            "zero_update_steps": result.zero_update_steps,
             "seconds": round(result.seconds, 2),
             "device": str(device),
         },

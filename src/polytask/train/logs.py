@@ -10,11 +10,18 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from polytask._core import write_text
+
+
+def float32_digits(values: Iterable[float]) -> list[float]:
+    """``values`` rounded to 9 significant digits: exact for float32 numbers (9 digits identify
+    every float32), and about half the characters of a double's 17-digit form in JSON. For the
+    K-long lists of a step record (losses, weights)."""
+    return [float(f"{v:.9g}") for v in values]
 
 
 def _plain(value: Any) -> Any:

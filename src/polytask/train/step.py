@@ -1,7 +1,9 @@
 """One multi-task training step, usable in a hand-written loop.
 
-``train_step`` = forward every group of the batch → per-task masked losses → backward (plain sum,
-or a balancing method through a :class:`~polytask.balancing.Balancer`) → gradient clipping →
+``train_step`` = forward every group of the batch → the ``[K]`` masked task losses and labelled-row
+counts (:mod:`polytask.train.task_losses`) → backward (plain sum, or a balancing method through a
+:class:`~polytask.balancing.Balancer`, told which tasks are present) → gradient norms (all
+parameters, and the shared ones: a zero shared update is flagged) → gradient clipping →
 optimizer (and scheduler) step. The balancing seam is the ``balancer`` argument: whatever method
 it holds decides, from what it declares it needs, how the gradients are formed; this code never
 looks at a method's name.
@@ -16,11 +18,13 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
-from polytask._core import NonFiniteLossError, module_device
+from polytask._core import NonFiniteLossError, PolytaskError, module_device
 from polytask.models import MultiTaskModel
 from polytask.tasks import TaskSet
 from polytask.tasks.data import Group
+from polytask.train.task_losses import StepLosses, compute_losses, fed_tasks
 
 
 class BalancerLike(Protocol):
@@ -31,12 +35,20 @@ class BalancerLike(Protocol):
         *,
         features: Tensor | None = None,
         columns: Sequence[range] | None = None,
+        present: Tensor | None = None,
     ) -> Any: ...
 
 
 @dataclass
 class StepOutput:
-    """What one step produced: per-task losses (floats), the total, and balancing statistics."""
+    """What one step produced.
+
+    ``losses``: the loss of each task this batch fed (floats, task-set order); ``present``: the
+    labelled rows of every task in this batch (``[K]``, task-set order; 0 = absent);
+    ``weights``: the balancer's ``[K]`` weights; ``shared_grad_norm``: the norm of the gradient of
+    ``model.shared_parameters()`` after backward, before clipping; ``zero_update``: that norm is
+    exactly 0 while a present task has a positive loss (the shared layers did not move).
+    """
 
     losses: dict[str, float]
     total: float
@@ -44,35 +56,61 @@ class StepOutput:
     weights: list[float] | None = None
     gramian: Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    present: list[int] = field(default_factory=list)
+    shared_grad_norm: float = math.nan
+    zero_update: bool = False
 
 
-def compute_losses(
-    model: MultiTaskModel, batch: Sequence[Group], taskset: TaskSet
-) -> tuple[dict[str, Tensor], list[Tensor]]:
-    """Per-task losses (task weight applied) and the shared features of each group."""
-    losses: dict[str, Tensor] = {}
-    features: list[Tensor] = []
-    for group in batch:
-        z = model.forward_features(group.inputs)
-        features.append(z)
-        names = [n for n in taskset.names if n in group.targets]
-        outputs = model.forward_heads(z, names)
-        for n in names:
-            task = taskset[n]
-            loss = task.compute_loss(outputs[n], group.targets[n])
-            losses[n] = loss * task.weight if task.weight != 1.0 else loss
-    return losses, features
-
-
-def check_finite(losses: dict[str, Tensor], step: int) -> dict[str, float]:
-    """The losses as floats (one device sync for all of them); NaN/Inf is an error."""
-    values = torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()
-    for name, value in zip(losses, values):
+def check_finite(
+    losses: Tensor, counts: Tensor, names: Sequence[str], step: int
+) -> tuple[list[float], list[int]]:
+    """The ``[K]`` losses as floats and the counts as ints (one device sync for both); a NaN/Inf
+    loss is an error naming its task."""
+    both = torch.cat([losses.detach().to(torch.float64), counts.to(torch.float64)]).tolist()
+    values, present = both[: len(names)], [int(c) for c in both[len(names) :]]
+    for name, value in zip(names, values):
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"step {step}: the loss of task {name!r} is {value}; training stopped"
             )
-    return dict(zip(losses, values))
+    return values, present
+
+
+def _shared_ids(model: MultiTaskModel) -> set[int] | None:
+    try:
+        return {id(p) for p in model.shared_parameters()}
+    except PolytaskError:  # nothing shared is trained (e.g. a frozen trunk): nothing to check
+        return None
+
+
+def grad_norms(params: Sequence[Tensor], shared: set[int] | None) -> tuple[Tensor, Tensor]:
+    """``(total, shared)`` 2-norms of the gradients of ``params`` and of those in ``shared``
+    (each tensor read once; ``shared`` None: NaN)."""
+    if shared is None:
+        total = get_total_norm([p.grad for p in params if p.grad is not None])
+        return total, torch.full_like(total, math.nan)
+    own = get_total_norm([p.grad for p in params if p.grad is not None and id(p) in shared])
+    rest = get_total_norm([p.grad for p in params if p.grad is not None and id(p) not in shared])
+    total = torch.linalg.vector_norm(torch.stack([own, rest.to(own.device)]))
+    return total, own
+
+
+def _balanced(
+    model: MultiTaskModel, balancer: BalancerLike, parts: StepLosses, taskset: TaskSet,
+    out: StepOutput,
+) -> None:  # fmt: skip
+    one = len(parts.features) == 1
+    result = balancer.backward(
+        parts.losses,
+        model.shared_parameters(),
+        features=parts.features[0] if one else None,
+        columns=model.head_columns(taskset.names) if one else None,
+        present=parts.counts,
+    )
+    out.extra = dict(result.log_dict())
+    out.extra.pop("weights", None)
+    out.weights = [float(w) for w in result.weights.tolist()]
+    out.gramian = result.gramian
 
 
 def train_step(
@@ -92,42 +130,41 @@ def train_step(
     The batch is moved to the model's device (a no-op when it is already there).
 
     Without a ``balancer`` the update is the gradient of the plain sum ``Σ_k w_k L_k`` (``w_k``
-    the static task weights). Raises :class:`NonFiniteLossError` before touching the parameters
+    the static task weights). With one, it gets the ``[K]`` loss vector and the labelled-row
+    counts as ``present=``. Raises :class:`NonFiniteLossError` before touching the parameters
     when a loss or the gradient norm is NaN/Inf. ``after_backward`` sees the optimizer's
     parameters once their gradients are formed (data-parallel averaging plugs in here).
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
+    fed = fed_tasks(batch, taskset)
+    if not fed:
+        raise PolytaskError(f"step {step}: the batch carries targets for none of the tasks")
     device = module_device(model)
     batch = [g.to(device) for g in batch]
-    losses, features = compute_losses(model, batch, taskset)
-    out = StepOutput(check_finite(losses, step), 0.0, 0.0)
-    out.total = sum(out.losses.values())
+    parts = compute_losses(model, batch, taskset)
+    values, present = check_finite(parts.losses, parts.counts, taskset.names, step)
+    position = {n: k for k, n in enumerate(taskset.names)}
+    out = StepOutput({n: values[position[n]] for n in fed}, sum(values), 0.0, present=present)
     if balancer is None:
-        torch.stack(list(losses.values())).sum().backward()
+        parts.losses.sum().backward()
     else:
-        names = [n for n in taskset.names if n in losses]
-        vector = torch.stack([losses[n] for n in names])
-        one = len(features) == 1
-        result = balancer.backward(
-            vector,
-            model.shared_parameters(),
-            features=features[0] if one else None,
-            columns=model.head_columns(names) if one else None,
-        )
-        out.weights = [float(w) for w in result.weights.tolist()]
-        out.gramian = result.gramian
-        out.extra = result.log_dict()
+        _balanced(model, balancer, parts, taskset, out)
     if after_backward is not None:
         after_backward([p for group in optimizer.param_groups for p in group["params"]])
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf)
-    out.grad_norm = float(norm)
+    total, shared = grad_norms(params, _shared_ids(model))
+    out.grad_norm, out.shared_grad_norm = torch.stack([total, shared.to(total.device)]).tolist()
     if not math.isfinite(out.grad_norm):
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(
             f"step {step}: the gradient norm is {out.grad_norm}; training stopped"
         )
+    out.zero_update = out.shared_grad_norm == 0.0 and any(
+        c > 0 and v > 0 for c, v in zip(present, values)
+    )
+    if grad_clip:
+        clip_grads_with_norm_(params, grad_clip, total)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()

@@ -5,6 +5,7 @@ checkpoints, exact resume, logs and a progress bar. It is the only code that loo
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -30,9 +31,12 @@ from polytask.train.checkpoint import (
     write_checkpoint,
 )
 from polytask.train.distributed import average_gradients, shard, world
-from polytask.train.logs import RunLog
+from polytask.train.gramian_log import GramianAverage
+from polytask.train.logs import RunLog, float32_digits
 from polytask.train.progress import progress_bar
-from polytask.train.step import BalancerLike, train_step
+from polytask.train.step import BalancerLike, StepOutput, train_step
+
+LOG = logging.getLogger("polytask.train")
 
 
 class Loader(Protocol):
@@ -45,7 +49,9 @@ class Loader(Protocol):
 
 @dataclass(frozen=True)
 class StepInfo:
-    """What callbacks receive after each optimizer step."""
+    """What callbacks receive after each optimizer step: rows of ``losses``, ``weights``,
+    ``gramian`` and ``present`` (labelled rows in the batch) follow ``task_names``, the tasks
+    the batch fed (an absent task's Gramian row is 0)."""
 
     step: int
     epoch: int
@@ -54,6 +60,7 @@ class StepInfo:
     weights: Tensor | None
     gramian: Tensor | None
     batch: list[Group] | None = None
+    present: Tensor | None = None
 
 
 @dataclass
@@ -63,6 +70,7 @@ class FitResult:
     best_score: float | None
     stopped_early: bool
     seconds: float
+    zero_update_steps: int = 0
 
 
 class Trainer:
@@ -73,6 +81,11 @@ class Trainer:
     ends training after ``patience`` validations without improvement. With ``out_dir`` set,
     checkpoints are written every ``checkpoint_every`` steps (default: at each validation) and
     ``fit(resume=True)`` continues bit-exactly from the latest one.
+
+    Steps whose shared update is exactly zero while a present task has a positive loss are
+    counted in ``zero_update_steps`` (flagged in their log record, warned about once). When the
+    balancer computes Gramians, their running average goes to ``logs/gramian.safetensors`` every
+    ``gramian_log_every`` steps (0: never; see :mod:`polytask.train.gramian_log`).
     """
 
     def __init__(
@@ -96,9 +109,12 @@ class Trainer:
         callbacks: Sequence[Any] = (),
         progress: bool = True,
         eval_batch_size: int = 1024,
+        gramian_log_every: int = 50,
     ) -> None:
         if max_steps < 1:
             raise PolytaskError(f"max_steps must be >= 1, got {max_steps}")
+        if gramian_log_every < 0:
+            raise PolytaskError(f"gramian_log_every must be >= 0, got {gramian_log_every}")
         self.model, self.taskset, self.loader, self.optimizer = model, taskset, loader, optimizer
         self.scheduler, self.balancer, self.val_data = scheduler, balancer, val_data
         self.max_steps = max_steps
@@ -116,6 +132,8 @@ class Trainer:
         self.best_step: int | None = None
         self.bad_evals = 0
         self._best_state: dict[str, Tensor] | None = None
+        self.zero_update_steps = 0
+        self.gramians, self.gramian_log_every = GramianAverage(taskset.names), gramian_log_every
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -132,6 +150,8 @@ class Trainer:
             "best_step": self.best_step,
             "bad_evals": self.bad_evals,
             "config_hash": self.config_hash,
+            "zero_update_steps": self.zero_update_steps,
+            "gramian_average": self.gramians.state_dict(),
         }
 
     def _resume(self, ckpt_root: Path) -> None:
@@ -155,6 +175,9 @@ class Trainer:
         self.step = int(state["step"])
         self.best_score, self.best_step = state["best_score"], state["best_step"]
         self.bad_evals = int(state["bad_evals"])
+        self.zero_update_steps = int(state.get("zero_update_steps", 0))
+        if "gramian_average" in state:
+            self.gramians.load_state_dict(state["gramian_average"], module_device(self.model))
         restore_best_dir(ckpt_root)
         if self.best_step is not None and (ckpt_root / "best" / "model.safetensors").is_file():
             snapshot = copy.deepcopy(self.model)
@@ -190,14 +213,17 @@ class Trainer:
                         and (self.step % self.checkpoint_every == 0 or last or stopped_early)
                     ):
                         self._checkpoint(ckpt_root)
+            if log is not None and self.gramian_log_every:
+                self.gramians.write(log.folder)  # the average at the end of training
         finally:
             if log is not None:
                 log.close()
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         return FitResult(
-            self.step, self.best_step, self.best_score, stopped_early, time.perf_counter() - start
-        )
+            self.step, self.best_step, self.best_score, stopped_early,
+            time.perf_counter() - start, self.zero_update_steps,
+        )  # fmt: skip
 
     def _one_step(self, log: RunLog | None) -> None:
         batch = self.loader.batch(self.step)
@@ -212,30 +238,61 @@ class Trainer:
         )  # fmt: skip
         self.step += 1
         epoch = (self.step - 1) // self.loader.steps_per_epoch
+        self._statistics(out, log)
         if log is not None:
-            record: dict[str, Any] = {
-                "step": self.step,
-                "epoch": epoch,
-                "loss": out.total,
-                "losses": out.losses,
-            }
-            record["lr"] = self.optimizer.param_groups[0]["lr"]
-            record["grad_norm"] = out.grad_norm
-            if out.weights is not None:
-                record["weights"] = out.weights
-            record.update(out.extra)
-            log.write("train", record)
+            log.write("train", self._record(out, epoch))
         if self.callbacks:
-            names = tuple(n for n in self.taskset.names if n in out.losses)
-            info = StepInfo(
-                self.step, epoch, names, torch.tensor([out.losses[n] for n in names]),
-                torch.tensor(out.weights) if out.weights is not None else None, out.gramian, batch,
-            )  # fmt: skip
-            for cb in self.callbacks:
-                if hasattr(cb, "on_step"):
-                    cb.on_step(info)
-                if hasattr(cb, "on_epoch_end") and self.step % self.loader.steps_per_epoch == 0:
-                    cb.on_epoch_end(epoch)
+            self._call_back(out, batch, epoch)
+
+    def _statistics(self, out: StepOutput, log: RunLog | None) -> None:
+        """Count a zero shared update (warned about once) and average the step's Gramian."""
+        if out.zero_update:
+            self.zero_update_steps += 1
+            if self.zero_update_steps == 1:
+                LOG.warning(
+                    "step %d: the shared parameters got an exactly zero update although a present "
+                    "task has a positive loss (dead or frozen trunk, or all weights 0?); such "
+                    "steps are counted in report.json (training.zero_update_steps)",
+                    self.step,
+                )
+        if out.gramian is not None and self.gramian_log_every:
+            present = torch.tensor(out.present, device=out.gramian.device)
+            self.gramians.update(out.gramian, present, self.step)
+        if log is not None and self.gramian_log_every and self.step % self.gramian_log_every == 0:
+            self.gramians.write(log.folder)
+
+    def _record(self, out: StepOutput, epoch: int) -> dict[str, Any]:
+        """One ``train.jsonl`` line: O(K) numbers (losses, weights, present counts)."""
+        record: dict[str, Any] = {"step": self.step, "epoch": epoch, "loss": out.total}
+        record["losses"] = dict(zip(out.losses, float32_digits(out.losses.values())))
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["grad_norm"] = out.grad_norm
+        record["shared_grad_norm"] = out.shared_grad_norm
+        record["zero_update"] = out.zero_update
+        record["present"] = out.present
+        if out.weights is not None:
+            record["weights"] = float32_digits(out.weights)
+        record.update(out.extra)
+        return record
+
+    def _call_back(self, out: StepOutput, batch: list[Group], epoch: int) -> None:
+        names = tuple(out.losses)  # the tasks the batch fed, in task-set order
+        rows = [self.taskset.index(n) for n in names]
+        everything = len(rows) == len(self.taskset)
+        gramian, weights = out.gramian, out.weights
+        if gramian is not None and not everything:
+            index = torch.tensor(rows, device=gramian.device)
+            gramian = gramian[index][:, index]
+        info = StepInfo(
+            self.step, epoch, names, torch.tensor(list(out.losses.values())),
+            None if weights is None else torch.tensor([weights[k] for k in rows]), gramian, batch,
+            torch.tensor([out.present[k] for k in rows]),
+        )  # fmt: skip
+        for cb in self.callbacks:
+            if hasattr(cb, "on_step"):
+                cb.on_step(info)
+            if hasattr(cb, "on_epoch_end") and self.step % self.loader.steps_per_epoch == 0:
+                cb.on_epoch_end(epoch)
 
     def _validate(self, log: RunLog | None, ckpt_root: Path | None) -> bool:
         assert self.val_data is not None
