@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from polytask._core import PolytaskError, all_finite, module_device
 from polytask.tasks import TaskSet
+from polytask.tasks.column_metrics import COLUMN_METRICS, binary_column_metrics
 from polytask.tasks.data import TensorData
 from polytask.tasks.data.tensors import index_inputs, inputs_to
 
@@ -51,6 +52,33 @@ def predict(
 SplitData = TensorData | Mapping[str, TensorData]
 
 
+def task_metrics(
+    taskset: TaskSet,
+    names: Sequence[str],
+    preds: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+) -> dict[str, dict[str, float]]:
+    """The metrics of tasks ``names`` from full-split predictions. Binary tasks scored only by
+    ROC-AUC / PR-AUC (the default) are scored together, one pass over all their columns
+    (:func:`~polytask.tasks.column_metrics.binary_column_metrics`, equal to the per-task values);
+    every other task by its own :meth:`~polytask.tasks.Task.compute_metrics`."""
+    columnar = [
+        n
+        for n in names
+        if taskset[n].kind == "binary"
+        and set(taskset[n].metric_names) <= set(COLUMN_METRICS)
+        and preds[n].dim() == 1
+    ]
+    together = binary_column_metrics(columnar, preds, targets)
+    out = {}
+    for n in names:
+        if n in together:
+            out[n] = {m: together[n][m] for m in taskset[n].metric_names}
+        else:
+            out[n] = taskset[n].compute_metrics(preds[n], targets[n])
+    return out
+
+
 def evaluate_split(
     model: nn.Module,
     taskset: TaskSet,
@@ -65,9 +93,7 @@ def evaluate_split(
     """
     if isinstance(data, TensorData):
         preds = predict(model, data, taskset.names, batch_size, split)
-        return {
-            t.name: t.compute_metrics(preds[t.name], data.targets[t.name]) for t in taskset.tasks
-        }
+        return task_metrics(taskset, taskset.names, preds, data.targets)
     # tasks given the same data object (e.g. every supervised task next to generated
     # self-supervised data) share one forward pass
     shared: dict[int, list[str]] = {}
@@ -77,8 +103,7 @@ def evaluate_split(
     for names in shared.values():
         part = data[names[0]]
         preds = predict(model, part, names, batch_size, split)
-        for n in names:
-            out[n] = taskset[n].compute_metrics(preds[n], part.targets[n])
+        out.update(task_metrics(taskset, names, preds, part.targets))
     return {t.name: out[t.name] for t in taskset.tasks}
 
 
