@@ -93,10 +93,13 @@ def _bins(
     """Positions in ``names`` grouped by stacked loss (bins of two or more), and the rest."""
     bins: dict[str, list[int]] = {}
     rest: list[int] = []
+    # a column of the target table is [B]: no need to make a view per task to see it
+    table = targets.column if isinstance(targets, ColumnTargets) else None
     for j, (n, c) in enumerate(zip(names, cols)):
         task = taskset[n]
         ok = task.kind in STACKABLE_KINDS and len(c) == 1 and scalar[n]
-        if ok and task.loss in STACKED_LOSSES and targets[n].dim() == 1:
+        vector = n in table if table is not None else targets[n].dim() == 1
+        if ok and task.loss in STACKED_LOSSES and vector:
             bins.setdefault(task.loss, []).append(j)
         else:
             rest.append(j)
@@ -169,4 +172,5 @@ def compute_losses(model: MultiTaskModel, batch: Sequence[Group], taskset: TaskS
 
 def fed_tasks(batch: Sequence[Group], taskset: TaskSet) -> tuple[str, ...]:
     """The tasks some group of ``batch`` carries targets for, in task-set order."""
-    return tuple(n for n in taskset.names if any(n in g.targets for g in batch))
+    fed = set().union(*(g.targets for g in batch))
+    return tuple(n for n in taskset.names if n in fed)
