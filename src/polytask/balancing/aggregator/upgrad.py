@@ -18,7 +18,10 @@ class UPGrad(GramianWeighting):
     weights are :math:`\sum_k u^{(k)}`. Non-conflicting: :math:`J d \ge 0`.
 
     Same QPs, normalisation and regularisation as torchjd's ``UPGradWeighting`` (which solves the
-    m QPs one by one with quadprog); here they are solved together (:mod:`.dual_cone`).
+    m QPs one by one with quadprog); here they are solved together by an active-set method with
+    batched Cholesky solves of each row's smaller subsystem (:mod:`.dual_cone`), exact to
+    round-off. Cost: m QPs of size m; when each row's free and active sets are both about m/2
+    (realistic Gramians) that is :math:`\Theta(m^4)` flops, inherent to the method.
     """
 
     non_conflicting = True
@@ -36,5 +39,5 @@ class UPGrad(GramianWeighting):
             raise PolytaskError("UPGrad: the statistic has no Gramian")
         g = stats.gramian.detach().to(torch.float64).cpu().numpy()
         m = g.shape[0]
-        v = project_rows(np.eye(m) / m, g, self.norm_eps, self.reg_eps)
+        v = project_rows(np.eye(m) / m, g, self.norm_eps, self.reg_eps, name="UPGrad")
         return torch.from_numpy(v.sum(axis=0)).to(stats.gramian.device, stats.gramian.dtype)
