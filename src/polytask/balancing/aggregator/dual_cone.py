@@ -42,7 +42,8 @@ class Inverse:
     """``gn⁻¹``, computed on first use (None when ``gn`` is not numerically positive definite)."""
 
     def __init__(self, gn: Tensor) -> None:
-        self.gn, self.done, self.value = gn, False, None
+        self.gn, self.done = gn, False
+        self.value: Tensor | None = None
 
     def get(self) -> Tensor | None:
         if not self.done:
