@@ -1,5 +1,6 @@
 """compute_losses: one stacked loss per (kind, loss) equals the per-task path, in task order."""
 
+import dataclasses
 import math
 
 import pytest
@@ -102,6 +103,17 @@ def test_mixed_kinds_weights_and_degenerate_columns_equal_the_per_task_path():
             assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
+def test_task_weights_follow_each_task_set_object():
+    ts, data = _mixed()
+    model = build_model(mlp_trunk(5, (8,)), ts.tasks, 8)
+    group = Group(data.inputs, data.targets)
+    base = compute_losses(model, [group], ts).losses
+    doubled = TaskSet(dataclasses.replace(t, weight=2 * t.weight) for t in ts.tasks)
+    again = compute_losses(model, [group], doubled).losses
+    assert torch.allclose(again, 2 * base, atol=1e-6, rtol=0)
+    assert torch.equal(compute_losses(model, [group], ts).losses, base)
+
+
 def test_mlp_heads_take_the_per_task_path_with_the_same_values():
     ts, data = _mixed()
     model = build_model(mlp_trunk(5, (8,)), ts.tasks, 8, head_hidden=4)
@@ -136,7 +148,7 @@ def test_empty_rows_duplicate_tasks_and_empty_batches():
     losses, counts, _ = compute_losses(model, [empty], ts)
     assert losses.tolist() == [0.0, 0.0] and counts.tolist() == [0, 0] and losses.requires_grad
     one = Group(torch.zeros(2, 3), {"a": torch.ones(2)})
-    with pytest.raises(PolytaskError, match="more than one group"):
+    with pytest.raises(PolytaskError, match="task 'a' is fed by more than one group"):
         compute_losses(model, [one, one], ts)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(PolytaskError, match="step 4: the batch carries targets for none"):

@@ -54,9 +54,12 @@ class _Parts:
         self.losses.append(losses.reshape(-1))
         self.counts.append(counts.reshape(-1).to(torch.int64))
 
-    def assemble(self, device: torch.device) -> tuple[Tensor, Tensor]:
+    def assemble(self, device: torch.device, taskset: TaskSet) -> tuple[Tensor, Tensor]:
         if len(set(self.order)) != len(self.order):
-            raise PolytaskError("a task is fed by more than one group of the same batch")
+            twice = next(k for k in self.order if self.order.count(k) > 1)
+            raise PolytaskError(
+                f"task {taskset.names[twice]!r} is fed by more than one group of the same batch"
+            )
         missing = sorted(set(range(self.k)) - set(self.order))
         dtype = self.losses[0].dtype if self.losses else torch.float32
         if missing:
@@ -86,9 +89,36 @@ def stacked_heads(model: MultiTaskModel) -> LinearHeads | None:
     return heads if type(heads) is LinearHeads and plain else None
 
 
+class _Stackable(NamedTuple):
+    loss: str | None  # the stacked loss the task's kind and loss allow, else None
+    index: int  # its position in the task set
+    weight: float
+
+
+_MEMO: dict[int, tuple[TaskSet, dict[str, _Stackable]]] = {}
+
+
+def _stackable(taskset: TaskSet) -> dict[str, _Stackable]:
+    """Per task, what stacking needs; memoised per TaskSet object (a TaskSet never changes; the
+    memo holds it, so its id cannot be reused while cached)."""
+    hit = _MEMO.get(id(taskset))
+    if hit is not None and hit[0] is taskset:
+        return hit[1]
+    table = {
+        t.name: _Stackable(
+            t.loss if t.kind in STACKABLE_KINDS and t.loss in STACKED_LOSSES else None, k, t.weight
+        )
+        for k, t in enumerate(taskset.tasks)
+    }
+    if len(_MEMO) >= 8:
+        _MEMO.clear()
+    _MEMO[id(taskset)] = (taskset, table)
+    return table
+
+
 def _bins(
     names: Sequence[str], cols: Sequence[range], scalar: Mapping[str, bool],
-    targets: Mapping[str, Tensor], taskset: TaskSet,
+    targets: Mapping[str, Tensor], stackable: Mapping[str, _Stackable],
 ) -> tuple[dict[str, list[int]], list[int]]:  # fmt: skip
     """Positions in ``names`` grouped by stacked loss (bins of two or more), and the rest."""
     bins: dict[str, list[int]] = {}
@@ -96,11 +126,10 @@ def _bins(
     # a column of the target table is [B]: no need to make a view per task to see it
     table = targets.column if isinstance(targets, ColumnTargets) else None
     for j, (n, c) in enumerate(zip(names, cols)):
-        task = taskset[n]
-        ok = task.kind in STACKABLE_KINDS and len(c) == 1 and scalar[n]
-        vector = n in table if table is not None else targets[n].dim() == 1
-        if ok and task.loss in STACKED_LOSSES and vector:
-            bins.setdefault(task.loss, []).append(j)
+        loss = stackable[n].loss
+        vector = (n in table) if table is not None else targets[n].dim() == 1
+        if loss is not None and len(c) == 1 and scalar[n] and vector:
+            bins.setdefault(loss, []).append(j)
         else:
             rest.append(j)
     for loss in [b for b, pos in bins.items() if len(pos) < 2]:
@@ -127,16 +156,17 @@ def _stacked_group(
     out = heads.linear(z)
     cols = heads.output_columns(names)
     scalar = dict(zip(heads.names, heads.scalar))
-    bins, rest = _bins(names, cols, scalar, group.targets, taskset)
+    stackable = _stackable(taskset)
+    bins, rest = _bins(names, cols, scalar, group.targets, stackable)
     for loss, pos in bins.items():
         chosen = [names[j] for j in pos]
         values, counts = STACKED_LOSSES[loss](
             _columns(out, [cols[j].start for j in pos]), _block(group.targets, chosen)
         )
-        weights = [taskset[n].weight for n in chosen]
+        weights = [stackable[n].weight for n in chosen]
         if any(w != 1.0 for w in weights):
             values = values * torch.tensor(weights, dtype=values.dtype, device=values.device)
-        parts.add([taskset.index(n) for n in chosen], values, counts)
+        parts.add([stackable[n].index for n in chosen], values, counts)
     for j in rest:
         n, c = names[j], cols[j]
         pred = out[:, c.start : c.stop]
@@ -166,7 +196,7 @@ def compute_losses(model: MultiTaskModel, batch: Sequence[Group], taskset: TaskS
         for n in names:
             _one(taskset, n, outputs[n], group.targets[n], parts)
     device = features[0].device if features else torch.device("cpu")
-    losses, counts = parts.assemble(device)
+    losses, counts = parts.assemble(device, taskset)
     return StepLosses(losses, counts, features)
 
 

@@ -251,8 +251,8 @@ class Trainer:
             if self.zero_update_steps == 1:
                 LOG.warning(
                     "step %d: the shared parameters got an exactly zero update although a present "
-                    "task has a positive loss (dead or frozen trunk, or all weights 0?); such "
-                    "steps are counted in report.json (training.zero_update_steps)",
+                    "task has a positive loss (a dead or frozen trunk, or every task weighted 0?); "
+                    "later such steps are counted (zero_update_steps), not warned about",
                     self.step,
                 )
         if out.gramian is not None and self.gramian_log_every:
