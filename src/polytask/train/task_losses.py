@@ -91,7 +91,7 @@ def stacked_heads(model: MultiTaskModel) -> LinearHeads | None:
 
 class _Stackable(NamedTuple):
     loss: str | None  # the stacked loss the task's kind and loss allow, else None
-    index: int  # its position in the task set
+    position: int  # its index in the task set
     weight: float
 
 
@@ -166,7 +166,7 @@ def _stacked_group(
         weights = [stackable[n].weight for n in chosen]
         if any(w != 1.0 for w in weights):
             values = values * torch.tensor(weights, dtype=values.dtype, device=values.device)
-        parts.add([stackable[n].index for n in chosen], values, counts)
+        parts.add([stackable[n].position for n in chosen], values, counts)
     for j in rest:
         n, c = names[j], cols[j]
         pred = out[:, c.start : c.stop]
