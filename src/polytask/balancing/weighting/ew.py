@@ -9,7 +9,9 @@ from polytask.balancing.base import LossWeighting, Statistics
 
 
 class EW(LossWeighting):
-    r"""Equal weighting: :math:`w_k = 1`, the update is :math:`\nabla \sum_k L_k`."""
+    r"""Equal weighting: :math:`w_k = 1`, the update is :math:`\nabla \sum_k L_k`.
+
+    Absent tasks (no label in the batch) get weight 0; their loss is a constant 0 anyway."""
 
     def weights(self, stats: Statistics) -> Tensor:
         return torch.ones_like(stats.losses)

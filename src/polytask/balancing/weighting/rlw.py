@@ -11,7 +11,8 @@ from polytask.balancing.base import LossWeighting, Statistics
 class RLW(LossWeighting):
     r"""RLW: :math:`w = \mathrm{softmax}(\tilde\lambda)`, :math:`\tilde\lambda \sim \mathcal N(0, I_m)`
     drawn afresh every call from torch's global generator (checkpoint it with the trainer's RNG
-    state); the weights sum to 1."""
+    state); the weights sum to 1. Absent tasks (no label in the batch) get weight 0 and take no draw:
+    the softmax runs over the present tasks."""
 
     def weights(self, stats: Statistics) -> Tensor:
         z = torch.randn(stats.n_tasks, dtype=torch.float64)
