@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from polytask._core import PolytaskError
+from polytask.balancing.aggregator.pinv_solve import pinv_solve
 from polytask.balancing.base import GramianWeighting, Statistics
 
 
@@ -19,6 +20,10 @@ class ConFIG(GramianWeighting):
     :math:`U^{+} = U^\top (U U^\top)^{+}`, so :math:`U^{+}\mathbf 1 = J^\top c_0`,
     :math:`c_0 = D^{-1} (D^{-1} G D^{-1})^{+} \mathbf 1`, and the update is :math:`J^\top w` with
     :math:`w = c_0\, (\mathbf 1^\top G c_0) / (c_0^\top G c_0)`. Zero gradients get weight 0.
+
+    :math:`(D^{-1} G D^{-1})^{+}\mathbf 1` is a Cholesky solve when the matrix is certified
+    well-conditioned (then the pseudo-inverse is the inverse), the Hermitian pseudo-inverse
+    otherwise (:mod:`.pinv_solve`).
     """
 
     non_conflicting = True
@@ -30,7 +35,7 @@ class ConFIG(GramianWeighting):
         d = g.diagonal().clamp_min(0.0).sqrt()
         inv_d = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0)
         gn = inv_d[:, None] * g * inv_d[None, :]
-        c0 = inv_d * (torch.linalg.pinv(gn, hermitian=True) @ torch.ones_like(d))
+        c0 = inv_d * pinv_solve(gn, torch.ones_like(d), hermitian=True)
         quad = c0 @ g @ c0
         if quad <= 0:
             return torch.zeros_like(stats.gramian.diagonal())
