@@ -42,7 +42,7 @@ class FairGrad(GramianWeighting):
         if self.alpha == 0.0 or norm == 0.0:
             return torch.full((m,), 1.0 / m, dtype=stats.gramian.dtype, device=stats.gramian.device)
         gn = (g / norm).numpy() + self.reg_eps * np.eye(m)
-        w_hat = alpha_fair_solve(gn, np.ones(m), alpha=self.alpha)
+        w_hat = alpha_fair_solve(gn, np.ones(m), alpha=self.alpha, name="FairGrad")
         # G ŵ/s = ŵ^{-1/α}  ⇒  w = ŵ s^{-α/(1+α)} solves G w = w^{-1/α}
         w = torch.from_numpy(w_hat) * norm ** (-self.alpha / (1.0 + self.alpha))
         return w.to(device=stats.gramian.device, dtype=stats.gramian.dtype)

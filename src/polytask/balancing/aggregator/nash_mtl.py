@@ -60,7 +60,8 @@ class NashMTL(GramianWeighting):
         rows = task_rows(stats)
         rows = rows if isinstance(rows, slice) else rows.cpu()
         gn = (g / norm).numpy() + self.reg_eps * np.eye(m)
-        alpha_hat = torch.from_numpy(alpha_fair_solve(gn, prev[rows].numpy(), alpha=1.0))
+        start = prev[rows].numpy()
+        alpha_hat = torch.from_numpy(alpha_fair_solve(gn, start, alpha=1.0, name="NashMTL"))
         prev[rows] = alpha_hat
         alpha = alpha_hat / norm**0.5
         if self.max_norm > 0:
