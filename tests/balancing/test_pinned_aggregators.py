@@ -108,6 +108,23 @@ def test_aligned_mtl() -> None:
     assert expected.tolist() == pytest.approx([0.414590, 0.552786], abs=1e-6)
 
 
+@pytest.mark.parametrize("k", [3, 12, 40])
+@pytest.mark.parametrize("degenerate", ["none", "duplicate", "zero"])
+@pytest.mark.parametrize("mode", ["min", "median", "rmse"])
+def test_aligned_mtl_matches_torchjd(k: int, degenerate: str, mode: str) -> None:
+    import torchjd.aggregation as tja
+
+    gen = torch.Generator().manual_seed(k)
+    jac = torch.randn(k, 30, generator=gen, dtype=torch.float64)
+    if degenerate == "duplicate":
+        jac[1] = jac[0]
+    elif degenerate == "zero":
+        jac[0] = 0.0
+    gram = jac @ jac.T
+    theirs = tja.AlignedMTLWeighting(scale_mode=mode)(gram)
+    torch.testing.assert_close(weights(pb.AlignedMTL(mode), gram), theirs)
+
+
 def test_cagrad_against_a_grid_search_of_the_dual() -> None:
     c = 0.4
     g0 = J.mean(0)
