@@ -10,8 +10,8 @@ the multiple: ``rule(i, j, inner, norm2) -> delta`` (vectorised over the rows ``
 Two schedules:
 
 * :func:`project_per_task` — each task its own order (``orders[i]``, the papers' algorithm). All
-  rows advance together, one position per pass; each pass gathers m rows of G: O(m³) memory
-  traffic, no reuse.
+  rows advance together, one position per pass; every projecting row adds its own row of G:
+  O(m³) element-wise work with no reuse (no BLAS-3 form: the orders differ per row).
 * :func:`project_shared` — one permutation π for all tasks, task i's order being π without i
   (marginally the same distribution for every task, so the same expected update, but the orders
   are correlated across tasks). In the permuted Gramian :math:`P = G_{\\pi\\pi}` the coefficients
@@ -58,19 +58,30 @@ def shared_orders(perm: np.ndarray) -> np.ndarray:
 
 
 def project_per_task(g: np.ndarray, orders: np.ndarray, rule: Rule) -> np.ndarray:
-    """``w = 1ᵀC`` after every task i has projected, in the order ``orders[i]``, per ``rule``."""
+    """``w = 1ᵀC`` after every task i has projected, in the order ``orders[i]``, per ``rule``.
+
+    Keeps ``CG`` (row i: ``g_i^PC · g_k`` for every k): position t reads one entry per row, and
+    only the rows that project add a row of G."""
     m = g.shape[0]
-    c = np.eye(m)
+    gt = torch.from_numpy(g)
+    cg = gt.clone()
+    w = torch.ones(m, dtype=gt.dtype)
     rows = np.arange(m)
     diag = np.diag(g).copy()
     norm2 = diag.copy()
+    cg_np = cg.numpy()  # shares memory with cg
     for t in range(orders.shape[1]):
         j = orders[:, t]
-        inner = np.einsum("ik,ik->i", c, g[j])
+        inner = cg_np[rows, j]
         delta = rule(rows, j, inner, norm2)
-        c[rows, j] += delta
         norm2 += delta * (2.0 * inner + delta * diag[j])
-    return c.sum(axis=0)
+        moved = np.nonzero(delta)[0]
+        if moved.size:
+            i_t, j_t = torch.from_numpy(moved), torch.from_numpy(j[moved])
+            d_t = torch.from_numpy(delta[moved])
+            cg.index_add_(0, i_t, gt.index_select(0, j_t).mul_(d_t[:, None]))
+            w.index_add_(0, j_t, d_t)
+    return w.numpy()
 
 
 def project_shared(g: np.ndarray, perm: np.ndarray, rule: Rule, block: int = 64) -> np.ndarray:
