@@ -17,7 +17,7 @@ from polytask.balancing.aggregator.dual_cone import (
     project_rows,
     solve_given_active,
 )
-from polytask.balancing.aggregator.principal_solve import principal_solve
+from polytask.balancing.aggregator.principal_solve import principal_solve, solve_refined
 from polytask.balancing.base import Statistics
 
 
@@ -104,3 +104,24 @@ def test_upgrad_and_dualproj_match_torchjd(k: int) -> None:
     stats = Statistics(losses=torch.ones(k), gramian=gram)
     torch.testing.assert_close(pb.UPGrad().weights(stats), tja.UPGradWeighting()(gram))
     torch.testing.assert_close(pb.DualProj().weights(stats), tja.DualProjWeighting()(gram))
+
+
+def test_mixed_precision_refines_to_double_and_falls_back_when_it_cannot() -> None:
+    m = 40
+    a = torch.from_numpy(gramian(m, 4, n=60)) + 1e-3 * torch.eye(m, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(4)
+    sets = torch.rand(30, m, generator=gen) < 0.6
+    rhs = torch.randn(30, m, generator=gen, dtype=torch.float64)
+    x64, _ = principal_solve(a, sets, rhs)
+    x, ok = principal_solve(a, sets, rhs, mixed=True)
+    assert ok.all()
+    torch.testing.assert_close(x, x64, rtol=1e-12, atol=1e-14)
+    # cond ~1e12: float32 cannot factorise or refine it; the float64 path answers instead
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))
+    bad = q @ torch.diag(torch.logspace(0, -12, 6, dtype=torch.float64)) @ q.T
+    idx = torch.arange(6)[None]
+    b = torch.ones(1, 6, dtype=torch.float64)
+    assert not solve_refined(bad, bad.float(), idx, b)[1].any()
+    x, ok = principal_solve(bad, torch.ones(1, 6, dtype=torch.bool), b, mixed=True)
+    assert ok.all()
+    torch.testing.assert_close(x[0], torch.linalg.solve(bad, b[0]), rtol=1e-3, atol=0)

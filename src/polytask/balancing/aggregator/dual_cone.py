@@ -12,7 +12,8 @@ Solved for all rows together by a primal–dual active-set method. KKT: ``Gv = �
 * with ``H = G⁻¹`` (computed once): ``H_AA λ_A = u_A``, ``v = H_{:,A} λ_A`` (size |A|),
 
 solved in chunks by :func:`.principal_solve.principal_solve` (batched Cholesky, memory bounded,
-no ``[m, m, m]`` temporary). Then ``A ← {j : λ_j + u_j − v_j > 0}``; rows whose active set did
+no ``[m, m, m]`` temporary; float32 factorisations refined to float64 accuracy, float64 where
+that does not converge). Then ``A ← {j : λ_j + u_j − v_j > 0}``; rows whose active set did
 not change are done and leave the batch. Work: ``Σ_rows min(|F|, |A|)³/3`` per round — for UPGrad
 (m rows of size m) this is inherently ``Θ(m⁴)`` when a row's sets are both ~m/2.
 
@@ -69,12 +70,12 @@ def solve_given_active(
     on_g = ~use_h
     if on_g.any():
         u_a = torch.where(active[on_g], u[on_g], 0.0)
-        z, good = principal_solve(gn, free[on_g], -(u_a @ gn))
+        z, good = principal_solve(gn, free[on_g], -(u_a @ gn), mixed=True)
         v[on_g] = u_a + z
         lam[on_g] = v[on_g] @ gn
         ok[on_g] = good
     if h is not None and use_h.any():
-        lam_a, good = principal_solve(h, active[use_h], u[use_h])
+        lam_a, good = principal_solve(h, active[use_h], u[use_h], mixed=True)
         lam[use_h] = lam_a
         v[use_h] = lam_a @ h
         ok[use_h] = good
