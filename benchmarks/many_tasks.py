@@ -148,13 +148,13 @@ def _train(cfg: dict[str, Any], out: Path, timeout: int) -> dict[str, Any]:
     return json.loads(report.read_text())
 
 
-def _recipe(epochs: int, batch: int) -> dict[str, Any]:
+def _recipe(epochs: int, batch: int, lr: float = 1e-3, patience: int = 3) -> dict[str, Any]:
     return {
         "model": {"trunk": {"kind": "mlp", "hidden": [512, 512], "dropout": 0.2}},
         "train": {"epochs": epochs, "batch_size": batch,
-                  "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
+                  "optimizer": {"name": "adamw", "lr": lr, "weight_decay": 1e-2},
                   "scheduler": {"name": "constant"}, "grad_clip": 5.0,
-                  "selection": "mean:roc_auc", "patience": 3},
+                  "selection": "mean:roc_auc", "patience": patience},
     }  # fmt: skip
 
 
@@ -181,7 +181,7 @@ def quality(args: argparse.Namespace) -> None:
                              "split": {"kind": "random", "fractions": [0.8, 0.1, 0.1], "seed": 0},
                              "label_columns": {"select": "all", "kind": "binary",
                                                "metrics": ["roc_auc"]}},
-                    **_recipe(args.epochs, 128),
+                    **_recipe(args.epochs, 128, lr=3e-3, patience=5),
                     "balancing": {"method": method, "mode": _mode(method)},
                 }  # fmt: skip
                 rep = _train(cfg, OUT / f"quality-k{k}" / f"seed{seed}" / method, args.timeout)
@@ -227,7 +227,7 @@ def main() -> None:
     c.add_argument("--method", required=True)
     c.add_argument("--reps", type=int, default=10)
     c.add_argument("--warm", type=int, default=3)
-    for name, k_default, epochs in (("quality", [600], 8), ("tox21", None, 2)):
+    for name, k_default, epochs in (("quality", [600], 12), ("tox21", None, 2)):
         q = sub.add_parser(name)
         if k_default is not None:
             q.add_argument("--tasks", type=int, nargs="+", default=k_default)
