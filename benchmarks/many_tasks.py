@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from polytask.config.balancing import BALANCING_METHODS, BalancingConfig, build_balancer
@@ -49,13 +50,16 @@ def _setup(k: int) -> tuple[Any, Any, Any]:
     from polytask.tasks.data import JointLoader, TensorData
 
     spec = PlantSpec(tasks=k, seed=0, molecules=MOLECULES)
-    planted = plant(spec)
+    cache = OUT / f"planted-k{k}-labels.npz"  # planting K = 2,000 takes ~40 s: once per K
+    if not cache.is_file():
+        OUT.mkdir(parents=True, exist_ok=True)
+        planted = plant(spec)
+        np.savez(cache, labels=planted.labels, names=np.array(planted.names))
+    with np.load(cache, allow_pickle=False) as z:
+        labels, names = torch.from_numpy(z["labels"]), [str(n) for n in z["names"]]
     _, x, _ = molecules(spec, OUT.parent / "planted")
-    labels = torch.from_numpy(planted.labels)
-    data = TensorData(
-        torch.from_numpy(x).float(), {n: labels[:, j] for j, n in enumerate(planted.names)}
-    )
-    tasks = TaskSet(Task(n, "binary") for n in planted.names)
+    data = TensorData(torch.from_numpy(x).float(), {n: labels[:, j] for j, n in enumerate(names)})
+    tasks = TaskSet(Task(n, "binary") for n in names)
     torch.manual_seed(0)
     model = build_model(mlp_trunk(2048, (512, 512)), tasks.tasks, 512)
     return model, tasks, JointLoader(data, batch_size=128, seed=0)
@@ -182,10 +186,19 @@ def quality(args: argparse.Namespace) -> None:
                              "label_columns": {"select": "all", "kind": "binary",
                                                "metrics": ["roc_auc"]}},
                     **_recipe(args.epochs, 128, lr=3e-3, patience=5),
-                    "balancing": {"method": method, "mode": _mode(method)},
+                    "balancing": _balancing(method),
                 }  # fmt: skip
                 rep = _train(cfg, OUT / f"quality-k{k}" / f"seed{seed}" / method, args.timeout)
                 _say(f"k{k} seed {seed} {method}", rep)
+
+
+def _balancing(spec: str) -> dict[str, Any]:
+    """``method`` or ``method:option=value,...`` (a variant, e.g. ``famo:loss_ema=0.9``)."""
+    method, _, opts = spec.partition(":")
+    cfg: dict[str, Any] = {"method": method, "mode": _mode(method)}
+    if opts:
+        cfg["options"] = {k: float(v) for k, v in (o.split("=") for o in opts.split(","))}
+    return cfg
 
 
 def tox21(args: argparse.Namespace) -> None:
@@ -196,7 +209,7 @@ def tox21(args: argparse.Namespace) -> None:
                 "data": {"source": "tox21", "featurizer": {"kind": "ecfp", "radius": 2, "bits": 2048},
                          "split": {"kind": "random", "fractions": [0.8, 0.1, 0.1], "seed": seed}},
                 **_recipe(args.epochs, 16),
-                "balancing": {"method": method, "mode": _mode(method)},
+                "balancing": _balancing(method),
             }  # fmt: skip
             rep = _train(cfg, OUT / "tox21-b16" / f"seed{seed}" / method, args.timeout)
             _say(f"tox21 b16 seed {seed} {method}", rep)

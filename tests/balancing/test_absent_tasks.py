@@ -194,3 +194,32 @@ def test_gls_leaves_out_a_saturated_task() -> None:
     assert zero.tolist() == [0.0, 0.0]
     with pytest.raises(PolytaskError, match="non-negative"):
         pb.GLS().weights(Statistics(losses=torch.tensor([-1.0, 1.0], dtype=torch.float64)))
+
+
+def test_dwa_survives_a_saturated_task() -> None:
+    # a present task whose loss was exactly 0 gives the ratio 1 (not inf, not NaN)
+    from polytask.balancing.base import Statistics
+
+    dwa = pb.DWA(temperature=1.0)
+    for loss in ([0.0, 1.0], [0.5, 0.5], [0.5, 0.25]):
+        w = dwa.weights(Statistics(losses=torch.tensor(loss, dtype=torch.float64)))
+    # r = (1 [undefined: 0.5/0], 0.5/1.0); w = 2 softmax(r)
+    e = torch.tensor([1.0, 0.5], dtype=torch.float64).exp()
+    torch.testing.assert_close(w, 2 * e / e.sum())
+
+
+def test_famo_loss_ema_weighs_by_the_running_average() -> None:
+    # ρ = 0.5: call 1 L̄ = L = (1, 2); call 2 L̄ = (0.5·1 + 0.5·0, 0.5·2 + 0.5·2) = (0.5, 2).
+    # δ = log(1, 2) − log(0.5, 2) = (log 2, 0) moves the logits once; then w = z/(c L̄)
+    from polytask.balancing.base import Statistics
+
+    famo = pb.FAMO(lr=0.1, weight_decay=0.0, eps=0.0, loss_ema=0.5)
+    famo.weights(Statistics(losses=torch.tensor([1.0, 2.0], dtype=torch.float64)))
+    w = famo.weights(Statistics(losses=torch.tensor([0.0, 2.0], dtype=torch.float64)))
+    # Adam's first step moves each logit by -lr·sign(grad): grad = z(δ − zᵀδ), z = (½, ½)
+    xi = torch.tensor([-0.1, 0.1], dtype=torch.float64)
+    z = torch.softmax(xi, 0)
+    d = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(w, z / ((z / d).sum() * d))
+    with pytest.raises(PolytaskError, match="loss_ema"):
+        pb.FAMO(loss_ema=1.0)

@@ -116,3 +116,33 @@ def test_float32_log_digits_are_exact_for_float32_and_short():
     assert torch.equal(torch.tensor(written, dtype=torch.float32), values)
     assert len(json.dumps(written)) < 0.75 * len(json.dumps(values.tolist()))
     assert float32_digits([0.0, 1.0, math.inf]) == [0.0, 1.0, math.inf]
+
+
+class _Fading:
+    """A balancer stub whose weights collapse to 1e-9 after the first step (FAMO on a task whose
+    batch loss is ~0 does this): the update vanishes without being exactly zero."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def backward(self, losses, shared_params, *, features=None, columns=None, present=None):
+        scale = 1.0 if self.calls == 0 else 1e-9
+        self.calls += 1
+        w = torch.full_like(losses.detach(), scale)
+        (losses * w).sum().backward()
+        return SimpleNamespace(weights=w, gramian=None, log_dict=lambda: {"weights": w.tolist()})
+
+
+def test_a_vanishing_update_is_counted_flagged_and_warned_once(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="polytask.train"):
+        trainer, result = _fit(tmp_path, _model(), steps=4, balancer=_Fading())
+    assert result.zero_update_steps == 0 and result.vanishing_update_steps == 3
+    assert [r["vanishing_update"] for r in _records(tmp_path)] == [False, True, True, True]
+    assert trainer.state_dict()["vanishing_update_steps"] == 3
+    warnings = [r.message for r in caplog.records if "all but stopped" in r.message]
+    assert len(warnings) == 1 and warnings[0].startswith("step 2:")
+
+
+def test_a_normal_run_has_no_vanishing_update(tmp_path):
+    _, result = _fit(tmp_path, _model(), steps=6)
+    assert result.vanishing_update_steps == 0

@@ -135,6 +135,7 @@ def _train_one(
             "max_steps": total,
             "stopped_early": result.stopped_early,
             "zero_update_steps": result.zero_update_steps,
+            "vanishing_update_steps": result.vanishing_update_steps,
             "seconds": round(result.seconds, 2),
             "device": str(device),
         },

@@ -59,6 +59,8 @@ class StepOutput:
     present: list[int] = field(default_factory=list)
     shared_grad_norm: float = math.nan
     zero_update: bool = False
+    vanishing_update: bool = False
+    """Set by the trainer: the shared update is a vanishing fraction of the run's largest."""
 
 
 def check_finite(

@@ -37,6 +37,8 @@ from polytask.train.progress import progress_bar
 from polytask.train.step import BalancerLike, StepOutput, train_step
 
 LOG = logging.getLogger("polytask.train")
+VANISHING = 1e-6
+"""A shared update below this fraction of the run's largest one is counted as vanishing."""
 
 
 class Loader(Protocol):
@@ -71,6 +73,7 @@ class FitResult:
     stopped_early: bool
     seconds: float
     zero_update_steps: int = 0
+    vanishing_update_steps: int = 0
 
 
 class Trainer:
@@ -83,7 +86,10 @@ class Trainer:
     ``fit(resume=True)`` continues bit-exactly from the latest one.
 
     Steps whose shared update is exactly zero while a present task has a positive loss are
-    counted in ``zero_update_steps`` (flagged in their log record, warned about once). When the
+    counted in ``zero_update_steps`` (flagged in their log record, warned about once); steps
+    whose shared update is below ``VANISHING`` (1e-6) times the largest one so far — a method that
+    has stopped training the shared layers without zeroing them, e.g. all the weight on a task
+    whose batch loss is ~0 — in ``vanishing_update_steps``, likewise. When the
     balancer computes Gramians, their running average goes to ``logs/gramian.safetensors`` every
     ``gramian_log_every`` steps (0: never; see :mod:`polytask.train.gramian_log`).
     """
@@ -133,6 +139,7 @@ class Trainer:
         self.bad_evals = 0
         self._best_state: dict[str, Tensor] | None = None
         self.zero_update_steps = 0
+        self.vanishing_update_steps, self.largest_update = 0, 0.0
         self.gramians, self.gramian_log_every = GramianAverage(taskset.names), gramian_log_every
 
     # ---- state -------------------------------------------------------------------------------
@@ -151,6 +158,8 @@ class Trainer:
             "bad_evals": self.bad_evals,
             "config_hash": self.config_hash,
             "zero_update_steps": self.zero_update_steps,
+            "vanishing_update_steps": self.vanishing_update_steps,
+            "largest_update": self.largest_update,
             "gramian_average": self.gramians.state_dict(),
         }
 
@@ -176,6 +185,8 @@ class Trainer:
         self.best_score, self.best_step = state["best_score"], state["best_step"]
         self.bad_evals = int(state["bad_evals"])
         self.zero_update_steps = int(state.get("zero_update_steps", 0))
+        self.vanishing_update_steps = int(state.get("vanishing_update_steps", 0))
+        self.largest_update = float(state.get("largest_update", 0.0))
         if "gramian_average" in state:
             self.gramians.load_state_dict(state["gramian_average"], module_device(self.model))
         restore_best_dir(ckpt_root)
@@ -222,7 +233,7 @@ class Trainer:
             self.model.load_state_dict(self._best_state)
         return FitResult(
             self.step, self.best_step, self.best_score, stopped_early,
-            time.perf_counter() - start, self.zero_update_steps,
+            time.perf_counter() - start, self.zero_update_steps, self.vanishing_update_steps,
         )  # fmt: skip
 
     def _one_step(self, log: RunLog | None) -> None:
@@ -255,11 +266,28 @@ class Trainer:
                     "later such steps are counted (zero_update_steps), not warned about",
                     self.step,
                 )
+        self._vanishing(out)
         if out.gramian is not None and self.gramian_log_every:
             present = torch.tensor(out.present, device=out.gramian.device)
             self.gramians.update(out.gramian, present, self.step)
         if log is not None and self.gramian_log_every and self.step % self.gramian_log_every == 0:
             self.gramians.write(log.folder)
+
+    def _vanishing(self, out: StepOutput) -> None:
+        """Count a shared update that fell below ``VANISHING`` times the largest so far."""
+        norm = out.shared_grad_norm
+        out.vanishing_update = 0.0 < norm < VANISHING * self.largest_update
+        self.largest_update = max(self.largest_update, norm)
+        if not out.vanishing_update:
+            return
+        self.vanishing_update_steps += 1
+        if self.vanishing_update_steps == 1:
+            LOG.warning(
+                "step %d: the shared update (norm %.3g) is under %g of the largest so far (%.3g): "
+                "the balancing method has all but stopped training the shared layers; later such "
+                "steps are counted (vanishing_update_steps), not warned about",
+                self.step, norm, VANISHING, self.largest_update,
+            )  # fmt: skip
 
     def _record(self, out: StepOutput, epoch: int) -> dict[str, Any]:
         """One ``train.jsonl`` line: O(K) numbers (losses, weights, present counts)."""
@@ -269,6 +297,7 @@ class Trainer:
         record["grad_norm"] = out.grad_norm
         record["shared_grad_norm"] = out.shared_grad_norm
         record["zero_update"] = out.zero_update
+        record["vanishing_update"] = out.vanishing_update
         record["present"] = out.present
         if out.weights is not None:
             record["weights"] = float32_digits(out.weights)

@@ -21,7 +21,9 @@ class DWA(LossWeighting):
     Absent tasks: the softmax runs over the present tasks P, :math:`w_P = |P|\,
     \mathrm{softmax}(r_P/T)`; :math:`r_k` is the ratio of task k's last two losses from calls
     where it was present, and 1 until it has two (so the first two calls give every weight 1, as
-    in the paper). An absent task's history is left as it was.
+    in the paper). An absent task's history is left as it was. A ratio whose older loss is 0 (a
+    present task fit to float precision, e.g. a few negatives of a rare assay) is undefined and
+    taken as 1, so one saturated task cannot take all the weight or make it NaN.
 
     :param temperature: :math:`T` (2 in the paper).
     """
@@ -43,7 +45,8 @@ class DWA(LossWeighting):
         seen = lazy_buffer(self, "seen", (n,), device=stats.losses.device)
         loss = stats.losses.detach().to(torch.float64)
         h0, h1, count = hist[0, rows], hist[1, rows], seen[rows]
-        r = torch.where(count >= 2, h1 / torch.where(count >= 2, h0, 1.0), 1.0)
+        defined = (count >= 2) & (h0 > 0)
+        r = torch.where(defined, h1 / torch.where(defined, h0, 1.0), 1.0)
         w = stats.n_tasks * torch.softmax(r / self.temperature, dim=0)
         hist[0, rows] = h1
         hist[1, rows] = loss

@@ -33,6 +33,15 @@ class FAMO(LossWeighting):
     :param weight_decay: :math:`\gamma` (0.001 in the paper).
     :param min_loss: :math:`L^{\min}`, a lower bound of every loss (0 for non-negative losses).
     :param eps: :math:`\epsilon`.
+    :param loss_ema: :math:`\rho` in [0, 1): the weights and :math:`\delta` use
+        :math:`\bar L_k \leftarrow \rho \bar L_k + (1-\rho) L_k` over the calls where task k was
+        present (its first loss as the start) instead of the batch loss; 0 (default) is the paper.
+
+    Sparse labels: a rare task's batch often holds a few negatives only, and its batch loss can be
+    driven to 0 (the log objective rewards it without bound), so :math:`1/D_k` takes nearly all
+    the weight and the update of the shared layers vanishes — FAMO then trains nothing (measured
+    in docs/results/many_tasks.md). ``loss_ema`` (e.g. 0.9) weighs each task by its recent average
+    loss instead, which the batches with a positive keep away from 0: a variant, not the paper.
     """
 
     logits: Tensor
@@ -47,6 +56,7 @@ class FAMO(LossWeighting):
         weight_decay: float = 1e-3,
         min_loss: float = 0.0,
         eps: float = 1e-8,
+        loss_ema: float = 0.0,
     ) -> None:
         super().__init__()
         if lr <= 0 or weight_decay < 0:
@@ -55,8 +65,11 @@ class FAMO(LossWeighting):
             )
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.min_loss, self.eps = float(min_loss), float(eps)
+        if not 0.0 <= loss_ema < 1.0:
+            raise PolytaskError(f"FAMO: loss_ema must be in [0, 1), got {loss_ema}")
+        self.loss_ema = float(loss_ema)
         self.betas = (0.9, 0.999)
-        for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses", "adam_steps"):
+        for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses", "adam_steps", "avg_losses"):
             self.register_buffer(name, torch.zeros(0, dtype=torch.float64))
 
     def _shifted(self, losses: Tensor) -> Tensor:
@@ -79,14 +92,24 @@ class FAMO(LossWeighting):
         denom = (m2.sqrt() / (1 - b2**t).sqrt()).add_(1e-8)
         self.logits[both] = xi - (self.lr / (1 - b1**t)) * m1 / denom
 
+    def _smoothed(self, loss: Tensor, idx: Tensor) -> Tensor:
+        """The batch losses, or (``loss_ema``) their running average over each task's presences."""
+        if self.loss_ema == 0.0:
+            return loss
+        avg = lazy_buffer(self, "avg_losses", (self.logits.numel(),), fill=-1.0, device=loss.device)
+        old = avg[idx]
+        new = torch.where(old < 0, loss, self.loss_ema * old + (1 - self.loss_ema) * loss)
+        avg[idx] = new
+        return new
+
     def weights(self, stats: Statistics) -> Tensor:
-        d = self._shifted(stats.losses)
         n = stats.n_total
         if self.logits.numel() != n:
             for name in ("logits", "exp_avg", "exp_avg_sq", "prev_losses", "adam_steps"):
                 lazy_buffer(self, name, (n,), device=stats.losses.device)
         rows = task_rows(stats)
-        idx = torch.arange(n, device=d.device)[rows]
+        idx = torch.arange(n, device=stats.losses.device)[rows]
+        d = self._shifted(self._smoothed(stats.losses.detach().to(torch.float64), idx))
         prev = self.prev_losses[idx]
         seen = prev > 0  # present at the previous call (its D there; 0 = absent)
         if bool(seen.any()):
