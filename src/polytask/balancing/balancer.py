@@ -133,11 +133,9 @@ class Balancer(HostCounters):
         (:func:`~polytask.balancing.base.task_rows`). An absent task's loss must not depend on
         the parameters (a masked loss with no label is a constant 0).
 
-        ``columns`` (``features`` mode): when ``features`` reach the losses through one stacked
-        linear head, the head-output columns each task's loss reads (``columns[k]``: an index, a
-        slice or a sequence of indices; disjoint). Declared, the per-task statistic comes from one
-        ordinary backward instead of a batched one (:mod:`~polytask.balancing.columns`); it is
-        trusted, so declare only what the head's construction guarantees. Ignored otherwise."""
+        ``columns`` (``features`` mode): the head-output columns each task's loss reads, when
+        ``features`` reach the losses through one stacked linear head (disjoint; trusted, see
+        :mod:`~polytask.balancing.columns`): the statistic then comes from one ordinary backward."""
         needs = self.method.needs
         # losses-only methods check the losses together with their weights (one device sync)
         vec = as_loss_vector(losses, check=needs != frozenset({"losses"}))
