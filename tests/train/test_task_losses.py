@@ -167,3 +167,28 @@ def test_train_step_reports_present_counts_in_task_order():
     assert list(out.losses) == list(ts.names) and out.losses["b2"] == 0.0
     assert out.total == pytest.approx(sum(out.losses.values()))
     assert out.shared_grad_norm > 0 and not out.zero_update
+
+
+def test_a_per_task_sampler_keeps_famo_state_over_every_task():
+    # one task per step: FAMO sees all K losses (the others absent), so its state keeps size K
+    # and a task's logit only moves at steps where it is fed twice in a row (never here)
+    from polytask.balancing import FAMO, Balancer
+
+    ts = TaskSet([Task("a", "binary"), Task("b", "binary"), Task("c", "binary")])
+    g = torch.Generator().manual_seed(0)
+    datasets = {
+        n: TensorData(torch.randn(6, 3, generator=g), {n: torch.tensor([1.0, 0, 1, NAN, 0, 1])})
+        for n in ts
+    }
+    loader = PerTaskLoader(datasets, batch_size=6, sampler=RoundRobinSampler(3))
+    torch.manual_seed(0)
+    model = build_model(mlp_trunk(3, (4,)), ts.tasks, 4)
+    famo = FAMO()
+    bal = Balancer(famo)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(6):
+        out = train_step(model, loader.batch(step), ts, opt, balancer=bal, step=step)
+        fed = step % 3
+        assert out.weights[fed] == pytest.approx(1.0) and sum(out.weights) == pytest.approx(1.0)
+        assert famo.logits.shape == (3,) and out.present[fed] == 5
+    assert famo.logits.tolist() == [0.0, 0.0, 0.0] and famo.adam_steps.tolist() == [0.0] * 3
