@@ -19,6 +19,7 @@ mode). Results are cached as JSON under ``.bench/many_tasks/``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
@@ -78,31 +79,45 @@ def _hand_step(model: Any, batch: Any, opt: torch.optim.Optimizer) -> None:
     opt.step()
 
 
-def cell(k: int, method: str, reps: int, warm: int) -> dict[str, Any]:
-    """Median ms per train step of ``method`` (``plain``, ``hand`` or a balancing method)."""
+def _stepper(k: int, method: str, model: Any, tasks: Any) -> Any:
+    """One training step of ``method`` on its own copy of the model and optimizer."""
     from polytask.train import train_step
 
-    torch.set_num_threads(1)
-    model, tasks, loader = _setup(k)
+    model = copy.deepcopy(model)
     bal = None
     if method not in ("plain", "hand"):
         bal = build_balancer(BalancingConfig(method=method, mode=_mode(method)), n_tasks=k)
     params = list(model.parameters()) + (list(bal.parameters()) if bal is not None else [])
     opt = torch.optim.AdamW(params, lr=1e-3)
-    times, zero = [], 0
-    for step in range(warm + reps):
-        batch = loader.batch(step)
-        t0 = time.perf_counter()
+
+    def run(batch: Any, step: int) -> None:
         if method == "hand":
             _hand_step(model, batch, opt)
         else:
-            out = train_step(model, batch, tasks, opt, balancer=bal, grad_clip=5.0, step=step)
-            zero += int(getattr(out, "zero_update", False))
-        if step >= warm:
-            times.append(1000 * (time.perf_counter() - t0))
+            train_step(model, batch, tasks, opt, balancer=bal, grad_clip=5.0, step=step)
+
+    return run
+
+
+def cell(k: int, method: str, reps: int, warm: int) -> dict[str, Any]:
+    """Median ms per train step of ``method`` (``plain``, ``hand`` or a balancing method) and of
+    the plain step, the two interleaved step by step in this process (so a load on the machine
+    hits both alike; the ratio is the reading)."""
+    torch.set_num_threads(1)
+    model, tasks, loader = _setup(k)
+    steppers = {name: _stepper(k, name, model, tasks) for name in dict.fromkeys(["plain", method])}
+    times: dict[str, list[float]] = {name: [] for name in steppers}
+    for step in range(warm + reps):
+        batch = loader.batch(step)
+        for name, run in steppers.items():
+            t0 = time.process_time()  # CPU time of this one-thread process: a load elsewhere
+            run(batch, step)  # on the machine does not count against it
+            if step >= warm:
+                times[name].append(1000 * (time.process_time() - t0))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"k": k, "method": method, "ms": statistics.median(times), "times": times,
-            "rss_mb": rss, "zero_updates": zero}  # fmt: skip
+    ms, plain = statistics.median(times[method]), statistics.median(times["plain"])
+    return {"k": k, "method": method, "ms": ms, "plain_ms": plain, "ratio": ms / plain,
+            "times": times[method], "rss_mb": rss}  # fmt: skip
 
 
 def speed(args: argparse.Namespace) -> None:
