@@ -221,3 +221,21 @@ def test_cagrad_matches_torchjd(seed: int) -> None:
         ours, theirs = weights(pb.CAGrad(c=c), gram), tja.CAGradWeighting(c=c)(gram)
         # both solve the dual to ~1e-9 in objective; weights agree to the solvers' precision
         torch.testing.assert_close(ours, theirs, atol=2e-3 * float(theirs.abs().max()), rtol=0)
+
+
+@pytest.mark.parametrize("leak", [None, [0.0, 0.3, 1.0, 0.5]])
+def test_graddrop_equals_torchjd_with_the_same_draw(leak) -> None:
+    import torchjd.aggregation as tja
+
+    from polytask.balancing import GradDrop
+    from polytask.balancing.base import Statistics
+
+    jac = torch.randn(4, 50, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    jac[:, :5] = 0.0  # coordinates no task touches
+    ref_leak = None if leak is None else torch.tensor(leak, dtype=torch.float64)
+    torch.manual_seed(7)
+    ref = tja.GradDrop(leak=ref_leak)(jac)
+    torch.manual_seed(7)
+    got, w = GradDrop(leak=leak).aggregate(Statistics(losses=torch.ones(4), jacobian=jac))
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=1e-12)
+    assert w.tolist() == [1.0] * 4
