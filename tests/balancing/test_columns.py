@@ -115,3 +115,19 @@ def test_owner_matrix_values() -> None:
     expected[0, :2] = expected[1, 2] = expected[2, 3] = expected[3, 5] = 1
     torch.testing.assert_close(p, expected)
     assert owner_matrix([-1, 0], 2, 3, torch.float64, torch.device("cpu"))[0, 2] == 1
+
+
+def test_one_column_per_task_rows_are_outer_products() -> None:
+    # scalar heads: task k's feature gradient is R_Σ[:, k] ⊗ A_k, formed without a [m, B, H] tensor
+    from polytask.balancing.task_gradients import Owners, TaskGradients
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    a = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    tg = TaskGradients(
+        [], [], [], True, a=a, owners=Owners(torch.arange(4), torch.arange(4), 4), r_sum=x
+    )
+    ref = torch.stack([(x[:, k : k + 1] @ a[k : k + 1]).flatten() for k in range(4)])
+    torch.testing.assert_close(tg.rows(), ref)
+    torch.testing.assert_close(tg.gramian(), ref @ ref.T)
+    torch.testing.assert_close(tg.norms(), ref.norm(dim=1))

@@ -120,6 +120,9 @@ class TaskGradients:
 
     def rows(self) -> Tensor:
         """The ``[m, n]`` Jacobian, materialised (only Jacobian methods ask for it)."""
+        if self.owners is not None and self.owners.one_each:  # g_k = R_Σ[:, c_k] ⊗ A_{c_k}
+            _, x, a = self._owned()
+            return (x.T[:, :, None] * a[:, None, :]).reshape(x.shape[1], -1)
         if self.owners is not None:
             owners, x, a = self._owned()
             r = x.new_zeros(owners.m, x.shape[0], x.shape[1])
