@@ -124,14 +124,19 @@ def test_mlp_heads_take_the_per_task_path_with_the_same_values():
     assert counts.tolist() == [6, 12, 12, 0, 8, 12, 12, 1]
 
 
-def test_tasks_not_fed_are_constant_zero_with_count_zero():
-    ts = TaskSet([Task("a", "binary"), Task("b", "binary"), Task("c", "regression")])
+def _round_robin(ts: TaskSet) -> PerTaskLoader:
+    """One 6-row dataset per task (5 labels each), one task per step in turn."""
     g = torch.Generator().manual_seed(0)
     datasets = {
         n: TensorData(torch.randn(6, 3, generator=g), {n: torch.tensor([1.0, 0, 1, NAN, 0, 1])})
         for n in ts
     }
-    loader = PerTaskLoader(datasets, batch_size=6, sampler=RoundRobinSampler(3))
+    return PerTaskLoader(datasets, batch_size=6, sampler=RoundRobinSampler(len(ts)))
+
+
+def test_tasks_not_fed_are_constant_zero_with_count_zero():
+    ts = TaskSet([Task("a", "binary"), Task("b", "binary"), Task("c", "regression")])
+    loader = _round_robin(ts)
     model = build_model(mlp_trunk(3, (4,)), ts.tasks, 4)
     batch = loader.batch(0) + loader.batch(2)  # tasks a and c, two groups
     losses, counts, features = compute_losses(model, batch, ts)
@@ -175,12 +180,7 @@ def test_a_per_task_sampler_keeps_famo_state_over_every_task():
     from polytask.balancing import FAMO, Balancer
 
     ts = TaskSet([Task("a", "binary"), Task("b", "binary"), Task("c", "binary")])
-    g = torch.Generator().manual_seed(0)
-    datasets = {
-        n: TensorData(torch.randn(6, 3, generator=g), {n: torch.tensor([1.0, 0, 1, NAN, 0, 1])})
-        for n in ts
-    }
-    loader = PerTaskLoader(datasets, batch_size=6, sampler=RoundRobinSampler(3))
+    loader = _round_robin(ts)
     torch.manual_seed(0)
     model = build_model(mlp_trunk(3, (4,)), ts.tasks, 4)
     famo = FAMO()
