@@ -163,7 +163,12 @@ def test_log_dict_is_linear_in_the_tasks() -> None:
     # the per-step log line holds O(m) numbers: never the m(m-1)/2 cosines of the Gramian
     g = torch.tensor([[4.0, -2.0, 0.0], [-2.0, 2.0, 1.0], [0.0, 1.0, 1.0]])
     log = pb.BalanceResult(weights=torch.tensor([1.0, 2.0, 3.0]), gramian=g).log_dict()
-    assert log == {"weights": [1.0, 2.0, 3.0], "recomputed": 1.0}
+    # update ratio √(wᵀGw / 1ᵀG1): Gw = (0, 5, 5), wᵀGw = 25, 1ᵀG1 = 5
+    assert log == {"weights": [1.0, 2.0, 3.0], "recomputed": 1.0, "update_ratio": 5**0.5}
+    assert pb.BalanceResult(weights=torch.ones(3)).log_dict() == {
+        "weights": [1.0, 1.0, 1.0],
+        "recomputed": 1.0,
+    }
 
 
 def test_errors(tiny) -> None:

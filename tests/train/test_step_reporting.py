@@ -146,3 +146,19 @@ def test_a_vanishing_update_is_counted_flagged_and_warned_once(tmp_path, caplog)
 def test_a_normal_run_has_no_vanishing_update(tmp_path):
     _, result = _fit(tmp_path, _model(), steps=6)
     assert result.vanishing_update_steps == 0
+
+
+class _Tiny:
+    """A Gramian-method stub whose update is 1e-9 of the equal-weight one from the first step
+    (Aligned-MTL with a near-singular Gramian does this): no drop against its own largest."""
+
+    def backward(self, losses, shared_params, *, features=None, columns=None, present=None):
+        w = torch.full_like(losses.detach(), 1e-9)
+        (losses * w).sum().backward()
+        log = {"weights": w.tolist(), "update_ratio": 1e-9}
+        return SimpleNamespace(weights=w, gramian=None, log_dict=lambda: log)
+
+
+def test_a_tiny_update_against_equal_weights_is_counted(tmp_path):
+    _, result = _fit(tmp_path, _model(), steps=3, balancer=_Tiny())
+    assert result.vanishing_update_steps == 3

@@ -40,13 +40,31 @@ class BalanceResult:
     recomputed: bool = True
     """False on the reuse steps of ``every: N``."""
 
+    @property
+    def update_ratio(self) -> float | None:
+        """``‖Jᵀw‖ / ‖Jᵀ1‖ = √(wᵀGw / 1ᵀG1)``: the size of the shared update against the
+        equal-weight one (present tasks), when the Gramian was computed; None otherwise. A
+        vanishing ratio means the method has stopped training the shared part."""
+        if self.gramian is None:
+            return None
+        g, w = self.gramian.detach().double(), self.weights.detach().double()
+        live = (w != 0) | (g.diagonal() > 0)
+        ones = live.to(g.dtype)
+        base = float(ones @ g @ ones)
+        return float(max(float(w @ g @ w), 0.0) / base) ** 0.5 if base > 0 else None
+
     def log_dict(self) -> dict[str, float | list[float]]:
-        """O(m) numbers for a per-step log: the weights and whether they were recomputed (the
-        ``[m, m]`` Gramian is :attr:`gramian`, for a binary log, never a per-step text line)."""
-        return {
+        """O(m) numbers for a per-step log: the weights, whether they were recomputed and the
+        update ratio (the ``[m, m]`` Gramian is :attr:`gramian`, for a binary log, never a
+        per-step text line)."""
+        out: dict[str, float | list[float]] = {
             "weights": [float(x) for x in self.weights.tolist()],
             "recomputed": float(self.recomputed),
         }
+        ratio = self.update_ratio
+        if ratio is not None:
+            out["update_ratio"] = ratio
+        return out
 
 
 class Balancer(HostCounters):

@@ -89,7 +89,8 @@ class Trainer:
     counted in ``zero_update_steps`` (flagged in their log record, warned about once); steps
     whose shared update is below ``VANISHING`` (1e-6) times the largest one so far — a method that
     has stopped training the shared layers without zeroing them, e.g. all the weight on a task
-    whose batch loss is ~0 — in ``vanishing_update_steps``, likewise. When the
+    whose batch loss is ~0 — or, with a Gramian method, below ``VANISHING`` times the
+    equal-weight update (``update_ratio``), in ``vanishing_update_steps``, likewise. When the
     balancer computes Gramians, their running average goes to ``logs/gramian.safetensors`` every
     ``gramian_log_every`` steps (0: never; see :mod:`polytask.train.gramian_log`).
     """
@@ -275,8 +276,10 @@ class Trainer:
 
     def _vanishing(self, out: StepOutput) -> None:
         """Count a shared update that fell below ``VANISHING`` times the largest so far."""
-        norm = out.shared_grad_norm
-        out.vanishing_update = 0.0 < norm < VANISHING * self.largest_update
+        norm, ratio = out.shared_grad_norm, out.extra.get("update_ratio")
+        out.vanishing_update = 0.0 < norm < VANISHING * self.largest_update or (
+            isinstance(ratio, float) and norm > 0.0 and ratio < VANISHING
+        )
         self.largest_update = max(self.largest_update, norm)
         if not out.vanishing_update:
             return
