@@ -22,7 +22,7 @@ import yaml
 
 from polytask._core import write_text
 from polytask.config.balancing import BALANCING_METHODS
-from polytask.config.job import run_train
+from polytask.jobs.train import run_train
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"

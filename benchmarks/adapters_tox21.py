@@ -32,11 +32,11 @@ from safetensors.torch import load_file
 
 from moe_tox21 import _ms, _verdict
 from polytask._core import write_text
-from polytask.config.build import make_model
-from polytask.config.data import prepare_data
-from polytask.config.job import run_train
+from polytask.build.data import prepare_data
+from polytask.build.model import make_model
 from polytask.config.load import load_config
 from polytask.config.schema import TrainConfig
+from polytask.jobs.train import run_train
 from polytask.models import AdapterTrunk, MultiTaskModel
 from polytask.tasks.data import TensorData
 

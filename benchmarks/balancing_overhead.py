@@ -39,7 +39,8 @@ from _libmtl_runner import LIBMTL, Net, paired_ratio  # noqa: E402
 from _sections import write_section  # noqa: E402
 from polytask._core import resolve_device  # noqa: E402
 from polytask.balancing import Balancer  # noqa: E402
-from polytask.config.balancing import BALANCING_METHODS, build_method  # noqa: E402
+from polytask.build.balancing import build_method  # noqa: E402
+from polytask.config.balancing import BALANCING_METHODS  # noqa: E402
 
 MODES = ("features", "exact", "torchjd", "libmtl")
 SIZE = {"batch": 256, "hidden": 512}  # --batch / --hidden (LibMTL: the defaults only)

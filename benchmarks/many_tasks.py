@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polytask.config.balancing import BALANCING_METHODS, BalancingConfig, build_balancer
+from polytask.build.balancing import build_balancer
+from polytask.config.balancing import BALANCING_METHODS, BalancingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / ".bench" / "many_tasks"

@@ -27,11 +27,11 @@ import yaml
 from safetensors.torch import load_file
 
 from polytask._core import write_text
-from polytask.config.build import make_model
-from polytask.config.data import prepare_data
-from polytask.config.job import run_train
+from polytask.build.data import prepare_data
+from polytask.build.model import make_model
 from polytask.config.load import load_config
 from polytask.config.schema import TrainConfig
+from polytask.jobs.train import run_train
 from polytask.models import MoEHeads
 from polytask.tasks.data import TensorData
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from polytask.config.data import prepare_data
+from polytask.build.data import prepare_data
 from polytask.config.load import validate
 from polytask.config.schema import TrainConfig
 from polytask.tasks.data import read_table

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from polytask._core import seed_everything
-from polytask.config.build import make_loader, make_model, make_optimizer
-from polytask.config.data import PreparedData, prepare_data
+from polytask.build.data import PreparedData, prepare_data
+from polytask.build.loaders import make_loader
+from polytask.build.model import make_model, make_optimizer
 from polytask.config.load import validate
 from polytask.config.schema import TrainConfig
 from polytask.eval import SelectionRule, evaluate

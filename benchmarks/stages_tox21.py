@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from polytask._core import write_text
-from polytask.config.job import run_train
+from polytask.jobs.train import run_train
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "stages" / "tox21_pretrain_finetune.yaml"

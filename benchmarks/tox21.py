@@ -19,9 +19,9 @@ import torch
 import yaml
 
 from polytask._core import write_text
-from polytask.config.job import run_train
 from polytask.config.load import config_hash, load_config
 from polytask.config.schema import TrainConfig
+from polytask.jobs.train import run_train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,7 +30,7 @@ import yaml
 
 from polytask._core import PolytaskError
 from polytask.cli.main import main as cli
-from polytask.config.job import run_eval
+from polytask.jobs.eval import run_eval
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

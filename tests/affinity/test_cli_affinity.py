@@ -12,9 +12,9 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from polytask.affinity.probe import GradientProbe
 from polytask.balancing import Balancer, UPGrad
 from polytask.cli.main import main
-from polytask.config.affinity import _GradientProbe
 from polytask.models import build_model, mlp_trunk
 from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import Group
@@ -117,7 +117,7 @@ def test_probe_gramian_equals_the_balancers(mode: str) -> None:
             Group(x[3 * i : 3 * i + 4], {n: targets[n][3 * i : 3 * i + 4]})
             for i, n in enumerate("abc")
         ]
-    probe = _GradientProbe(model, ts, None)  # type: ignore[arg-type]
+    probe = GradientProbe(model, ts, None)  # type: ignore[arg-type]
     gramian, names = probe.gramian(batch)
     assert names == ("a", "b", "c") and probe.mode == (
         "features" if mode == "features" else "parameters"
@@ -215,11 +215,18 @@ def test_existing_output_needs_overwrite(
             {"affinity": {"measures": [], "groups": [2], "checkpoints": _checkpoints(tmp_path)}}
         )
     )
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    for flags in ((), ("--overwrite",)):  # a folder polytask did not make is never replaced
+        assert _run(cfg, mine, *flags) == 2
+        assert "is a folder polytask did not make" in _error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"]
     out = tmp_path / "aff"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    assert _run(cfg, out) == 0
     assert _run(cfg, out) == 2
-    assert "already exists and is not empty; use --overwrite" in _error_line(capsys)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert "already exists and is not empty; use --overwrite to replace it" in _error_line(capsys)
     assert _run(cfg, out, "--overwrite") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["affinity.json", "heatmap_task_vectors.png"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".polytask", "affinity.json", "heatmap_task_vectors.png"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -6,21 +6,22 @@ import pytest
 
 import polytask.balancing as pb
 from polytask._core import PolytaskError
-from polytask.config.balancing import BALANCING_METHODS, BalancingConfig, build_balancer
+from polytask.build.balancing import build_balancer
+from polytask.config.balancing import BALANCING_METHODS, BalancingConfig, method_class
 
 
 def test_registry_covers_every_method_class() -> None:
     classes = {getattr(pb, n) for n in pb.__all__}
     methods = {c for c in classes if isinstance(c, type) and issubclass(c, pb.BalancingMethod)}
     bases = {pb.BalancingMethod, pb.LossWeighting, pb.GramianWeighting, pb.JacobianAggregator}
-    assert set(BALANCING_METHODS.values()) == methods - bases
+    assert {method_class(n) for n in BALANCING_METHODS} == methods - bases
     assert len(BALANCING_METHODS) == 21
 
 
 @pytest.mark.parametrize("name", sorted(BALANCING_METHODS))
 def test_every_method_builds(name: str) -> None:
     bal = build_balancer(BalancingConfig(method=name), n_tasks=3)
-    assert isinstance(bal.method, BALANCING_METHODS[name])
+    assert isinstance(bal.method, method_class(name))
 
 
 def test_options_and_mode() -> None:
@@ -30,14 +31,13 @@ def test_options_and_mode() -> None:
     assert bal.mode == "features" and bal.every == 4 and bal.method.c == 0.2
 
 
-def test_unknown_method_lists_valid_ones() -> None:
+def test_unknown_method_and_option_are_refused_on_load() -> None:
+    from polytask.config.load import validate
+
     with pytest.raises(PolytaskError, match=r"unknown method 'sgd'.*upgrad"):
-        build_balancer(BalancingConfig(method="sgd"))
-
-
-def test_unknown_option_lists_valid_ones() -> None:
+        validate(BalancingConfig, {"method": "sgd"}, "balancing")
     with pytest.raises(PolytaskError, match=r"unknown option\(s\) \['gamma'\].*'temperature'"):
-        build_balancer(BalancingConfig(method="dwa", options={"gamma": 1}))
+        validate(BalancingConfig, {"method": "dwa", "options": {"gamma": 1}}, "balancing")
 
 
 def test_bad_option_value_is_one_line() -> None:

@@ -150,8 +150,11 @@ def test_existing_output_folder_is_not_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["train", str(small_tox21(tmp_path)), "--out", str(out), "--no-progress"]) == 2
-    assert "already exists" in _error_line(capsys) and (out / "keep.txt").read_text() == "mine"
+    cfg = str(small_tox21(tmp_path))
+    for flag in ((), ("--overwrite",), ("--resume",)):  # not polytask's: never replaced
+        assert main(["train", cfg, "--out", str(out), "--no-progress", *flag]) == 2
+        assert "a folder polytask did not make" in _error_line(capsys)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
 def test_eval_on_non_run_folder(tmp_path, capsys):

@@ -10,7 +10,8 @@ import yaml
 
 import polytask.balancing as pb
 from polytask._core import PolytaskError, resolve_device
-from polytask.config.balancing import BALANCING_METHODS, build_method
+from polytask.build.balancing import build_method
+from polytask.config.balancing import BALANCING_METHODS
 from tests.conftest import crash_at_step, small_tox21
 
 CUDA = torch.cuda.is_available()

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from polytask._core import PolytaskError
+from polytask.build.data import prepare_data
 from polytask.cli.main import main
-from polytask.config.data import prepare_data
 from polytask.config.load import load_config, validate
 from polytask.config.schema import TrainConfig
 from tests.conftest import REPO

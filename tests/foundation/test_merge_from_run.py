@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from polytask.cli.main import main
 from polytask.config.merge import load_merge_config
-from polytask.config.merge_data import merge_inputs
+from polytask.jobs.merge import resolve_run
+from polytask.jobs.merge_data import merge_inputs
 from polytask.merging.model import AdaMerging, FisherMerge, RegMean
 from tests.conftest import REPO, small_tox21
 
@@ -65,7 +66,7 @@ def test_cli_merge_from_run_equals_the_python_api(
     assert all(0 < n <= data["batches"] * data["batch_size"] for n in info["data"]["rows"].values())
     # the same merge through the Python API, on the data the config layer prepared
     method_obj = expected(**options)
-    cfg = load_merge_config(tmp_path / f"{method}.yaml")
+    cfg = resolve_run(load_merge_config(tmp_path / f"{method}.yaml"), "test config")
     inputs, _ = merge_inputs(
         single, method_obj, split, data["batches"], data["batch_size"], "test config"
     )

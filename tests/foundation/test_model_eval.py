@@ -72,9 +72,8 @@ def test_selection_rule_and_report():
     assert not low.higher_is_better and low.better(1.0, 2.0) and not low.better(3.0, 2.0)
     ts = TaskSet([Task("x", "binary", metric_names=("roc_auc",))])
     rep = build_report(
-        ts, {"test": {"x": {"roc_auc": 0.9}}}, baseline={"test": {"x": {"roc_auc": 0.8}}}
-    )
-    assert (
-        rep["comparison"]["test"]["delta_m"] == pytest.approx(-12.5)
-        and "delta_p" in rep["formulas"]
-    )
+        ts, {"test": {"x": {"roc_auc": 0.9}}}, mode="multi-task",
+        baseline={"test": {"x": {"roc_auc": 0.8}}},
+    )  # fmt: skip
+    assert rep.comparison is not None and rep.formulas is not None
+    assert rep.comparison["test"].delta_m == pytest.approx(-12.5) and "delta_p" in rep.formulas

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from polytask._core import NonFiniteLossError
-from polytask.config.job import run_train
+from polytask.jobs.train import run_train
 from polytask.models import build_model, mlp_trunk
 from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import Group, JointLoader, TensorData
@@ -82,29 +82,27 @@ def test_trainer_learns_selects_and_stops_early(tmp_path):
 
 def test_multitask_job_on_real_tox21_slice_beats_chance(tmp_path):
     report = run_train(small_tox21(tmp_path, steps=150), tmp_path / "run", progress=False)
-    assert report["means"]["test"]["roc_auc"] > 0.75
+    assert report.means["test"]["roc_auc"] > 0.75
     assert (
-        report["selection"]["rule"] == "mean:roc_auc"
-        and "highest" in report["selection"]["description"]
+        report.selection["rule"] == "mean:roc_auc" and "highest" in report.selection["description"]
     )
     single = run_train(
         small_tox21(tmp_path, steps=20), tmp_path / "single", single_task=True, progress=False
     )
-    assert set(single["metrics"]["test"]) == {"NR-AhR", "SR-ARE", "SR-MMP"}
+    assert set(single.metrics["test"]) == {"NR-AhR", "SR-ARE", "SR-MMP"}
     both = run_train(
         small_tox21(tmp_path, steps=20),
         tmp_path / "vs",
         progress=False,
         baseline=tmp_path / "single" / "report.json",
     )
-    comp = both["comparison"]["test"]
-    assert math.isfinite(comp["delta_m"]) and math.isfinite(comp["delta_p"])
-    assert comp["gains"]["SR-MMP"]["roc_auc"] == pytest.approx(
-        (
-            both["metrics"]["test"]["SR-MMP"]["roc_auc"]
-            - single["metrics"]["test"]["SR-MMP"]["roc_auc"]
-        )
-        / single["metrics"]["test"]["SR-MMP"]["roc_auc"]
+    assert both.comparison is not None
+    comp = both.comparison["test"]
+    assert comp.delta_m is not None and comp.delta_p is not None
+    assert math.isfinite(comp.delta_m) and math.isfinite(comp.delta_p)
+    assert comp.gains["SR-MMP"]["roc_auc"] == pytest.approx(
+        (both.metrics["test"]["SR-MMP"]["roc_auc"] - single.metrics["test"]["SR-MMP"]["roc_auc"])
+        / single.metrics["test"]["SR-MMP"]["roc_auc"]
     )
 
 
@@ -112,7 +110,7 @@ def test_multitask_job_on_real_tox21_slice_beats_chance(tmp_path):
 def test_train_step_declares_head_columns_to_features_balancing(monkeypatch, method):
     # stacked linear heads declare each task's columns; the step must equal the measured path
     from polytask.balancing import Balancer
-    from polytask.config.balancing import build_method
+    from polytask.build.balancing import build_method
 
     data = _toy()
     data.targets["c"] = (data.inputs[:, 2] > 0).long() + (data.inputs[:, 3] > 0).long()

@@ -67,14 +67,19 @@ def test_cli_merges_and_records(job: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_cli_overwrite(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (job / "out").mkdir()
-    (job / "out" / "keep.txt").write_text("mine")
+    (job / "mine").mkdir()
+    (job / "mine" / "keep.txt").write_text("mine")
+    for flags in ((), ("--overwrite",)):  # a folder polytask did not make is never replaced
+        assert main(["merge", str(_config(job)), "--out", str(job / "mine"), *flags]) == 2
+        assert "a folder polytask did not make" in capsys.readouterr().err
+    assert [p.name for p in (job / "mine").iterdir()] == ["keep.txt"]
+    (job / "mine" / "keep.txt").unlink()
+    (job / "mine").rmdir()
+    assert main(["merge", str(_config(job)), "--out", str(job / "out"), "--no-progress"]) == 0
     assert main(["merge", str(_config(job)), "--out", str(job / "out")]) == 2
-    assert "already exists" in capsys.readouterr().err
-    assert (job / "out" / "keep.txt").read_text() == "mine"
+    assert "already exists and is not empty; use --overwrite" in capsys.readouterr().err
     cfg = _config(job, method="task_arithmetic", options={"lam": 0.5})
     assert main(["merge", str(cfg), "--out", str(job / "out"), "--overwrite", "--no-progress"]) == 0
-    assert not (job / "out" / "keep.txt").exists()
     expected = merge(
         TaskArithmetic(lam=0.5, weights=(1.0, 2.0)),
         _state(0),

@@ -282,7 +282,7 @@ def test_builders_and_bad_input():
 
 
 def test_affinity_probe_uses_the_shared_layers_not_the_per_task_features():
-    from polytask.config.affinity import _GradientProbe
+    from polytask.affinity.probe import GradientProbe
     from polytask.tasks import TaskSet
     from polytask.tasks.data import Group
 
@@ -295,7 +295,7 @@ def test_affinity_probe_uses_the_shared_layers_not_the_per_task_features():
     ts = TaskSet([Task("a", "regression"), Task("b", "regression")])
     g = torch.Generator().manual_seed(2)
     x, ya, yb = torch.randn(6, 6, generator=g), torch.randn(6, generator=g), torch.randn(6)
-    probe = _GradientProbe(model, ts, None)  # type: ignore[arg-type]
+    probe = GradientProbe(model, ts, None)  # type: ignore[arg-type]
     gramian, names = probe.gramian([Group(x, {"a": ya, "b": yb})])
     assert probe.mode == "parameters" and names == ("a", "b")
     model.eval()

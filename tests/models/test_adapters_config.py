@@ -11,8 +11,8 @@ import yaml
 from safetensors.torch import load_file
 
 from polytask._core import PolytaskError
+from polytask.build.model import make_model
 from polytask.cli.main import main
-from polytask.config.build import make_model
 from polytask.config.load import validate
 from polytask.config.schema import AdaptersTrunkConfig, TrainConfig
 from polytask.models import AdapterHeads, AdapterTrunk

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from polytask.build.data import prepare_data
 from polytask.cli.main import main
-from polytask.config.data import prepare_data
 from polytask.config.load import validate
 from polytask.config.schema import TrainConfig
 

@@ -46,12 +46,12 @@ def test_report_and_delta_leave_auxiliary_out() -> None:
     # gains: a.mae +0.5, a.rmse 0, b.mae 0, b.rmse 0 → Δm = -100·0.5/4 = -12.5; Δp = 100·(0.25+0)/2
     assert delta_m(TS, SCORES, base) == pytest.approx(-12.5)
     assert delta_p(TS, SCORES, base) == pytest.approx(12.5)
-    report = build_report(TS, {"test": SCORES}, baseline={"test": base})
-    assert report["means"]["test"] == {"mae": 2.0, "rmse": 3.0}
-    assert report["metrics"]["test"]["recon"]["mae"] == 100.0
-    flags = {t["name"]: t["auxiliary"] for t in report["tasks"]}
+    report = build_report(TS, {"test": SCORES}, mode="multi-task", baseline={"test": base})
+    assert report.means["test"] == {"mae": 2.0, "rmse": 3.0}
+    assert report.metrics["test"]["recon"]["mae"] == 100.0
+    flags = {t.name: t.auxiliary for t in report.tasks}
     assert flags == {"a": False, "b": False, "recon": True}
-    assert "recon" not in report["comparison"]["test"]["gains"]
+    assert report.comparison is not None and "recon" not in report.comparison["test"].gains
 
 
 def test_evaluate_split_with_generated_pretext_data() -> None:

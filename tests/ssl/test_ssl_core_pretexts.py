@@ -129,7 +129,7 @@ def _input_of(kind: str) -> torch.Tensor:
 
 
 def _registered() -> list[tuple[str, str]]:
-    from polytask.config.ssl import AUGMENTATIONS
+    from polytask.build.ssl import AUGMENTATIONS
 
     out = []
     for name, (cls, _) in AUGMENTATIONS.items():
@@ -141,7 +141,7 @@ def _registered() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("name", "kind"), _registered())
 def test_every_registered_augmentation_keeps_shape_and_is_seeded(name: str, kind: str) -> None:
     """Shared battery: shape and dtype kept, a function of the generator, fit declared."""
-    from polytask.config.ssl import AUGMENTATIONS, build_augmentation
+    from polytask.build.ssl import AUGMENTATIONS, build_augmentation
 
     cls, _ = AUGMENTATIONS[name]
     aug = cls()

@@ -65,7 +65,7 @@ def test_digits_config_trains_with_image_pretexts(tmp_path: Path) -> None:
 
 
 def test_labels_key_keeps_a_stratified_draw(tmp_path: Path) -> None:
-    from polytask.config.data import prepare_data
+    from polytask.build.data import prepare_data
     from polytask.config.load import load_config
     from polytask.config.schema import TrainConfig
 

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from polytask.config.build import make_loader, make_model
-from polytask.config.data import _task, prepare_data
+from polytask.build.data import make_task, prepare_data
+from polytask.build.loaders import make_loader
+from polytask.build.model import make_model
 from polytask.config.load import load_config
 from polytask.config.loss_scale import log_classes_factor
 from polytask.config.schema import TaskConfig, TrainConfig
@@ -44,7 +45,7 @@ def test_scaled_losses_at_chance_are_one_for_every_class_count():
             TaskConfig(name="r", kind="regression", weight=0.5),
         ]
     )
-    taskset = TaskSet(_task(t) for t in tasks)
+    taskset = TaskSet(make_task(t) for t in tasks)
 
     class Zero(torch.nn.Module):  # trunk and heads that predict chance: all logits 0
         def forward_features(self, x):

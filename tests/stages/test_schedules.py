@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from polytask._core import PolytaskError
-from polytask.config.build import make_loader
-from polytask.config.data import prepare_data
+from polytask.build.data import prepare_data
+from polytask.build.loaders import make_loader
 from polytask.config.load import load_config
 from polytask.config.schema import TrainConfig
 from polytask.tasks.data import AntiCurriculumSampler, HighResourceFirstSampler

@@ -99,9 +99,9 @@ def test_loading_from_a_later_stage_is_refused(tmp_path):
         ),
         (
             lambda c: c["stages"][1]["load"].update(what="heads"),
-            r"stages\[1\] 'fine': key 'load.what'",
+            r"key 'stages.1.load.what'",
         ),
-        (lambda c: c["stages"][1].update(stepz=3), r"stages\[1\] 'fine': key 'stepz': unknown key"),
+        (lambda c: c["stages"][1].update(stepz=3), r"key 'stages.1.stepz': unknown key"),
         (
             lambda c: c["stages"][1].update(sampler={"kind": "all"}),
             r"stages\[1\] 'fine': key 'sampler': a sampler needs 'per_task' data",
@@ -112,7 +112,7 @@ def test_loading_from_a_later_stage_is_refused(tmp_path):
         ),
         (
             lambda c: c["stages"][1].update(balancing={"methd": "uw"}),
-            r"stages\[1\] 'fine': balancing: key 'methd': unknown key",
+            r"key 'stages.1.balancing.methd': unknown key",
         ),
         (lambda c: c.update(stages=[]), r"key 'stages': give at least one stage"),
     ],
@@ -122,7 +122,10 @@ def test_bad_stage_keys_name_the_stage_and_the_key(tmp_path, change, message):
         _stages(edit(two_stages(tmp_path), change))
 
 
-def test_single_task_flag_is_refused_for_stages(tmp_path, capsys):
-    cfg = two_stages(tmp_path)
-    assert main(["train", str(cfg), "--out", str(tmp_path / "r"), "--single-task"]) == 2
-    assert "--single-task does not apply" in capsys.readouterr().err
+def test_single_task_baselines_of_a_recipe_are_its_last_stage_per_task(tmp_path):
+    from polytask.jobs.train import run_train
+
+    report = run_train(two_stages(tmp_path), tmp_path / "r", single_task=True, progress=False)
+    assert report.mode == "single-task" and report.stage == "fine"
+    assert report.runs is not None and sorted(report.runs) == sorted(report.task_names())
+    assert (tmp_path / "r" / "single" / report.task_names()[0] / "trunk.safetensors").is_file()

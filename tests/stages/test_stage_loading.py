@@ -9,13 +9,14 @@ import pytest
 from safetensors.torch import load_file
 
 from polytask._core import PolytaskError, seed_everything
-from polytask.config import stages_run
-from polytask.config.build import make_model
-from polytask.config.data import prepare_data
-from polytask.config.job import run_eval, run_train
+from polytask.build.data import prepare_data
+from polytask.build.model import make_model
 from polytask.config.load import load_config
 from polytask.config.schema import TrainConfig
 from polytask.config.stages import parse_stages
+from polytask.jobs import stages as stages_run
+from polytask.jobs.eval import run_eval
+from polytask.jobs.train import run_train
 
 from .conftest import edit, two_stages
 
@@ -115,21 +116,22 @@ def test_each_stage_writes_its_run_folder_and_the_final_report(tmp_path):
         for n in ("pre", "fine")
     ]
     assert steps == [12, 16]
-    assert [s["name"] for s in report["stages"]] == ["pre", "fine"]
-    assert report["stage"] == "fine" and report["loaded"] == {
+    assert [s["name"] for s in report.stages or []] == ["pre", "fine"]
+    assert report.stage == "fine" and report.loaded == {
         "from": "pre",
         "what": "trunk",
         "heads": [],
     }
-    assert [t["name"] for t in report["tasks"]] == ["SR-ARE", "SR-MMP", "NR-AR"]
+    assert report.task_names(auxiliary=True) == ["SR-ARE", "SR-MMP", "NR-AR"]
     assert (root / "report.json").is_file()
     with pytest.raises(
         PolytaskError, match=r"a multi-stage run; evaluate one stage: .*\(pre, fine\)"
     ):
         run_eval(root)
     # a stage folder is an ordinary run folder: polytask eval re-evaluates its selected weights
-    again = run_eval(root / "stages" / "fine")
+    again, written = run_eval(root / "stages" / "fine")
+    assert written == root / "stages" / "fine" / "eval.json" and written.is_file()
     assert (
-        again["metrics"]["test"]
+        again.metrics["test"]
         == json.loads((root / "stages" / "fine" / "report.json").read_text())["metrics"]["test"]
     )

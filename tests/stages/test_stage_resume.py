@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from polytask.config import stages_run
-from polytask.config.job import run_train
+from polytask.jobs import stages as stages_run
+from polytask.jobs.train import run_train
 from tests.conftest import train_subprocess
 
 from .conftest import edit, two_stages

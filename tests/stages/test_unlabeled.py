@@ -95,8 +95,8 @@ def test_a_stage_on_unlabeled_data_with_supervised_tasks_is_refused(tmp_path, ca
 def test_pretraining_on_unlabeled_smiles_then_fine_tuning(tmp_path):
     """Stage 1: masked-bit reconstruction on unlabeled molecules (Tox21's val/test ones left out);
     stage 2: fine-tune on Tox21 from the pre-trained trunk."""
+    from polytask.build.unlabeled import heldout_smiles
     from polytask.config.schema import Tox21Data
-    from polytask.config.unlabeled import heldout_smiles
     from polytask.tasks.data import load_tox21
 
     smiles = load_tox21()[0]

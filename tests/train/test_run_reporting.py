@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from polytask.cli.main import main
-from polytask.config import job
-from polytask.config.job import run_train
+from polytask.jobs import train as job
+from polytask.jobs.train import run_train
 from tests.conftest import small_tox21
 
 
@@ -21,7 +21,7 @@ def _config(tmp_path, **train):
 
 def test_a_normal_run_reports_no_zero_update_and_logs_gramians(tmp_path):
     report = run_train(_config(tmp_path, gramian_log_every=4), tmp_path / "run", progress=False)
-    assert report["training"]["zero_update_steps"] == 0
+    assert report.training["zero_update_steps"] == 0
     logs = tmp_path / "run" / "logs"
     assert (logs / "gramian.safetensors").is_file()
     records = [json.loads(x) for x in (logs / "train.jsonl").read_text().splitlines()]
@@ -43,7 +43,7 @@ def test_a_dead_trunk_shows_in_the_report(tmp_path, monkeypatch):
 
     monkeypatch.setattr(job, "make_model", dead)
     report = run_train(_config(tmp_path), tmp_path / "run", progress=False)
-    assert report["training"]["zero_update_steps"] == 6
+    assert report.training["zero_update_steps"] == 6
 
 
 def test_gramian_log_every_zero_writes_no_file_and_negative_is_one_line(tmp_path, capsys):

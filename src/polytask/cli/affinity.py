@@ -56,7 +56,7 @@ def summary_lines(report: AffinityReport) -> list[str]:
 def affinity_command(config: str, out: str, overwrite: bool, no_progress: bool) -> None:
     """Train on CONFIG (a train config plus an `affinity:` section) for a measurement budget and
     write task-affinity matrices, heatmaps, suggested groups and source rankings to OUT."""
-    from polytask.config.affinity import run_affinity
+    from polytask.jobs.affinity import run_affinity
 
     report = run_affinity(config, out, overwrite=overwrite, progress=not no_progress)
     for line in summary_lines(report):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -12,8 +11,7 @@ from polytask.config.merge import (
     DATA_SPLITS,
     MERGE_METHODS,
     MODEL_METHODS,
-    build_merge_method,
-    load_merge_config,
+    method_class,
     method_options,
 )
 
@@ -28,7 +26,8 @@ def _methods_help() -> str:
     )
     for title, registry in groups:
         lines.append(title)
-        for name, cls in registry.items():
+        for name in registry:
+            cls = method_class(name)
             doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
             lines.append(f"  {name}: {doc}")
             for option, kind, default in method_options(name):
@@ -37,7 +36,8 @@ def _methods_help() -> str:
         "Need a model and task data: give `run:` (a single-task run) instead of base_model and"
     )
     lines.append("models, and optionally `data: {split, batches, batch_size}`:")
-    for name, cls in DATA_METHODS.items():
+    for name in DATA_METHODS:
+        cls = method_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
         lines.append(f"  {name} ({cls.__name__}, data.split default {DATA_SPLITS[name]}): {doc}")
         for option, kind, default in method_options(name):
@@ -65,36 +65,7 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
     sharded safetensors plus merge.json recording the method and every option (TALL's packed
     masks go to merge_tensors.safetensors).
     """
-    from polytask.merging import merge_checkpoints, merge_model_checkpoints
-    from polytask.merging.model import ModelMerge
+    from polytask.jobs.merge import run_merge
 
-    cfg = load_merge_config(config)
-    method = build_merge_method(cfg, where=str(config))
-    record: dict[str, Any] = {"name": cfg.method, "seed": cfg.seed, "config": str(config)}
-    common: dict[str, Any] = dict(
-        include=cfg.filters.include,
-        exclude=cfg.filters.exclude,
-        syntax=cfg.filters.syntax,
-        excluded=cfg.excluded,
-        dtype=cfg.torch_dtype,
-        max_shard_bytes=cfg.shard_size,
-        overwrite=overwrite,
-        trust_pickle=cfg.trust_pickle,
-        record=record,
-    )
-    assert cfg.base_model is not None and cfg.models is not None
-    paths = [m.path for m in cfg.models]
-    if isinstance(method, ModelMerge):
-        data = None
-        if method.needs and cfg.run is not None:
-            from polytask.config.merge_data import merge_inputs
-
-            batches, size = cfg.data.batches, cfg.data.batch_size
-            data, used = merge_inputs(
-                Path(cfg.run), method, cfg.data_split, batches, size, str(config)
-            )
-            record["data"] = used
-        merge_model_checkpoints(method, cfg.base_model, paths, out, data=data, **common)
-    else:
-        merge_checkpoints(method, cfg.base_model, paths, out, progress=progress, **common)
-    click.echo(f"merged {len(cfg.models)} models with {cfg.method} into {out}")
+    result = run_merge(config, out, overwrite=overwrite, progress=progress)
+    click.echo(f"merged {result.models} models with {result.method} into {result.out}")

@@ -3,41 +3,42 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from polytask.eval import Report
 
-def _summary(report: dict[str, Any]) -> None:
+
+def _summary(report: Report) -> None:
     console = Console(stderr=True)
-    table = Table(title=f"polytask — {report.get('mode', '')}")
+    table = Table(title=f"polytask — {report.mode}")
     table.add_column("task")
-    splits = [s for s in ("val", "test") if s in report["metrics"]]
-    metrics = sorted({m for t in report["tasks"] for m in t["metrics"]})
+    splits = [s for s in ("val", "test") if s in report.metrics]
+    metrics = sorted({m for t in report.tasks for m in t.metrics})
     for s in splits:
         for m in metrics:
             table.add_column(f"{s} {m}", justify="right")
-    for t in report["tasks"]:
-        row = [t["name"]]
+    for t in report.tasks:
+        row = [t.name]
         for s in splits:
             for m in metrics:
-                v = report["metrics"][s].get(t["name"], {}).get(m)
-                row.append(
-                    "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
-                )
+                v = report.metrics[s].get(t.name, {}).get(m)
+                row.append("" if v is None or math.isnan(v) else f"{v:.4f}")
         table.add_row(*row)
     row = ["[bold]mean"]
     for s in splits:
         for m in metrics:
-            v = report["means"][s].get(m)
+            v = report.means[s].get(m)
             row.append("" if v is None else f"[bold]{v:.4f}")
     table.add_row(*row)
     console.print(table)
-    for split, comp in report.get("comparison", {}).items():
+    for split, comp in (report.comparison or {}).items():
         console.print(
-            f"{split}: Δm = {comp['delta_m']:+.2f}% (lower is better), Δp = {comp['delta_p']:+.2f}% (higher is better)"
+            f"{split}: Δm = {comp.delta_m:+.2f}% (lower is better), Δp = {comp.delta_p:+.2f}% (higher is better)"
         )
 
 
@@ -76,7 +77,7 @@ def train_command(
     no_progress: bool,
 ) -> None:
     """Train one model on all tasks of CONFIG (YAML) and write OUT/report.json."""
-    from polytask.config.job import run_train
+    from polytask.jobs.train import run_train
     from polytask.train.distributed import world
 
     report = run_train(
@@ -124,9 +125,10 @@ def eval_command(
     run_dir: str, baseline: str | None, out_file: str | None, trunk: str | None, norm_stats: bool
 ) -> None:
     """Evaluate the selected checkpoint of RUN_DIR (or a checkpoint folder in it) on val and test."""
-    from polytask.config.job import run_eval
+    from polytask.jobs.eval import run_eval
 
-    report = run_eval(
+    report, written = run_eval(
         run_dir, baseline=baseline, out_file=out_file, trunk=trunk, norm_stats=norm_stats
     )
     _summary(report)
+    click.echo(str(written))

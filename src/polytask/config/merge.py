@@ -30,44 +30,25 @@ and task data to :data:`DATA_METHODS` (with its default ``data.split`` in :data:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    TypeAdapter,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from polytask._core import PolytaskError
 from polytask.config.load import read_yaml, validate
-from polytask.merging.model import (
-    AdaMerging,
-    ConsensusMerge,
-    FisherMerge,
-    ModelMerge,
-    RegMean,
-    TallMasks,
-)
-from polytask.merging.tensor import (
-    Breadcrumbs,
-    Dare,
-    DareTies,
-    Della,
-    ModelStock,
-    Slerp,
-    TaskArithmetic,
-    TensorMerge,
-    Ties,
-    WeightAverage,
-)
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DATA_METHODS",
@@ -78,42 +59,38 @@ __all__ = [
     "MergeConfig",
     "MergeDataConfig",
     "ModelEntry",
-    "build_merge_method",
     "load_merge_config",
+    "method_class",
     "method_options",
     "parse_size",
 ]
 
-MERGE_METHODS: dict[str, type] = {
-    "average": WeightAverage,
-    "task_arithmetic": TaskArithmetic,
-    "ties": Ties,
-    "dare": Dare,
-    "dare_ties": DareTies,
-    "breadcrumbs": Breadcrumbs,
-    "della": Della,
-    "slerp": Slerp,
-    "model_stock": ModelStock,
+#: per-tensor methods, streamed: name → class name in :mod:`polytask.merging.tensor`
+MERGE_METHODS: dict[str, str] = {
+    "average": "WeightAverage",
+    "task_arithmetic": "TaskArithmetic",
+    "ties": "Ties",
+    "dare": "Dare",
+    "dare_ties": "DareTies",
+    "breadcrumbs": "Breadcrumbs",
+    "della": "Della",
+    "slerp": "Slerp",
+    "model_stock": "ModelStock",
 }
-# Whole-model methods without data: all selected tensors in memory, run from files by the CLI.
-MODEL_METHODS: dict[str, type] = {
-    "tall_masks": TallMasks,
-    "consensus": ConsensusMerge,
+#: whole-model methods without data (all selected tensors in memory): in :mod:`polytask.merging.model`
+MODEL_METHODS: dict[str, str] = {
+    "tall_masks": "TallMasks",
+    "consensus": "ConsensusMerge",
 }
-# Methods that need an nn.Module and per-task batches: from a config only with `run:`.
-DATA_METHODS: dict[str, type] = {
-    "fisher": FisherMerge,
-    "regmean": RegMean,
-    "adamerging": AdaMerging,
+#: methods that need an nn.Module and per-task batches (from a config only with ``run:``)
+DATA_METHODS: dict[str, str] = {
+    "fisher": "FisherMerge",
+    "regmean": "RegMean",
+    "adamerging": "AdaMerging",
 }
 # the split each data method reads by default (AdaMerging adapts on unlabelled test inputs)
 DATA_SPLITS = {"fisher": "train", "regmean": "train", "adamerging": "test"}
-DTYPES = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-}
+DTYPES = ("float32", "float16", "bfloat16", "float64")
 _UNITS = {
     "": 1,
     "B": 1,
@@ -202,7 +179,7 @@ class MergeConfig(BaseModel):
             raise ValueError(
                 f"merge method {self.method!r} needs a model and per-task data: name a "
                 "single-task run with 'run:' (polytask train --single-task), or use the Python "
-                f"API (polytask.merging.model.{DATA_METHODS[self.method].__name__})"
+                f"API (polytask.merging.model.{DATA_METHODS[self.method]})"
             )
         if self.run is None and (self.base_model is None or not self.models):
             raise ValueError("give 'base_model' and 'models' (or 'run': a single-task run)")
@@ -234,11 +211,17 @@ class MergeConfig(BaseModel):
 
     @property
     def torch_dtype(self) -> torch.dtype | None:
-        return None if self.dtype is None else DTYPES[self.dtype]
+        import torch
+
+        return None if self.dtype is None else getattr(torch, self.dtype)
 
 
 def load_merge_config(path: str | Path) -> MergeConfig:
-    """Read and validate a merge config; relative model paths become relative to its folder."""
+    """Read and validate a merge config; relative paths become relative to its folder.
+
+    A ``run:`` is resolved to its checkpoints by the merge job
+    (:func:`polytask.jobs.merge.run_merge`).
+    """
     path = Path(path)
     config = validate(MergeConfig, read_yaml(path), str(path))
     root = path.resolve().parent
@@ -247,18 +230,7 @@ def load_merge_config(path: str | Path) -> MergeConfig:
         return p if Path(p).is_absolute() else str(root / p)
 
     if config.run is not None:
-        from .merge_data import run_checkpoints
-
-        run = resolve(config.run)
-        base, models, _ = run_checkpoints(Path(run), str(path))
-        config = config.model_copy(
-            update={
-                "run": run,
-                "base_model": str(base),
-                "models": [ModelEntry(path=str(m)) for m in models],
-            }
-        )
-    build_merge_method(config, where=str(path))  # unknown options fail here, before any I/O
+        return config.model_copy(update={"run": resolve(config.run)})
     assert config.base_model is not None and config.models is not None
     return config.model_copy(
         update={
@@ -270,7 +242,7 @@ def load_merge_config(path: str | Path) -> MergeConfig:
 
 def method_options(name: str) -> list[tuple[str, str, Any]]:
     """(option, type, default) for every option of the method called ``name``."""
-    cls = _method_class(name)
+    cls = method_class(name)
     hints = typing.get_type_hints(cls)
     return [
         (f.name, _type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls) if f.init
@@ -282,50 +254,12 @@ def _type_name(tp: Any) -> str:
     return re.sub(r"<class '(\w+)'>", r"\1", text)
 
 
-def _method_class(name: str) -> type:
-    return {**MERGE_METHODS, **MODEL_METHODS, **DATA_METHODS}[name]
-
-
-def build_merge_method(
-    config: MergeConfig, where: str = "merge config"
-) -> TensorMerge | ModelMerge:
-    """Instantiate the configured method with its options and per-model parameters.
-
-    Per-tensor methods (:data:`MERGE_METHODS`) are streamed; whole-model methods
-    (:data:`MODEL_METHODS`) return a :class:`~polytask.merging.model.ModelMerge`.
-    """
-    cls = _method_class(config.method)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    options = dict(config.options)
-    for key in options:
-        if key not in fields:
-            known = ", ".join(sorted(fields)) or "none"
-            raise PolytaskError(
-                f"{where}: key 'options.{key}': unknown option for method {config.method!r} (options: {known})"
-            )
-    _per_model(options, fields, config, "weight", "weights", where)
-    _per_model(options, fields, config, "density", "density", where)
-    if config.seed is not None and "seed" in fields:
-        if "seed" in options:
-            raise PolytaskError(f"{where}: give the seed once, either 'seed' or 'options.seed'")
-        options["seed"] = config.seed
-    hints = typing.get_type_hints(cls)
-    checked: dict[str, Any] = {}
-    for key, value in options.items():
-        try:
-            checked[key] = TypeAdapter(hints[key]).validate_python(value)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            raise PolytaskError(f"{where}: key 'options.{key}': {msg} (got {value!r})") from None
-    try:
-        method = cls(**checked)
-    except PolytaskError as exc:
-        raise PolytaskError(f"{where}: {exc}") from None
-    if isinstance(method, ModelMerge):
-        return method
-    tensor_method: TensorMerge = method
-    tensor_method.check_models(len(config.models or ()))
-    return tensor_method
+def method_class(name: str) -> type:
+    """The merge method class registered under ``name`` (imported here, on first use)."""
+    package = "polytask.merging.tensor" if name in MERGE_METHODS else "polytask.merging.model"
+    registry = {**MERGE_METHODS, **MODEL_METHODS, **DATA_METHODS}
+    cls: type = getattr(importlib.import_module(package), registry[name])
+    return cls
 
 
 def _per_model(
@@ -352,4 +286,4 @@ def _per_model(
 
 
 def _default(method: str, option: str) -> Any:
-    return next(f.default for f in dataclasses.fields(_method_class(method)) if f.name == option)
+    return next(f.default for f in dataclasses.fields(method_class(method)) if f.name == option)

@@ -19,16 +19,19 @@ from pydantic import (
     model_validator,
 )
 
+from .balancing import BalancingConfig
 from .images import ConvTrunkConfig, ImageData, trunk_kind
 from .modal import Modality, MultiModalConfig
 from .ssl import AuxTaskConfig
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A frozen config section that refuses unknown keys."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EcfpFeaturizer(_Strict):
+class EcfpFeaturizer(StrictModel):
     """RDKit Morgan bits from a SMILES column (ECFP4 = radius 2)."""
 
     kind: Literal["ecfp"] = "ecfp"
@@ -36,7 +39,7 @@ class EcfpFeaturizer(_Strict):
     bits: int = Field(2048, ge=8, le=65536)
 
 
-class ColumnsFeaturizer(_Strict):
+class ColumnsFeaturizer(StrictModel):
     """Numeric feature columns used as they are."""
 
     kind: Literal["columns"] = "columns"
@@ -46,13 +49,13 @@ class ColumnsFeaturizer(_Strict):
 Featurizer = Annotated[EcfpFeaturizer | ColumnsFeaturizer, Field(discriminator="kind")]
 
 
-class SplitConfig(_Strict):
+class SplitConfig(StrictModel):
     kind: Literal["random", "scaffold"] = "random"
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
 
 
-class TaskConfig(_Strict):
+class TaskConfig(StrictModel):
     """One task; ``column`` defaults to the task name (for ``per_task`` data: ``label``)."""
 
     name: str = Field(min_length=1)
@@ -65,7 +68,7 @@ class TaskConfig(_Strict):
     weight: float = 1.0
 
 
-class Tox21Data(_Strict):
+class Tox21Data(StrictModel):
     """The bundled Tox21 (12 binary tasks; all of them unless ``tasks`` lists some)."""
 
     source: Literal["tox21"] = "tox21"
@@ -75,7 +78,7 @@ class Tox21Data(_Strict):
     modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
 
 
-class ColumnOverride(_Strict):
+class ColumnOverride(StrictModel):
     """The keys of one label column's task that differ from ``label_columns`` (None: inherit)."""
 
     kind: Literal["binary", "multiclass", "regression"] | None = None
@@ -85,7 +88,7 @@ class ColumnOverride(_Strict):
     weight: float | None = None
 
 
-class LabelColumns(_Strict):
+class LabelColumns(StrictModel):
     """Many label columns of a table as tasks of one kind (see polytask.config.label_columns).
 
     ``select``: ``all`` (every column) or shell globs (``assay_*``; case-sensitive); ``exclude``:
@@ -114,7 +117,7 @@ class LabelColumns(_Strict):
         return value
 
 
-class TableData(_Strict):
+class TableData(StrictModel):
     """One table with several label columns (some may be missing): one task per column.
 
     The tasks are the top-level ``tasks`` list, or every column ``label_columns`` selects.
@@ -129,7 +132,7 @@ class TableData(_Strict):
     label_columns: LabelColumns | None = None  # tasks = columns: polytask.config.label_columns
 
 
-class TaskTable(_Strict):
+class TaskTable(StrictModel):
     """One task's own table (for one-dataset-per-task data)."""
 
     task: str
@@ -138,7 +141,7 @@ class TaskTable(_Strict):
     label: str
 
 
-class SamplerConfig(_Strict):
+class SamplerConfig(StrictModel):
     kind: Literal[
         "proportional", "temperature", "uniform", "round_robin", "all",
         "anti_curriculum", "high_resource_first",
@@ -153,7 +156,7 @@ class SamplerConfig(_Strict):
     high_fraction: float = Field(0.5, gt=0, le=1)
 
 
-class PerTaskData(_Strict):
+class PerTaskData(StrictModel):
     """One dataset per task (heterogeneous sizes); a sampler picks the task of each step."""
 
     source: Literal["per_task"] = "per_task"
@@ -168,7 +171,7 @@ DataConfig = Annotated[
 ]
 
 
-class TrunkConfig(_Strict):
+class TrunkConfig(StrictModel):
     kind: Literal["mlp"] = "mlp"
     hidden: list[int] = Field(default_factory=lambda: [1024, 512], min_length=1)
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -176,7 +179,7 @@ class TrunkConfig(_Strict):
     batch_norm: bool = False
 
 
-class MoETrunkConfig(_Strict):
+class MoETrunkConfig(StrictModel):
     """Multi-gate mixture-of-experts (see :mod:`polytask.models.moe`): a shared ``bottom`` MLP
     (empty: none), ``experts`` expert MLPs of widths ``expert_hidden``; the gates and towers are
     the heads (``heads.hidden`` gives MLP towers)."""
@@ -192,7 +195,7 @@ class MoETrunkConfig(_Strict):
     batch_norm: bool = False
 
 
-class AdaptersTrunkConfig(_Strict):
+class AdaptersTrunkConfig(StrictModel):
     """Per-task residual adapters (see :mod:`polytask.models.adapters`): shared MLP layers of
     widths ``hidden`` and, after each, a bottleneck adapter of width ``bottleneck`` per task
     (with ``batch_norm``, each task has its own batch norm). Balancing must use ``mode: exact``."""
@@ -207,12 +210,12 @@ class AdaptersTrunkConfig(_Strict):
     batch_norm: bool = False
 
 
-class HeadsConfig(_Strict):
+class HeadsConfig(StrictModel):
     hidden: int | None = Field(None, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     trunk: Annotated[
         Annotated[TrunkConfig, Tag("mlp")]
         | Annotated[ConvTrunkConfig, Tag("conv")]
@@ -223,19 +226,19 @@ class ModelConfig(_Strict):
     heads: HeadsConfig = HeadsConfig()
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictModel):
     name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
 
 
-class SchedulerConfig(_Strict):
+class SchedulerConfig(StrictModel):
     name: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = Field(0, ge=0)
 
 
-class TrainSection(_Strict):
+class TrainSection(StrictModel):
     epochs: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -256,12 +259,59 @@ class TrainSection(_Strict):
         return self
 
 
-class EvaluationConfig(_Strict):
+class EvaluationConfig(StrictModel):
     baseline: str | None = None
     batch_size: int = Field(1024, ge=1)
 
 
-class TrainConfig(_Strict):
+class UnlabeledSmilesData(StrictModel):
+    """Unlabeled molecules: every SMILES column of the tables in ``paths`` (files or folders),
+    canonicalised and deduplicated; ``qm9: true`` adds QM9's SMILES from the ``qm9pack`` package.
+    With ``exclude_test: true`` (default) the val and test molecules of every labelled stage of
+    the same config are left out, so pre-training never sees an evaluation molecule.
+    """
+
+    source: Literal["unlabeled_smiles"] = "unlabeled_smiles"
+    paths: list[str] = Field(default_factory=list)
+    qm9: bool = False
+    featurizer: EcfpFeaturizer = EcfpFeaturizer()
+    exclude_test: bool = True
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+    seed: int = 0
+
+
+StageData = Annotated[
+    Tox21Data | TableData | PerTaskData | UnlabeledSmilesData, Field(discriminator="source")
+]
+
+
+class LoadSpec(StrictModel):
+    """What a stage takes from an earlier one (``from`` is a stage name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1)
+    what: Literal["trunk", "trunk+heads"] = "trunk"
+
+
+class StageConfig(StrictModel):
+    """One entry of ``stages:`` (see :mod:`polytask.config.stages`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    load: LoadSpec | None = None
+    data: StageData | None = None
+    tasks: list[TaskConfig] | None = None
+    sampler: SamplerConfig | None = None
+    steps: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    optimizer: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    balancing: BalancingConfig | None = None
+    auxiliary: list[dict[str, Any]] | None = None
+    loss_scale: Literal["none", "log_classes"] = "none"
+
+
+class TrainConfig(StrictModel):
     """A complete training job: data, tasks, model, training recipe, balancing, evaluation."""
 
     seed: int = 0
@@ -270,18 +320,18 @@ class TrainConfig(_Strict):
     tasks: list[TaskConfig] | None = None
     model: ModelConfig = ModelConfig()
     train: TrainSection = TrainSection(epochs=20)
-    balancing: dict[str, Any] | None = None
+    balancing: BalancingConfig | None = None
     evaluation: EvaluationConfig = EvaluationConfig()
-    stages: list[dict[str, Any]] | None = None  # validated by polytask.config.stages
+    stages: list[StageConfig] | None = None  # derived per stage by polytask.config.stages
     auxiliary: list[AuxTaskConfig] | None = None  # self-supervised tasks, see polytask.config.ssl
     multimodal: MultiModalConfig | None = None  # fusion, masking, ensemble: polytask.config.modal
 
     @field_validator("balancing")
     @classmethod
-    def _adapters_exact(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+    def _adapters_exact(cls, value: BalancingConfig | None, info: ValidationInfo) -> Any:
         model = info.data.get("model")
         trunk = getattr(model, "trunk", None)
-        if value and isinstance(trunk, AdaptersTrunkConfig) and value.get("mode") == "features":
+        if value and isinstance(trunk, AdaptersTrunkConfig) and value.mode == "features":
             raise ValueError(
                 "mode 'features' needs one shared representation, but trunk kind 'adapters' "
                 "gives each task its own features; use mode: exact"

@@ -13,70 +13,21 @@ tasks both stages share (the other heads fresh). See docs/stages.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-
-from pydantic import ConfigDict, Field
+from typing import Any
 
 from polytask._core import PolytaskError
-from polytask.tasks.data import TOX21_TASKS
+from polytask._core.catalog import TOX21_TASKS
 
 from .load import validate
 from .loss_scale import log_classes_factor
 from .schema import (
-    EcfpFeaturizer,
     PerTaskData,
-    SamplerConfig,
-    TableData,
+    StageConfig,
     TaskConfig,
     Tox21Data,
     TrainConfig,
-    _Strict,
+    UnlabeledSmilesData,
 )
-
-
-class UnlabeledSmilesData(_Strict):
-    """Unlabeled molecules: every SMILES column of the tables in ``paths`` (files or folders),
-    canonicalised and deduplicated; ``qm9: true`` adds QM9's SMILES from the ``qm9pack`` package.
-    With ``exclude_test: true`` (default) the val and test molecules of every labelled stage of
-    the same config are left out, so pre-training never sees an evaluation molecule.
-    """
-
-    source: Literal["unlabeled_smiles"] = "unlabeled_smiles"
-    paths: list[str] = Field(default_factory=list)
-    qm9: bool = False
-    featurizer: EcfpFeaturizer = EcfpFeaturizer()
-    exclude_test: bool = True
-    val_fraction: float = Field(0.05, gt=0, lt=1)
-    seed: int = 0
-
-
-StageData = Annotated[
-    Tox21Data | TableData | PerTaskData | UnlabeledSmilesData, Field(discriminator="source")
-]
-
-
-class LoadSpec(_Strict):
-    """What a stage takes from an earlier one (``from`` is a stage name)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    from_: str = Field(alias="from", min_length=1)
-    what: Literal["trunk", "trunk+heads"] = "trunk"
-
-
-class StageConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    load: LoadSpec | None = None
-    data: StageData | None = None
-    tasks: list[TaskConfig] | None = None
-    sampler: SamplerConfig | None = None
-    steps: int | None = Field(None, ge=1)
-    epochs: int | None = Field(None, ge=1)
-    optimizer: dict[str, Any] | None = None
-    train: dict[str, Any] | None = None
-    balancing: dict[str, Any] | None = None
-    auxiliary: list[dict[str, Any]] | None = None
-    loss_scale: Literal["none", "log_classes"] = "none"
 
 
 @dataclass(frozen=True)
@@ -137,41 +88,32 @@ def _derive(config: TrainConfig, spec: StageConfig, where: str) -> TrainConfig:
         train["steps"], train["epochs"] = spec.steps, spec.epochs
     top["train"] = train
     if spec.balancing is not None:
-        top["balancing"] = spec.balancing
+        top["balancing"] = spec.balancing.model_dump(mode="json")
     if spec.auxiliary is not None:
         top["auxiliary"] = spec.auxiliary or None
     return validate(TrainConfig, top, where)
 
 
 def parse_stages(config: TrainConfig, where: str) -> list[Stage]:
-    """Validate ``config.stages``: keys, unique names, ``load.from`` pointing to an earlier stage.
-
-    Errors are one line naming the file, the stage and the key.
-    """
-    raw = config.stages or []
-    if not raw:
+    """The stages of ``config``, each with its derived training config: unique names,
+    ``load.from`` pointing to an earlier stage. Errors are one line naming the file, the stage
+    and the key."""
+    specs = config.stages or []
+    if not specs:
         raise PolytaskError(f"{where}: key 'stages': give at least one stage")
+    names = [s.name for s in specs]
     stages: list[Stage] = []
-    for i, item in enumerate(raw):
-        name = item.get("name", "?") if isinstance(item, dict) else "?"
-        here = f"{where}: stages[{i}] {name!r}"
-        if not isinstance(item, dict):
-            raise PolytaskError(f"{here}: a stage must be a mapping of keys")
-        spec = validate(StageConfig, item, here)
-        earlier = [s.name for s in stages]
+    for i, spec in enumerate(specs):
+        here = f"{where}: stages[{i}] {spec.name!r}"
+        earlier = names[:i]
         if spec.name in earlier:
             raise PolytaskError(f"{here}: key 'name': stage name {spec.name!r} is used twice")
         if spec.load is not None and spec.load.from_ not in earlier:
-            names = [str(r.get("name")) for r in raw if isinstance(r, dict)]
             why = f"does not exist (stages: {', '.join(names)})"
             if spec.load.from_ == spec.name:
                 why = "is this stage itself"
             elif spec.load.from_ in names:
                 why = "comes later; a stage can only load from an earlier one"
             raise PolytaskError(f"{here}: key 'load.from': stage {spec.load.from_!r} {why}")
-        if spec.balancing is not None:
-            from polytask.config.balancing import BalancingConfig
-
-            validate(BalancingConfig, dict(spec.balancing), f"{here}: balancing")
         stages.append(Stage(i, spec, _derive(config, spec, here)))
     return stages

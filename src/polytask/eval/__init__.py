@@ -2,7 +2,15 @@
 
 from polytask.eval.delta import delta_m, delta_p, relative_gains
 from polytask.eval.predict import evaluate, evaluate_split, predict
-from polytask.eval.report import build_report, load_report, write_report
+from polytask.eval.report import (
+    SCHEMA_VERSION,
+    Report,
+    TaskEntry,
+    build_report,
+    load_report,
+    report_json,
+    write_report,
+)
 from polytask.eval.selection import SelectionRule
 from polytask.eval.summary import (
     MethodSummary,
@@ -20,9 +28,12 @@ from polytask.eval.summary import (
 )
 
 __all__ = [
+    "SCHEMA_VERSION",
     "MethodSummary",
     "PairedDifference",
+    "Report",
     "SelectionRule",
+    "TaskEntry",
     "Verdict",
     "build_report",
     "delta_m",
@@ -37,6 +48,7 @@ __all__ = [
     "paired_difference",
     "predict",
     "relative_gains",
+    "report_json",
     "runs_from_records",
     "seed_scatter",
     "summarise_runs",

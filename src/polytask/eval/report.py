@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from polytask import __version__
 from polytask._core import PolytaskError, write_text
 from polytask.tasks import TaskSet
 
@@ -39,51 +42,113 @@ def metric_means(taskset: TaskSet, scores: Scores) -> dict[str, float]:
     return {m: sum(v) / len(v) for m, v in names.items()}
 
 
+SCHEMA_VERSION = 1
+
+
+class TaskEntry(BaseModel):
+    """One task of a report: its kind, loss, and each metric's direction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: str
+    loss: str
+    auxiliary: bool = False
+    metrics: dict[str, str]
+
+
+class Comparison(BaseModel):
+    """One split against the single-task baseline."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    delta_m: float | None
+    delta_p: float | None
+    gains: dict[str, dict[str, float | None]]
+    baseline_means: dict[str, float]
+
+
+class Report(BaseModel):
+    """``report.json``: what a training, evaluation or merge evaluation produced.
+
+    ``schema_version`` is checked on load: a report from an unknown (newer) version is refused.
+    Reports written before the field existed are version 1.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    mode: str
+    tasks: list[TaskEntry]
+    metrics: dict[str, dict[str, dict[str, float]]]
+    means: dict[str, dict[str, float]]
+    selection: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    runs: dict[str, dict[str, Any]] | None = None  # single-task: per task selection and training
+    stages: list[dict[str, Any]] | None = None  # multi-stage: one summary per stage
+    stage: str | None = None  # the stage this report is of
+    loaded: dict[str, Any] | None = None  # a stage: what it took from an earlier one
+    weights: str | None = None  # evaluation: the weights scored
+    trunk: str | None = None  # evaluation of a merged trunk
+    norm_stats: dict[str, Any] | None = None
+    balancing_dropped: str | None = None  # single-task mode: the balancing section left out
+    baseline: dict[str, Any] | None = None
+    comparison: dict[str, Comparison] | None = None
+    formulas: dict[str, str] | None = None
+    polytask_version: str | None = None
+    data: dict[str, Any] | None = None
+    config_hash: str | None = None
+    seconds: float | None = None
+
+    def task_names(self, auxiliary: bool = False) -> list[str]:
+        return [t.name for t in self.tasks if auxiliary or not t.auxiliary]
+
+
 def build_report(
     taskset: TaskSet,
     metrics: Mapping[str, Scores],
     *,
+    mode: str,
     baseline: Mapping[str, Scores] | None = None,
     baseline_source: str | None = None,
     **extra: Any,
-) -> dict[str, Any]:
-    """Assemble the report dict; ``metrics`` and ``baseline`` are ``{split: {task: {metric: v}}}``."""
-    report: dict[str, Any] = {
-        "tasks": [
-            {
-                "name": t.name,
-                "kind": t.kind,
-                "loss": t.loss,
-                "auxiliary": t.auxiliary,
-                "metrics": {
-                    m.name: "higher is better" if m.higher_is_better else "lower is better"
-                    for m in t.metrics
-                },
-            }
-            for t in taskset.tasks
-        ],
+) -> Report:
+    """Assemble the report; ``metrics`` and ``baseline`` are ``{split: {task: {metric: v}}}``.
+
+    ``extra`` are the other :class:`Report` fields (validated: an unknown one is an error).
+    """
+    tasks = [
+        TaskEntry(
+            name=t.name, kind=t.kind, loss=t.loss, auxiliary=t.auxiliary,
+            metrics={m.name: "higher is better" if m.higher_is_better else "lower is better"
+                     for m in t.metrics},
+        )
+        for t in taskset.tasks
+    ]  # fmt: skip
+    fields: dict[str, Any] = {
+        "mode": mode,
+        "tasks": tasks,
         "metrics": {s: {t: dict(v) for t, v in per.items()} for s, per in metrics.items()},
         "means": {s: metric_means(taskset, per) for s, per in metrics.items()},
+        **extra,
     }
-    report.update(extra)
     if baseline is not None:
-        comparison = {}
-        for split, per in metrics.items():
-            if split not in baseline:
-                continue
-            comparison[split] = {
-                "delta_m": delta_m(taskset, per, baseline[split]),
-                "delta_p": delta_p(taskset, per, baseline[split]),
-                "gains": relative_gains(taskset, per, baseline[split]),
-                "baseline_means": metric_means(taskset, baseline[split]),
-            }
-        report["baseline"] = {
+        fields["comparison"] = {
+            split: Comparison(
+                delta_m=delta_m(taskset, per, baseline[split]),
+                delta_p=delta_p(taskset, per, baseline[split]),
+                gains=relative_gains(taskset, per, baseline[split]),
+                baseline_means=metric_means(taskset, baseline[split]),
+            )
+            for split, per in metrics.items()
+            if split in baseline
+        }
+        fields["baseline"] = {
             "source": baseline_source,
             "metrics": {s: dict(v) for s, v in baseline.items()},
         }
-        report["comparison"] = comparison
-        report["formulas"] = FORMULAS
-    return report
+        fields["formulas"] = FORMULAS
+    return Report.model_validate(fields)
 
 
 def _clean(obj: Any) -> Any:
@@ -96,13 +161,23 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_report(path: str | Path, report: Mapping[str, Any]) -> None:
+def report_json(report: Report | Mapping[str, Any]) -> str:
+    """``report`` as JSON text (NaN/Inf become null)."""
+    data = (
+        report.model_dump(mode="python", exclude_none=True)
+        if isinstance(report, Report)
+        else report
+    )
+    return json.dumps(_clean(data), indent=2, sort_keys=False) + "\n"
+
+
+def write_report(path: str | Path, report: Report | Mapping[str, Any]) -> None:
     """Write ``report`` as JSON atomically (NaN/Inf become null)."""
-    write_text(path, json.dumps(_clean(report), indent=2, sort_keys=False) + "\n")
+    write_text(path, report_json(report))
 
 
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Read a report JSON; a missing or malformed file is a one-line error."""
+def load_report(path: str | Path) -> Report:
+    """Read a report JSON; a missing, malformed or unknown-version file is a one-line error."""
     path = Path(path)
     if path.is_dir():
         path = path / "report.json"
@@ -114,8 +189,27 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise PolytaskError(f"{path}: not a valid report JSON ({exc})") from None
     if not isinstance(data, dict) or "metrics" not in data:
         raise PolytaskError(f"{path}: not a polytask report (no 'metrics' key)")
-    data["metrics"] = _restore_nan(data["metrics"])
-    return data
+    version = data.get("schema_version", 1)
+    if version != SCHEMA_VERSION:
+        raise PolytaskError(
+            f"{path}: report schema_version {version!r}; this polytask ({__version__}) reads "
+            f"version {SCHEMA_VERSION}"
+        )
+    data = {
+        **data,
+        "metrics": _restore_nan(data["metrics"]),
+        "means": _restore_nan(data.get("means", {})),
+    }
+    data.setdefault("mode", "multi-task")
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        raise PolytaskError(f"{path}: not a polytask report: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"key {'.'.join(str(p) for p in err['loc'])!r}: {err['msg']}"
 
 
 def _restore_nan(obj: Any) -> Any:

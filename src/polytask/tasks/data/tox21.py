@@ -9,12 +9,10 @@ from importlib import resources
 
 import numpy as np
 
+from polytask._core.catalog import TOX21_TASKS
 from polytask.tasks.data.table import label_array, read_table
 
-TOX21_TASKS: tuple[str, ...] = (
-    "NR-AR", "NR-AR-LBD", "NR-AhR", "NR-Aromatase", "NR-ER", "NR-ER-LBD",
-    "NR-PPAR-gamma", "SR-ARE", "SR-ATAD5", "SR-HSE", "SR-MMP", "SR-p53",
-)  # fmt: skip
+__all__ = ["TOX21_TASKS", "load_tox21", "tox21_path"]
 
 
 def tox21_path() -> str:

@@ -11,6 +11,17 @@ import pandas as pd
 import torch
 
 from polytask._core import PolytaskError
+from polytask.config.images import ImageData
+from polytask.config.modal import check_modal, modalities_of
+from polytask.config.schema import (
+    ColumnsFeaturizer,
+    PerTaskData,
+    SplitConfig,
+    TableData,
+    TaskConfig,
+    Tox21Data,
+    TrainConfig,
+)
 from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import (
     TOX21_TASKS,
@@ -25,18 +36,10 @@ from polytask.tasks.data import (
 )
 from polytask.tasks.data.splits import Split
 
-from .images import ImageData, prepare_images
+from .images import prepare_images
 from .label_columns import expand_tasks, label_targets, reserved_columns
-from .modal import attach_modal, check_modal, modal_inputs, modalities_of, standardize
-from .schema import (
-    ColumnsFeaturizer,
-    PerTaskData,
-    SplitConfig,
-    TableData,
-    TaskConfig,
-    Tox21Data,
-    TrainConfig,
-)
+from .modal import attach_modal, modal_inputs, standardize
+from .ssl import attach_auxiliary
 
 SplitData = TensorData | dict[str, TensorData]
 
@@ -80,7 +83,7 @@ def _smiles(smiles: list[str] | None, where: str) -> list[str]:
     return smiles
 
 
-def _split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
+def make_split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
     if cfg.kind == "scaffold":
         if smiles is None:
             raise PolytaskError("data.split: a scaffold split needs a SMILES input column")
@@ -88,7 +91,7 @@ def _split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
     return random_split(n, cfg.fractions, cfg.seed)
 
 
-def _task(tc: TaskConfig) -> Task:
+def make_task(tc: TaskConfig) -> Task:
     return Task(
         tc.name,
         tc.kind,
@@ -132,7 +135,6 @@ def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
     prepared = _prepare_labelled(config, base)
     if not config.auxiliary:
         return prepared
-    from .ssl import attach_auxiliary
 
     return attach_auxiliary(config.auxiliary, config.seed, prepared)
 
@@ -140,7 +142,7 @@ def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
 def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
     data = config.data
     if isinstance(data, ImageData):  # Fashion-MNIST / digits, see polytask.config.images
-        image_tasks, image_splits, image_info = prepare_images(data, config.tasks, _task)
+        image_tasks, image_splits, image_info = prepare_images(data, config.tasks, make_task)
         return PreparedData(image_tasks, image_splits, False, image_info)
     check_modal(config)  # names of modalities, before any data is read
     if isinstance(data, PerTaskData):
@@ -162,7 +164,7 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
         tasks, frame, where = _table(config, data, base)
         smiles = frame[data.input].astype(str).tolist() if data.input in frame.columns else None
         input_col, split_cfg, featurizer = data.input, data.split, data.featurizer
-    taskset = TaskSet(_task(tc) for tc in tasks)
+    taskset = TaskSet(make_task(tc) for tc in tasks)
     mods = modalities_of(config)
     x = modal_inputs(mods, _smiles(smiles, where), where) if mods else None
     many = isinstance(data, TableData) and data.label_columns is not None
@@ -171,7 +173,7 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
         label_targets(frame, tasks, where) if many else _targets(frame, tasks, where),
         name=where,
     )
-    split = _split(split_cfg, len(full), smiles)
+    split = make_split(split_cfg, len(full), smiles)
     splits: dict[str, SplitData] = {
         k: full.select(torch.from_numpy(v)) for k, v in split.items() if len(v)
     }
@@ -236,7 +238,7 @@ def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedDat
             name=where,
         )
         smiles = frame[ds.input].astype(str).tolist()
-        split = _split(data.split, len(full), smiles)
+        split = make_split(data.split, len(full), smiles)
         for k in splits:
             if not len(split[k]):
                 raise PolytaskError(f"{where}: the {k} split of task {ds.task!r} is empty")
@@ -247,7 +249,7 @@ def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedDat
         raise PolytaskError(
             f"tasks: {extra} declared but no dataset under data.datasets feeds them"
         )
-    taskset = TaskSet(_task(tc) for tc in tasks)
+    taskset = TaskSet(make_task(tc) for tc in tasks)
     _check_labels(taskset, splits["train"], "data.datasets")
     widths = {
         int(d.inputs.shape[1])

@@ -22,7 +22,6 @@ get them from the same run:
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,11 @@ import torch
 from torch import Tensor, nn
 
 from polytask._core import PolytaskError
-from polytask.tasks import TaskSet
+from polytask.eval import load_report
 from polytask.tasks.data import TensorData
 
-from .data import PreparedData, prepare_data
-from .job import RUN_FILE, TRUNK_FILE, _load_model, _subset
-from .load import validate
-from .schema import TrainConfig
+from .run_folder import RunFolder, RunRecord
+from .train import one_task
 
 __all__ = ["merge_inputs", "run_checkpoints"]
 
@@ -45,33 +42,33 @@ __all__ = ["merge_inputs", "run_checkpoints"]
 _LIKELIHOOD_KINDS = {"bernoulli": ("binary", "multilabel"), "categorical": ("multiclass",)}
 
 
-def _run_meta(run: Path, where: str) -> dict[str, Any]:
-    if not (run / RUN_FILE).is_file():
+def _single_task_run(run: Path, where: str) -> tuple[RunFolder, RunRecord]:
+    folder = RunFolder(run)
+    if not folder.run_file.is_file():
         raise PolytaskError(
-            f"{where}: key 'run': {run} is not a polytask run folder (no {RUN_FILE})"
+            f"{where}: key 'run': {run} is not a polytask run folder (no {folder.run_file.name})"
         )
-    meta: dict[str, Any] = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
-    if not meta.get("single_task"):
+    record = folder.record()
+    if not record.single_task:
         raise PolytaskError(
             f"{where}: key 'run': {run} is not a single-task run (train it with --single-task)"
         )
-    return meta
+    return folder, record
 
 
 def run_checkpoints(run: Path, where: str) -> tuple[Path, list[Path], list[str]]:
     """``(base, [task trunks], [task names])`` of a finished single-task run, in task order."""
-    _run_meta(run, where)
-    report = run / "report.json"
-    if not report.is_file():
+    folder, _ = _single_task_run(run, where)
+    if not folder.finished:
         raise PolytaskError(f"{where}: key 'run': {run} has not finished (no report.json)")
-    tasks = list(json.loads(report.read_text(encoding="utf-8")).get("runs") or {})
+    tasks = list(load_report(folder.report_file).runs or {})
     if not tasks:
-        raise PolytaskError(f"{where}: key 'run': {report} lists no task runs")
-    paths = [run / "single" / t / TRUNK_FILE for t in tasks]
-    for path in [run / "base" / TRUNK_FILE, *paths]:
+        raise PolytaskError(f"{where}: key 'run': {folder.report_file} lists no task runs")
+    paths = [folder.single(t).trunk_file for t in tasks]
+    for path in [folder.base_trunk, *paths]:
         if not path.is_file():
             raise PolytaskError(f"{where}: key 'run': {path} does not exist")
-    return run / "base" / TRUNK_FILE, paths, tasks
+    return folder.base_trunk, paths, tasks
 
 
 class _Trunk(nn.Module):
@@ -132,10 +129,9 @@ def merge_inputs(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``model``, ``data`` and ``select`` for ``method.merge`` from a single-task run, and a
     record of the data used (for ``merge.json``)."""
-    meta = _run_meta(run, where)
+    folder, _ = _single_task_run(run, where)
     _, _, names = run_checkpoints(run, where)
-    config = validate(TrainConfig, meta["config"], str(run / RUN_FILE))
-    prepared = prepare_data(config, Path(meta["config_dir"]))
+    config, prepared = folder.prepare()
     tasks = [prepared.taskset[n] for n in names]
     _check_likelihood(method, [t.kind for t in tasks], names, where)
     if split not in prepared.splits:
@@ -144,14 +140,9 @@ def merge_inputs(
     data: list[list[tuple[Tensor, Tensor]]] = []
     trunk: nn.Module | None = None
     for task in tasks:
-        one = PreparedData(
-            TaskSet([task]),
-            {k: _subset(v, task.name) for k, v in prepared.splits.items()},
-            prepared.per_task,
-            prepared.info,
-        )
-        weights = run / "single" / task.name / "checkpoints" / "best" / "model.safetensors"
-        model = _load_model(config, one, weights, None).eval().requires_grad_(False)
+        one = one_task(prepared, task.name)
+        weights = folder.single(task.name).best_weights
+        model = folder.load_model(config, one, weights).eval().requires_grad_(False)
         trunk = trunk if trunk is not None else model.trunk
         heads.append(model.heads)
         part = one.splits[split]

@@ -38,9 +38,8 @@ import torch
 from pandas.api.types import is_numeric_dtype
 
 from polytask._core import PolytaskError
+from polytask.config.schema import ColumnsFeaturizer, LabelColumns, TableData, TaskConfig
 from polytask.tasks.data import label_array
-
-from .schema import ColumnsFeaturizer, LabelColumns, TableData, TaskConfig
 
 KEY = "data.label_columns"
 _SHOWN = 8  # columns listed in an error message

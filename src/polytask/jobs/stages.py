@@ -17,8 +17,6 @@ bit-identical to an uninterrupted one, wherever it was stopped (also exactly bet
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,18 +24,28 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from polytask._core import PolytaskError, write_text, write_with
-from polytask.eval import write_report
+from polytask._core import PolytaskError, write_with
+from polytask.build.data import PreparedData, prepare_data
+from polytask.build.unlabeled import heldout_smiles, prepare_unlabeled
+from polytask.config.schema import TrainConfig
+from polytask.config.stages import Stage, parse_stages
+from polytask.eval import Report, load_report, write_report
 from polytask.models import MultiTaskModel, TaskHeads
 from polytask.train.distributed import barrier, world
 
-from .data import PreparedData, prepare_data
-from .job import RUN_FILE, _finish, _prepare_out, _train_one
-from .load import config_hash
-from .stages import Stage, parse_stages
-from .unlabeled import heldout_smiles, prepare_unlabeled
+from .output import output_folder
+from .run_folder import MODEL_FILE, RunFolder, RunRecord
+from .train import (
+    check_resumable,
+    finish_report,
+    resumable,
+    single_task_config,
+    train_hash,
+    train_one,
+    train_single,
+)
 
-MODEL_FILE, HEADS_FILE = "model.safetensors", "heads.safetensors"
+HEADS_FILE = "heads.safetensors"
 
 
 def head_state(model: MultiTaskModel) -> dict[str, Tensor]:
@@ -110,110 +118,116 @@ def _prepare(stage: Stage, stages: list[Stage], base: Path, where: str) -> Prepa
 
 
 def _run_stage(
-    stage: Stage, stages: list[Stage], out: Path, base: Path, chash: str, resume: bool,
+    stage: Stage, stages: list[Stage], root: RunFolder, base: Path, chash: str, resume: bool,
     progress: bool, baseline: str | Path | None, where: str,
-) -> dict[str, Any]:  # fmt: skip
-    folder = out / "stages" / stage.name
-    if resume and (folder / "report.json").is_file() and (folder / MODEL_FILE).is_file():
-        report: dict[str, Any] = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-        return report
-    again = resume and (folder / "checkpoints" / "latest").is_file()
+) -> Report:  # fmt: skip
+    folder = root.stage(stage.name)
+    if resume and folder.finished and (folder.path / MODEL_FILE).is_file():
+        return load_report(folder.report_file)
     writes = world()[0] == 0  # under torchrun, rank 0 writes
-    if writes and not again and folder.exists():
-        shutil.rmtree(folder)  # a stage stopped before its first checkpoint starts over
+    if writes and folder.path.exists() and not (resume and folder.has_checkpoint):
+        import shutil
+
+        shutil.rmtree(folder.path)  # a stage stopped before its first checkpoint starts over
     if writes:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.path.mkdir(parents=True, exist_ok=True)
     barrier()
     here = f"{where}: stages[{stage.index}] {stage.name!r}"
     prepared = _prepare(stage, stages, base, here)
     shash = f"{chash}-{stage.name}"
-    run = {
-        "config": stage.config.model_dump(mode="json"),
-        "config_dir": str(base),
-        "config_hash": shash,
-        "single_task": False,
-        "stage": stage.name,
-    }
     if writes:
-        write_text(folder / RUN_FILE, json.dumps(run, indent=2) + "\n")
+        folder.write_record(RunRecord(
+            config=stage.config.model_dump(mode="json"), config_dir=str(base), config_hash=shash,
+        ))  # fmt: skip
     load, loaded = stage.spec.load, []
 
     def init(model: MultiTaskModel) -> None:
         if load is not None:
-            loaded.extend(load_stage_weights(model, out / "stages" / load.from_, load.what, here))
+            src = root.stage(load.from_).path
+            loaded.extend(load_stage_weights(model, src, load.what, here))
 
     start = time.perf_counter()
-    done = _train_one(stage.config, prepared, folder, again, progress, shash, init=init)
-    if writes:
-        _save_stage_model(done["model"], folder)
-    barrier()  # later stages load these weights
-    extra = {
-        "mode": "multi-task",
-        "stage": stage.name,
-        "loaded": None
-        if load is None
-        else {"from": load.from_, "what": load.what, "heads": loaded},
-        "selection": done["selection"],
-        "training": done["training"],
-    }
-    return _finish(
-        stage.config,
-        prepared,
-        done["metrics"],
-        extra,
-        folder / "report.json",
-        baseline,
-        start,
-        shash,
+    done = train_one(
+        stage.config, prepared, folder, resume=resume, progress=progress, chash=shash, init=init
     )
+    if writes:
+        _save_stage_model(done.model, folder.path)
+    barrier()  # later stages load these weights
+    carried = None if load is None else {"from": load.from_, "what": load.what, "heads": loaded}
+    extra = {"mode": "multi-task", "stage": stage.name, "loaded": carried, **done.summary()}
+    report = finish_report(stage.config, prepared, done.metrics, extra, baseline, start, shash)
+    if writes:
+        write_report(folder.report_file, report)
+    return report
 
 
 def run_stages(
-    config: Any,
-    config_path: Path,
-    out: str | Path,
-    *,
-    single_task: bool = False,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
+    config: TrainConfig, config_path: Path, out: str | Path, *, single_task: bool = False,
+    resume: bool = False, overwrite: bool = False, progress: bool = True,
     baseline: str | Path | None = None,
-) -> dict[str, Any]:
-    """Train every stage of ``config`` in order; return (and write) the last stage's report."""
+) -> Report:  # fmt: skip
+    """Train every stage of ``config`` in order; return (and write) the last stage's report.
+
+    With ``single_task``, the baselines of the recipe: one model per task of the last stage,
+    trained from scratch with the last stage's recipe (no earlier stage, no balancing).
+    """
     where = str(config_path)
-    if single_task:
-        raise PolytaskError(f"{where}: --single-task does not apply to a config with 'stages'")
     stages = parse_stages(config, where)  # every stage checked before any data is read
-    out = Path(out)
-    chash = config_hash(config, ignore=("evaluation", "device"))
-    if resume and (out / RUN_FILE).is_file():
-        previous = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
-        if previous.get("config_hash") != chash:
-            raise PolytaskError(
-                f"{out}: cannot resume, the config differs from the one this run started with ({config_path})"
-            )
+    if single_task:
+        return _single_task_stage(
+            stages[-1], config_path, out, resume, overwrite, progress, baseline
+        )
+    chash = train_hash(config, False)
     writes = world()[0] == 0
-    if writes:
-        _prepare_out(out, resume, overwrite)
-    base = config_path.resolve().parent
-    run = {"config": config.model_dump(mode="json"), "config_dir": str(base), "config_hash": chash}
-    if writes and not (out / RUN_FILE).is_file():
-        write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
-    barrier()
-    summary, report = [], {}
-    for stage in stages:
-        last = stage is stages[-1]
-        report = _run_stage(
-            stage, stages, out, base, chash, resume, progress, baseline if last else None, where
-        )
-        summary.append(
-            {
-                "name": stage.name,
-                "report": f"stages/{stage.name}/report.json",
-                "means": report.get("means"),
-            }
-        )
-    final = {**report, "stages": summary}
-    if writes:
-        write_report(out / "report.json", final)
+    with output_folder(
+        out, "train", resume=resume, overwrite=overwrite, writes=writes, keep=resumable
+    ) as work:
+        root = RunFolder(work)
+        check_resumable(root, chash, config_path, resume)
+        base = config_path.resolve().parent
+        if writes and not root.run_file.is_file():
+            root.write_record(RunRecord(
+                config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash
+            ))  # fmt: skip
+        barrier()
+        summary: list[dict[str, Any]] = []
+        for stage in stages:
+            last = stage is stages[-1]
+            report = _run_stage(
+                stage, stages, root, base, chash, resume, progress, baseline if last else None, where
+            )  # fmt: skip
+            summary.append(
+                {"name": stage.name, "report": f"stages/{stage.name}/report.json", "means": report.means}
+            )  # fmt: skip
+        final = report.model_copy(update={"stages": summary})
+        if writes:
+            write_report(root.report_file, final)
     return final
+
+
+def _single_task_stage(
+    stage: Stage, config_path: Path, out: str | Path, resume: bool, overwrite: bool,
+    progress: bool, baseline: str | Path | None,
+) -> Report:  # fmt: skip
+    config = single_task_config(stage.config)
+    chash = train_hash(config, True)
+    writes = world()[0] == 0
+    with output_folder(
+        out, "train", resume=resume, overwrite=overwrite, writes=writes, keep=resumable
+    ) as work:
+        folder = RunFolder(work)
+        check_resumable(folder, chash, config_path, resume)
+        base = config_path.resolve().parent
+        prepared = prepare_data(config, base)
+        if writes:
+            folder.write_record(RunRecord(
+                config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash,
+                single_task=True,
+            ))  # fmt: skip
+        start = time.perf_counter()
+        metrics, extra = train_single(config, prepared, folder, resume, progress, chash)
+        extra["stage"] = stage.name
+        report = finish_report(config, prepared, metrics, extra, baseline, start, chash)
+        if writes:
+            write_report(folder.report_file, report)
+    return report

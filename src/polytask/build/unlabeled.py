@@ -10,14 +10,13 @@ import numpy as np
 import torch
 
 from polytask._core import PolytaskError
+from polytask.config.schema import PerTaskData, TableData, Tox21Data, UnlabeledSmilesData
 from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData, ecfp, load_tox21, random_split, read_table
 from polytask.tasks.data.unlabeled import qm9_smiles, read_unlabeled_smiles
 
-from .data import PreparedData, _split
-from .schema import PerTaskData, TableData, Tox21Data
+from .data import PreparedData, make_split
 from .ssl import auxiliary_splits, build_auxiliary
-from .stages import UnlabeledSmilesData
 
 
 def heldout_smiles(data: object, base: Path) -> set[str]:
@@ -38,7 +37,7 @@ def heldout_smiles(data: object, base: Path) -> set[str]:
 
 
 def _pick(smiles: list[str], split_cfg: object) -> set[str]:
-    split = _split(split_cfg, len(smiles), smiles)  # type: ignore[arg-type]
+    split = make_split(split_cfg, len(smiles), smiles)  # type: ignore[arg-type]
     return {smiles[i] for k in ("val", "test") for i in split[k]}
 
 

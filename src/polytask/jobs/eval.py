@@ -1,0 +1,123 @@
+"""The evaluation job: score the selected weights of a finished run on val and test.
+
+With ``trunk`` (e.g. the output of ``polytask merge`` over the ``trunk.safetensors`` of a
+single-task run), every task is evaluated with that shared trunk and its own head — the merged
+multi-task model — in the same report format as joint training. ``norm_stats`` re-estimates the
+trunk's batch-norm statistics on the training inputs first
+(:func:`polytask.models.norm_stats.recompute_norm_stats`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polytask._core import PolytaskError, seed_everything
+from polytask.build.data import PreparedData
+from polytask.build.model import eval_model, make_model
+from polytask.config.schema import TrainConfig
+from polytask.eval import Report, evaluate, report_json
+from polytask.models.norm_stats import recompute_norm_stats
+from polytask.tasks.data import TensorData
+from polytask.tasks.data.tensors import index_inputs, num_rows
+from polytask.train.distributed import world
+
+from .output import write_output_file
+from .results import Scores
+from .run_folder import RunFolder
+from .train import finish_report, one_task
+
+SPLITS = ("val", "test")
+
+
+def read_trunk(path: str | Path) -> dict[str, Any]:
+    """The ``trunk.*`` tensors of a checkpoint (file, sharded index or folder), e.g. a merge."""
+    from polytask.merging.io import open_checkpoint
+
+    reader = open_checkpoint(path)
+    state = {k: reader.get(k) for k in reader if k.startswith("trunk.")}
+    if not state:
+        raise PolytaskError(f"{path}: no 'trunk.*' tensors to evaluate")
+    return state
+
+
+def renormalised(
+    config: TrainConfig, prepared: PreparedData, shared: dict[str, Any], batch_size: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trunk ``shared`` with its batch-norm statistics re-estimated on the training inputs
+    (every row once, shared by all tasks), and a record of the pass."""
+    seed_everything(config.seed, config.train.deterministic)
+    model = make_model(config, prepared.taskset, prepared.in_dim)
+    model.load_state_dict(shared, strict=False)
+    train = prepared.splits["train"]
+    parts = (
+        [train]
+        if isinstance(train, TensorData)
+        else list({id(v): v for v in train.values()}.values())
+    )
+    rows = [torch.arange(num_rows(p.inputs)).split(batch_size) for p in parts]
+    batches = (index_inputs(p.inputs, idx) for p, r in zip(parts, rows) for idx in r)
+    used = recompute_norm_stats(model.trunk, batches, model.forward_features)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in shared}
+    record = {"split": "train", "batches": used, "rows": sum(num_rows(p.inputs) for p in parts)}
+    return state, record
+
+
+def _score_single(
+    folder: RunFolder, config: TrainConfig, prepared: PreparedData, shared: dict[str, Any] | None
+) -> Scores:
+    metrics: Scores = {s: {} for s in SPLITS}
+    for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
+        one = one_task(prepared, task.name)
+        model = folder.load_model(config, one, folder.single(task.name).best_weights, shared)
+        scores = evaluate(
+            model, one.taskset, {k: one.splits[k] for k in SPLITS}, config.evaluation.batch_size
+        )
+        for split, per in scores.items():
+            metrics[split].update(per)
+    return metrics
+
+
+def run_eval(
+    run_dir: str | Path, *, baseline: str | Path | None = None,
+    out_file: str | Path | None = None, trunk: str | Path | None = None, norm_stats: bool = False,
+) -> tuple[Report, Path]:  # fmt: skip
+    """Evaluate the selected weights of a run folder; the report and where it was written."""
+    if norm_stats and trunk is None:
+        raise PolytaskError("--norm-stats re-estimates a merged trunk's statistics: give --trunk")
+    folder = RunFolder.find(run_dir)
+    config = folder.config()
+    if config.stages:
+        names = ", ".join(s.name for s in config.stages)
+        raise PolytaskError(
+            f"{folder.path}: a multi-stage run; evaluate one stage: {folder.path}/stages/<name> ({names})"
+        )
+    record = folder.record()
+    target = Path(out_file) if out_file else folder.eval_file(merged=trunk is not None)
+    _, prepared = folder.prepare()
+    shared = read_trunk(trunk) if trunk is not None else None
+    extra: dict[str, Any] = {"mode": "merged" if trunk is not None else "evaluation"}
+    if shared is not None and norm_stats:
+        shared, extra["norm_stats"] = renormalised(
+            config, prepared, shared, config.evaluation.batch_size
+        )
+    if record.single_task:
+        metrics = _score_single(folder, config, prepared, shared)
+        extra["weights"] = str(folder.path / "single" / "*" / "checkpoints" / "best")
+    else:
+        path = Path(run_dir) / "model.safetensors"  # a checkpoints/<name> folder was given
+        path = path if path.is_file() else folder.best_weights
+        model = folder.load_model(config, prepared, path, shared)
+        scored = eval_model(config, model, prepared.taskset)  # mask ensemble when configured
+        splits = {k: prepared.splits[k] for k in SPLITS}
+        metrics = evaluate(scored, prepared.taskset, splits, config.evaluation.batch_size)
+        extra["weights"] = str(path)
+    extra["trunk"] = str(trunk) if trunk is not None else None
+    start = time.perf_counter()
+    report = finish_report(config, prepared, metrics, extra, baseline, start, record.config_hash)
+    if world()[0] == 0:
+        write_output_file(target, report_json(report))
+    return report, target

@@ -1,0 +1,58 @@
+"""Typed results of the jobs (the report itself is :class:`polytask.eval.Report`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polytask.models import MultiTaskModel
+
+Scores = dict[str, dict[str, dict[str, float]]]  # {split: {task: {metric: value}}}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which step was kept and by which rule."""
+
+    rule: str
+    description: str
+    best_step: int | None
+    best_score: float | None
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How training went: steps, early stop, degenerate updates, time, device."""
+
+    steps: int
+    max_steps: int
+    stopped_early: bool
+    zero_update_steps: int
+    vanishing_update_steps: int
+    seconds: float
+    device: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """One trained model with its metrics on val and test."""
+
+    model: MultiTaskModel
+    metrics: Scores
+    selection: Selection
+    training: TrainingRecord
+
+    def summary(self) -> dict[str, Any]:
+        """The selection and training records as the report stores them."""
+        return {"selection": vars(self.selection), "training": vars(self.training)}
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """A finished merge: where it was written and what it holds."""
+
+    out: Path
+    method: str
+    models: int
+    record: dict[str, Any] = field(default_factory=dict)
