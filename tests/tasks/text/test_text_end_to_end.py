@@ -4,7 +4,6 @@ Trainer on per-task data: the training loss goes down."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +18,9 @@ from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import Group, PerTaskLoader, RoundRobinSampler, TensorData
 from polytask.tasks.data.text import read_tweeteval, tokenize
 from polytask.train import Trainer, compute_losses
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tweeteval"
+DATA = SHARED_DATA / "tweeteval"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared TweetEval data not available")
 
 

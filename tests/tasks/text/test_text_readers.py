@@ -10,8 +10,9 @@ import torch
 
 from polytask._core import PolytaskError
 from polytask.tasks.data.text import TextSplit, read_glue, read_tweeteval, tokenize
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
 
 
