@@ -194,7 +194,6 @@ def _module_aliases(module: Module) -> dict[str, str]:
                 sub = f"{source}.{alias.name}"
                 if sub in known:
                     aliases[alias.asname or alias.name] = sub
-    aliases.pop(module.name.rpartition(".")[2], None) if module.is_package else None
     return {local: target for local, target in aliases.items() if target != module.name}
 
 
@@ -339,9 +338,8 @@ def _annotations(tree: ast.AST) -> Iterator[ast.expr]:
 def _any_count(annotation: ast.expr) -> int:
     count = 0
     for node in ast.walk(annotation):
-        if isinstance(node, ast.Name) and node.id == "Any":
-            count += 1
-        elif isinstance(node, ast.Attribute) and node.attr == "Any":
+        named = node.id if isinstance(node, ast.Name) else None
+        if named == "Any" or (isinstance(node, ast.Attribute) and node.attr == "Any"):
             count += 1
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             try:
