@@ -85,15 +85,15 @@ def _write(tmp_path, **patch) -> str:
     [
         (
             {"balancing": {"method": "upgrad", "mode": "features"}},
-            r"key 'balancing'.*mode 'features'.*adapters.*use mode: exact",
+            r"key 'balancing.mode'.*mode 'features'.*adapters.*use mode: exact",
         ),
         (
             {"data": {**MODAL, "modalities": {"ecfp": {"kind": "ecfp", "bits": 64}}}},
-            r"model.trunk: key 'kind': 'adapters' does not take multi-modal inputs",
+            r"key 'model.trunk.kind': 'adapters' does not take multi-modal inputs",
         ),
         (
             {"data": {"source": "digits", "labels": 50}},
-            r"model.trunk: key 'kind': image data needs trunk kind 'conv'",
+            r"key 'model.trunk.kind': image data needs trunk kind 'conv'",
         ),
     ],
 )

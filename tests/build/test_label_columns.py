@@ -160,8 +160,8 @@ def test_selection_errors_are_one_line_naming_key_and_column(tmp_path, spec, top
     [
         ({"kind": "multilabel"}, r"key 'data.label_columns.kind'"),
         ({"select": []}, r"key 'data.label_columns.select'"),
-        ({"select": ""}, r"key 'data.label_columns.select': Value error, give 'all', a glob"),
-        ({"exclude": [""]}, r"key 'data.label_columns.exclude': Value error, give a list of non-empty"),
+        ({"select": ""}, r"key 'data.label_columns.select': give 'all', a glob"),
+        ({"exclude": [""]}, r"key 'data.label_columns.exclude': give a list of non-empty"),
         ({"overrides": {"z": {"column": "y_a"}}}, r"key 'data.label_columns.overrides.z.column': unknown key"),
         ({"overrides": {"z": {"kind": "multilabel"}}}, r"key 'data.label_columns.overrides.z.kind'"),
         ({"regex": "y_.*"}, r"key 'data.label_columns.regex': unknown key"),

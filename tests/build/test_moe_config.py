@@ -60,9 +60,10 @@ def test_bad_moe_values_name_the_key(patch, key):
 def test_moe_with_multimodal_inputs_is_a_one_line_error():
     data = {"source": "tox21", "modalities": {"ecfp": {"kind": "ecfp", "bits": 64}}}
     raw = {"data": data, "model": {"trunk": MOE}, "train": {"steps": 1}}
-    cfg = validate(TrainConfig, raw, "cfg.yaml")
-    with pytest.raises(PolytaskError, match="'moe' does not take multi-modal inputs"):
-        make_model(cfg, TaskSet([Task("a", "binary")]), in_dim=64)
+    with pytest.raises(  # refused on load, before any data is read
+        PolytaskError, match=r"cfg\.yaml: key 'model\.trunk\.kind': 'moe' does not take multi-modal"
+    ):
+        validate(TrainConfig, raw, "cfg.yaml")
 
 
 def test_example_runs_end_to_end_with_features_balancing(tmp_path, capsys):

@@ -59,10 +59,12 @@ def _user_loc(loc: tuple[int | str, ...], data: Any) -> str:
 def format_validation_error(exc: ValidationError, where: str, data: Any = None) -> str:
     err = exc.errors()[0]
     loc = _user_loc(tuple(err["loc"]), data) if data is not None else ".".join(map(str, err["loc"]))
-    msg = err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     extra = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    if not loc:  # a rule across keys: the message names them
+        return f"{where}: {msg}{extra}"
     return f"{where}: key '{loc}': {msg}{extra}"
 
 

@@ -99,8 +99,8 @@ def check_modal(config: Any, where: str = "config") -> None:
         raise PolytaskError(f"{where}: key 'multimodal' needs 'modalities' under 'data'")
     if MASK_KEY in mods:
         raise PolytaskError(f"{where}: key 'data.modalities': {MASK_KEY!r} is a reserved name")
-    default = type(config.data).model_fields["featurizer"].default
-    if mods and config.data.featurizer != default:
+    field = type(config.data).model_fields.get("featurizer")
+    if mods and field is not None and config.data.featurizer != field.default:
         raise PolytaskError(f"{where}: key 'data': give 'featurizer' or 'modalities', not both")
     rec = mm.masking.reconstruct if mm is not None and mm.masking is not None else {}
     for task, m in rec.items():

@@ -19,9 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+from polytask._core import PolytaskError
+
 from .balancing import BalancingConfig
 from .images import ConvTrunkConfig, ImageData, trunk_kind
-from .modal import Modality, MultiModalConfig
+from .modal import Modality, MultiModalConfig, check_modal, modalities_of
 from .ssl import AuxTaskConfig
 
 
@@ -326,14 +328,27 @@ class TrainConfig(StrictModel):
     auxiliary: list[AuxTaskConfig] | None = None  # self-supervised tasks, see polytask.config.ssl
     multimodal: MultiModalConfig | None = None  # fusion, masking, ensemble: polytask.config.modal
 
-    @field_validator("balancing")
-    @classmethod
-    def _adapters_exact(cls, value: BalancingConfig | None, info: ValidationInfo) -> Any:
-        model = info.data.get("model")
-        trunk = getattr(model, "trunk", None)
-        if value and isinstance(trunk, AdaptersTrunkConfig) and value.mode == "features":
+    @model_validator(mode="after")
+    def _across_keys(self) -> TrainConfig:
+        """The rules that tie sections together, checked on load before any data is read."""
+        trunk, image = self.model.trunk, isinstance(self.data, ImageData)
+        if isinstance(trunk, ConvTrunkConfig) != image:
             raise ValueError(
-                "mode 'features' needs one shared representation, but trunk kind 'adapters' "
-                "gives each task its own features; use mode: exact"
+                "key 'model.trunk.kind': image data needs trunk kind 'conv', and a 'conv' trunk "
+                "needs image data (data.source fashion_mnist or digits)"
             )
-        return value
+        if modalities_of(self) and isinstance(trunk, MoETrunkConfig | AdaptersTrunkConfig):
+            raise ValueError(
+                f"key 'model.trunk.kind': {trunk.kind!r} does not take multi-modal inputs"
+            )
+        bal = self.balancing
+        if bal is not None and bal.mode == "features" and isinstance(trunk, AdaptersTrunkConfig):
+            raise ValueError(
+                "key 'balancing.mode': mode 'features' needs one shared representation, but trunk "
+                "kind 'adapters' gives each task its own features; use mode: exact"
+            )
+        try:
+            check_modal(self, "")
+        except PolytaskError as exc:
+            raise ValueError(str(exc).removeprefix(": ")) from None
+        return self
