@@ -12,42 +12,29 @@ tensors bit for bit::
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from polytask import __version__
-from polytask._core import PolytaskError
-from polytask.merging.executor import CHUNK_ELEMS, Progress, execute, plan_merge
-from polytask.merging.io.filters import KeyFilter
-from polytask.merging.io.reader import open_checkpoint
-from polytask.merging.io.writer import ShardedWriter, output_folder
-from polytask.merging.sources import StateSource
+from polytask.merging.executor import CHUNK_ELEMS, MergePlan, Progress, execute, plan_merge
+from polytask.merging.folder import (
+    check_target,
+    describe,
+    finish_folder,
+    key_filter,
+    merge_record,
+    opened,
+    write_planned,
+)
+from polytask.merging.io.writer import output_folder
+from polytask.merging.sources import StateSource, TensorSource
 from polytask.merging.tensor.protocol import TensorMerge
 
 __all__ = ["describe", "merge", "merge_checkpoints"]
 
-_COPIED_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")
-_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json", "merge.json")
-
-
-def describe(method: object) -> dict[str, Any]:
-    """The method's class and every option (the conventions it used), as JSON-ready values."""
-    options: dict[str, Any] = {}
-    if dataclasses.is_dataclass(method):
-        for field in dataclasses.fields(method):
-            value = getattr(method, field.name)
-            options[field.name] = list(value) if isinstance(value, tuple) else value
-    return {"method": type(method).__name__, "options": options}
-
-
-def _filter(include: Iterable[str], exclude: Iterable[str], syntax: str) -> KeyFilter:
-    return KeyFilter(tuple(include), tuple(exclude), syntax)  # type: ignore[arg-type]
+Sink = Callable[[str, torch.Tensor], None]
 
 
 def merge(
@@ -76,7 +63,7 @@ def merge(
         method,
         base,
         models,
-        select=_filter(include, exclude, syntax),
+        select=key_filter(include, exclude, syntax),
         excluded=excluded,
         dtype=dtype,
     )
@@ -132,65 +119,39 @@ def merge_checkpoints(
     tokenizer files) when the base is a folder. ``out`` appears atomically; an existing ``out``
     is refused unless ``overwrite=True``. ``record`` adds entries to the recorded metadata.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise PolytaskError(
-            f"output folder {out} already exists (pass --overwrite / overwrite=True)"
-        )
-    base_reader = open_checkpoint(base, trust_pickle=trust_pickle)
-    readers = [open_checkpoint(m, trust_pickle=trust_pickle) for m in models]
-    try:
-        select = _filter(include, exclude, syntax)
+    out = check_target(out, overwrite)
+    with opened(base, models, trust_pickle) as (base_reader, readers):
+        select = key_filter(include, exclude, syntax)
         plan = plan_merge(
             method, base_reader, readers, select=select, excluded=excluded, dtype=dtype
         )
-        info: dict[str, Any] = {
-            **describe(method),
-            **dict(record or {}),
-            "base": str(base),
-            "models": [str(m) for m in models],
-            "include": list(select.include),
-            "exclude": list(select.exclude),
-            "filter_syntax": select.syntax,
-            "excluded": excluded,
-            "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
-            "polytask_version": __version__,
-        }
-        metadata = {"format": "pt", "polytask.merge": json.dumps(info, sort_keys=True)}
-        track, bar = _rich_progress(progress)
+        info = merge_record(method, record, base, models, select, excluded, dtype)
         with output_folder(out, overwrite=overwrite) as tmp:
-            writer = ShardedWriter(
-                tmp, plan.entries, max_shard_bytes=max_shard_bytes, metadata=metadata
-            )
-            try:
-                if bar is not None:
-                    with bar:
-                        thresholds = execute(
-                            method, plan, base_reader, readers, writer.write, progress=track
-                        )
-                else:
-                    thresholds = execute(method, plan, base_reader, readers, writer.write)
-                writer.close()
-            finally:
-                writer.abort()
+            thresholds: list[list[float]] | None = None
+
+            def fill(write: Sink) -> None:
+                nonlocal thresholds
+                thresholds = _stream(method, plan, base_reader, readers, write, progress)
+
+            info["files"] = write_planned(tmp, plan, info, max_shard_bytes, fill)
             info["global_thresholds"] = thresholds
             info["merged_tensors"] = sum(1 for i in plan.items if i.action == "merge")
             info["copied_tensors"] = sum(1 for i in plan.items if i.action == "copy")
-            info["files"] = writer.files
-            (tmp / "merge.json").write_text(
-                json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
-            if Path(base).is_dir():
-                _copy_base_files(Path(base), tmp)
-    finally:
-        for reader in (base_reader, *readers):
-            reader.close()
+            finish_folder(tmp, info, base)
     return out
 
 
-def _copy_base_files(source: Path, folder: Path) -> None:
-    """Copy a Hugging Face folder's small config/tokenizer files (not weights or indexes)."""
-    for pattern in _COPIED_FILES:
-        for file in source.glob(pattern):
-            if file.name not in _WEIGHT_INDEXES and not (folder / file.name).exists():
-                shutil.copy2(file, folder / file.name)
+def _stream(
+    method: TensorMerge,
+    plan: MergePlan,
+    base: TensorSource,
+    models: Sequence[TensorSource],
+    write: Sink,
+    progress: bool,
+) -> list[list[float]] | None:
+    """Run the executor into ``write``, under a progress bar when asked."""
+    track, bar = _rich_progress(progress)
+    if bar is None:
+        return execute(method, plan, base, models, write)
+    with bar:
+        return execute(method, plan, base, models, write, progress=track)

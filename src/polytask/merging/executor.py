@@ -86,21 +86,7 @@ def plan_merge(
                 items.append(PlanItem(key, "copy", shape, out_dtype))
             continue
         for model, keys in zip(models, model_keys):
-            if key not in keys:
-                raise PolytaskError(
-                    f"tensor {key!r} is in the base model ({base.file_of(key)}) "
-                    f"but missing from {_where(model)}"
-                )
-            if model.shape(key) != shape:
-                raise PolytaskError(
-                    f"tensor {key!r} has shape {tuple(shape)} in {base.file_of(key)} "
-                    f"but {tuple(model.shape(key))} in {model.file_of(key)}"
-                )
-            if model.dtype(key) != kind:
-                raise PolytaskError(
-                    f"tensor {key!r} has dtype {kind} in {base.file_of(key)} "
-                    f"but {model.dtype(key)} in {model.file_of(key)}"
-                )
+            _check_agrees(key, base, model, keys)
         if _is_float(kind):
             items.append(PlanItem(key, "merge", shape, out_dtype))
             n = 1
@@ -117,6 +103,27 @@ def plan_merge(
                     f"({_where(base)}); exclude it with a filter"
                 )
     return MergePlan(tuple(items), numel)
+
+
+def _check_agrees(key: str, base: TensorSource, model: TensorSource, keys: set[str]) -> None:
+    """``model`` (whose tensor names are ``keys``) has tensor ``key`` with the base's shape and
+    dtype."""
+    if key not in keys:
+        raise PolytaskError(
+            f"tensor {key!r} is in the base model ({base.file_of(key)}) "
+            f"but missing from {_where(model)}"
+        )
+    shape, kind = base.shape(key), base.dtype(key)
+    if model.shape(key) != shape:
+        raise PolytaskError(
+            f"tensor {key!r} has shape {tuple(shape)} in {base.file_of(key)} "
+            f"but {tuple(model.shape(key))} in {model.file_of(key)}"
+        )
+    if model.dtype(key) != kind:
+        raise PolytaskError(
+            f"tensor {key!r} has dtype {kind} in {base.file_of(key)} "
+            f"but {model.dtype(key)} in {model.file_of(key)}"
+        )
 
 
 def _where(source: TensorSource) -> str:

@@ -16,25 +16,67 @@ Methods that need a model and data (Fisher, RegMean, AdaMerging) take them as ``
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from safetensors.torch import save_file
 
-from polytask import __version__
 from polytask._core import PolytaskError
-from polytask.merging.api import _copy_base_files, _filter, describe
-from polytask.merging.executor import plan_merge, read_checked
-from polytask.merging.io.reader import open_checkpoint
-from polytask.merging.io.writer import ShardedWriter, output_folder
-from polytask.merging.model.protocol import ModelMerge
+from polytask.merging.executor import MergePlan, plan_merge, read_checked
+from polytask.merging.folder import (
+    check_target,
+    finish_folder,
+    key_filter,
+    merge_record,
+    opened,
+    write_planned,
+)
+from polytask.merging.io.writer import output_folder
+from polytask.merging.model.protocol import MergeOutcome, ModelMerge
+from polytask.merging.sources import TensorSource
 
 __all__ = ["EXTRA_TENSORS_FILE", "merge_model_checkpoints"]
 
 EXTRA_TENSORS_FILE = "merge_tensors.safetensors"
+
+
+def _check_needs(method: ModelMerge, data: Mapping[str, Any] | None) -> None:
+    missing = sorted(set(method.needs) - set(data or {}))
+    if missing:
+        raise PolytaskError(
+            f"{type(method).__name__} needs {', '.join(missing)}: run it from Python "
+            "(polytask.merging.model) or from a merge config with `run:` (a single-task run), "
+            "not from checkpoint files alone"
+        )
+
+
+def _run_method(
+    method: ModelMerge,
+    keys: list[str],
+    base: TensorSource,
+    models: Sequence[TensorSource],
+    data: Mapping[str, Any] | None,
+) -> MergeOutcome:
+    """Read the selected tensors of every checkpoint (checked) and merge them in memory."""
+    base_state = {k: read_checked(base, k) for k in keys}
+    states = [{k: read_checked(r, k) for k in keys} for r in models]
+    return method.merge(base_state, states, **dict(data or {}))
+
+
+def _fill(
+    plan: MergePlan, outcome: MergeOutcome, base: TensorSource
+) -> Callable[[Callable[[str, torch.Tensor], None]], None]:
+    """Write every planned tensor: merged ones from ``outcome``, the others from the base."""
+
+    def fill(write: Callable[[str, torch.Tensor], None]) -> None:
+        for item in plan.items:
+            merged = item.action == "merge"
+            tensor = outcome.state[item.key] if merged else base.get(item.key)
+            write(item.key, tensor.to(item.dtype))
+
+    return fill
 
 
 def merge_model_checkpoints(
@@ -60,69 +102,28 @@ def merge_model_checkpoints(
     ``model=``, ``data=`` and ``select=`` for Fisher, RegMean and AdaMerging); it is passed to
     ``method.merge`` as keyword arguments.
     """
-    name = type(method).__name__
-    missing = sorted(set(method.needs) - set(data or {}))
-    if missing:
-        raise PolytaskError(
-            f"{name} needs {', '.join(missing)}: run it from Python (polytask.merging.model) "
-            "or from a merge config with `run:` (a single-task run), not from checkpoint files alone"
-        )
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise PolytaskError(
-            f"output folder {out} already exists (pass --overwrite / overwrite=True)"
-        )
-    base_reader = open_checkpoint(base, trust_pickle=trust_pickle)
-    readers = [open_checkpoint(m, trust_pickle=trust_pickle) for m in models]
-    try:
-        select = _filter(include, exclude, syntax)
+    _check_needs(method, data)
+    out = check_target(out, overwrite)
+    with opened(base, models, trust_pickle) as (base_reader, readers):
+        select = key_filter(include, exclude, syntax)
         plan = plan_merge(None, base_reader, readers, select=select, excluded=excluded, dtype=dtype)
         keys = [item.key for item in plan.items if item.action == "merge"]
         if not keys:
-            raise PolytaskError(f"{name}: the filters select no floating tensor to merge")
-        base_state = {k: read_checked(base_reader, k) for k in keys}
-        states = [{k: read_checked(r, k) for k in keys} for r in readers]
-        outcome = method.merge(base_state, states, **dict(data or {}))
-        del states
-        info: dict[str, Any] = {
-            **describe(method),
-            **dict(record or {}),
-            "base": str(base),
-            "models": [str(m) for m in models],
-            "include": list(select.include),
-            "exclude": list(select.exclude),
-            "filter_syntax": select.syntax,
-            "excluded": excluded,
-            "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
-            "outcome": outcome.metadata,
-            "polytask_version": __version__,
-        }
-        metadata = {"format": "pt", "polytask.merge": json.dumps(info, sort_keys=True)}
-        with output_folder(out, overwrite=overwrite) as tmp:
-            writer = ShardedWriter(
-                tmp, plan.entries, max_shard_bytes=max_shard_bytes, metadata=metadata
+            raise PolytaskError(
+                f"{type(method).__name__}: the filters select no floating tensor to merge"
             )
-            try:
-                for item in plan.items:
-                    merged = item.action == "merge"
-                    tensor = outcome.state[item.key] if merged else base_reader.get(item.key)
-                    writer.write(item.key, tensor.to(item.dtype))
-                writer.close()
-            finally:
-                writer.abort()
+        outcome = _run_method(method, keys, base_reader, readers, data)
+        info = merge_record(
+            method, record, base, models, select, excluded, dtype, outcome=outcome.metadata
+        )
+        with output_folder(out, overwrite=overwrite) as tmp:
+            fill = _fill(plan, outcome, base_reader)
+            info["files"] = write_planned(tmp, plan, info, max_shard_bytes, fill)
             info["merged_tensors"] = len(keys)
             info["copied_tensors"] = sum(1 for i in plan.items if i.action == "copy")
-            info["files"] = writer.files
             if outcome.tensors:
                 tensors = {k: v.contiguous() for k, v in outcome.tensors.items()}
                 save_file(tensors, tmp / EXTRA_TENSORS_FILE, metadata={"format": "pt"})
                 info["extra_tensors"] = EXTRA_TENSORS_FILE
-            (tmp / "merge.json").write_text(
-                json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
-            if Path(base).is_dir():
-                _copy_base_files(Path(base), tmp)
-    finally:
-        for reader in (base_reader, *readers):
-            reader.close()
+            finish_folder(tmp, info, base)
     return out

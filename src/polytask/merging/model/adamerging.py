@@ -171,34 +171,11 @@ class AdaMerging:
         optimizer = torch.optim.Adam([raw], lr=self.lr)
         streams = [_cycle(d, t) for t, d in enumerate(tasks)]
         first = [next(s) for s in streams]
-        pick = select or (lambda out, task: out)
-
-        entropy = ENTROPIES[self.likelihood]
-        buffers = {name for name, _ in net.named_buffers()}
-
-        def objective(batch_list: Sequence[Any]) -> Tensor:
-            lam = self.coefficients(raw)
-            params = merged_state(base, vectors, lam)
-            for name in buffers & params.keys():  # e.g. batch-norm statistics: merged, constant
-                params[name] = params[name].detach()
-            loss = torch.zeros((), dtype=torch.float64, device=raw.device)
-            for t, batch in enumerate(batch_list):
-                inputs, _ = split_batch(batch, _NAME, t)
-                out = torch.func.functional_call(net, params, (inputs,))
-                loss = loss + entropy(pick(out, t)).mean()
-            return loss
-
+        objective = _Entropy(self, net, base, vectors, raw, select or (lambda out, task: out))
         with eval_mode(net):
             with torch.no_grad():
                 before = float(objective(first))
-            history = []
-            for step in range(self.steps):
-                batch_list = first if step == 0 else [next(s) for s in streams]
-                optimizer.zero_grad()
-                loss = objective(batch_list)
-                loss.backward()
-                optimizer.step()
-                history.append(float(loss.detach()))
+            history = _descend(objective, optimizer, first, streams, self.steps)
             with torch.no_grad():
                 after = float(objective(first))
                 lam = self.coefficients(raw).detach()
@@ -207,11 +184,17 @@ class AdaMerging:
             k: merged[k].to(base[k].dtype) if base[k].is_floating_point() else base[k].clone()
             for k in base
         }
+        trace = {"entropy_before": before, "entropy_after": after, "entropy_trace": history}
+        return MergeOutcome(state=state, metadata=self._metadata(lam, vectors[0], trace))
+
+    def _metadata(
+        self, lam: Tensor, names: Iterable[str], trace: Mapping[str, Any]
+    ) -> dict[str, Any]:
         if self.granularity == "task":
             coefs: Any = lam.tolist()
         else:
-            coefs = {name: lam[:, i].tolist() for i, name in enumerate(vectors[0])}
-        metadata: dict[str, Any] = {
+            coefs = {name: lam[:, i].tolist() for i, name in enumerate(names)}
+        return {
             "method": "adamerging",
             "reference": "Yang et al. 2024, AdaMerging: Adaptive Model Merging for Multi-Task Learning",
             "formula": "theta_0 + sum_t lambda_t(^l) tau_t(^l)",
@@ -227,9 +210,57 @@ class AdaMerging:
             "steps": self.steps,
             "clamp": list(self.clamp) if self.clamp is not None else None,
             "coefficients": coefs,
-            "entropy_before": before,
-            "entropy_after": after,
-            "entropy_trace": history,
+            **trace,
             "non_floating_tensors": "copied from base",
         }
-        return MergeOutcome(state=state, metadata=metadata)
+
+
+class _Entropy:
+    """The objective L(λ): the summed mean prediction entropy of the merged model, one batch
+    per task, λ read (clamped) from ``raw`` on every call."""
+
+    def __init__(
+        self,
+        method: AdaMerging,
+        net: nn.Module,
+        base: Mapping[str, Tensor],
+        vectors: Sequence[Mapping[str, Tensor]],
+        raw: Tensor,
+        pick: Select,
+    ) -> None:
+        self.method, self.net, self.base, self.vectors = method, net, base, vectors
+        self.raw, self.pick = raw, pick
+        self.entropy = ENTROPIES[method.likelihood]
+        self.buffers = {name for name, _ in net.named_buffers()}
+
+    def __call__(self, batch_list: Sequence[Any]) -> Tensor:
+        lam = self.method.coefficients(self.raw)
+        params = merged_state(self.base, self.vectors, lam)
+        for name in self.buffers & params.keys():  # e.g. batch-norm statistics: merged, constant
+            params[name] = params[name].detach()
+        loss = torch.zeros((), dtype=torch.float64, device=self.raw.device)
+        for t, batch in enumerate(batch_list):
+            inputs, _ = split_batch(batch, _NAME, t)
+            out = torch.func.functional_call(self.net, params, (inputs,))
+            loss = loss + self.entropy(self.pick(out, t)).mean()
+        return loss
+
+
+def _descend(
+    objective: _Entropy,
+    optimizer: torch.optim.Optimizer,
+    first: list[Any],
+    streams: Sequence[Iterator[Any]],
+    steps: int,
+) -> list[float]:
+    """``steps`` Adam steps on λ (the first on ``first``, then the next batch of every task);
+    the loss of each step."""
+    history = []
+    for step in range(steps):
+        batch_list = first if step == 0 else [next(s) for s in streams]
+        optimizer.zero_grad()
+        loss = objective(batch_list)
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss.detach()))
+    return history

@@ -220,21 +220,7 @@ class FisherMerge:
             self._check_fishers(fishers, base, len(finetuned))
             modes, source = None, "given"
         fisher_keys = [k for k in floating_keys(base) if k in fishers[0]]
-        state: dict[str, Tensor] = {}
-        for name, ref in base.items():
-            if not ref.is_floating_point():
-                state[name] = ref.clone()
-                continue
-            dtype = work_dtype(ref.dtype)
-            w = torch.tensor(weights, dtype=dtype, device=ref.device).reshape(
-                -1, *([1] * ref.dim())
-            )
-            if name in fishers[0]:
-                w = w * (torch.stack([f[name].to(dtype) for f in fishers]) + self.epsilon)
-            coef = w / w.sum(0)
-            anchor = finetuned[0][name].to(dtype)
-            deltas = torch.stack([ft[name].to(dtype) - anchor for ft in finetuned])
-            state[name] = (anchor + (coef * deltas).sum(0)).to(ref.dtype)
+        state = _fisher_weighted(base, finetuned, fishers, weights, self.epsilon)
         metadata: dict[str, Any] = {
             "method": "fisher",
             "reference": "Matena & Raffel 2022, Merging Models with Fisher-Weighted Averaging",
@@ -289,3 +275,28 @@ class FisherMerge:
                     raise PolytaskError(
                         f"{_NAME}: Fisher {t} tensor '{name}' is negative, NaN or Inf"
                     )
+
+
+def _fisher_weighted(
+    base: Mapping[str, Tensor],
+    finetuned: Sequence[Mapping[str, Tensor]],
+    fishers: Sequence[Mapping[str, Tensor]],
+    weights: Sequence[float],
+    epsilon: float,
+) -> dict[str, Tensor]:
+    """Σ_t w_t (F_t + ε) θ_t / Σ_t w_t (F_t + ε) per floating tensor (the weighted mean where no
+    Fisher is given), computed as θ_1 + Σ_t c_t (θ_t − θ_1); other tensors copied from the base."""
+    state: dict[str, Tensor] = {}
+    for name, ref in base.items():
+        if not ref.is_floating_point():
+            state[name] = ref.clone()
+            continue
+        dtype = work_dtype(ref.dtype)
+        w = torch.tensor(weights, dtype=dtype, device=ref.device).reshape(-1, *([1] * ref.dim()))
+        if name in fishers[0]:
+            w = w * (torch.stack([f[name].to(dtype) for f in fishers]) + epsilon)
+        coef = w / w.sum(0)
+        anchor = finetuned[0][name].to(dtype)
+        deltas = torch.stack([ft[name].to(dtype) - anchor for ft in finetuned])
+        state[name] = (anchor + (coef * deltas).sum(0)).to(ref.dtype)
+    return state
