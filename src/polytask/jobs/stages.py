@@ -227,6 +227,8 @@ def _single_task_stage(
         start = time.perf_counter()
         metrics, extra = train_single(config, prepared, folder, resume, progress, chash)
         extra["stage"] = stage.name
+        if stage.config.balancing is not None:
+            extra["balancing_dropped"] = "single-task runs train one task: no balancing"
         report = finish_report(config, prepared, metrics, extra, baseline, start, chash)
         if writes:
             write_report(folder.report_file, report)
