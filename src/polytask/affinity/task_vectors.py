@@ -88,19 +88,9 @@ def task_vector_similarity(
         raise PolytaskError(
             f"task_vector_similarity: no tensor of {base_label} matches include={list(include)} exclude={list(exclude)}"
         )
-    wanted = set(base_keys)
     for reader, label in zip(readers, labels):
         keys = {k for k in reader.keys() if _selected(k, include, exclude)}  # noqa: SIM118
-        if keys != wanted:
-            extra, missing = sorted(keys - wanted), sorted(wanted - keys)
-            detail = (
-                f"tensor {missing[0]!r} is in {base_label} but not in {label}"
-                if missing
-                else f"tensor {extra[0]!r} is in {label} but not in {base_label}"
-            )
-            raise PolytaskError(
-                f"task_vector_similarity: checkpoints come from different bases: {detail}"
-            )
+        _check_same_keys(set(base_keys), keys, base_label, label)
     m = len(names)
     gram = torch.zeros(m, m, dtype=torch.float64)
     used: list[str] = []
@@ -109,21 +99,12 @@ def task_vector_similarity(
         b = base.get(key)
         if not b.is_floating_point():
             continue
-        tensors = []
-        for reader, label in zip(readers, labels):
-            t = reader.get(key)
-            if t.shape != b.shape:
-                raise PolytaskError(
-                    f"task_vector_similarity: tensor {key!r} has shape {tuple(t.shape)} in {label} "
-                    f"but {tuple(b.shape)} in {base_label}: checkpoints come from different bases"
-                )
-            tensors.append(t.reshape(-1))
+        tensors = [
+            _same_shape(reader.get(key), b, key, label, base_label)
+            for reader, label in zip(readers, labels)
+        ]
         flat = b.reshape(-1)
-        for start in range(0, flat.numel(), chunk):
-            stop = start + chunk
-            base_chunk = flat[start:stop].to(torch.float64)
-            tau = torch.stack([t[start:stop].to(torch.float64) - base_chunk for t in tensors])
-            gram += tau @ tau.T
+        _add_products(gram, flat, tensors, chunk)
         used.append(key)
         n_params += flat.numel()
         del tensors, flat, b
@@ -136,6 +117,38 @@ def task_vector_similarity(
     cosine = (gram / torch.outer(norms, norms)).clamp(-1.0, 1.0)
     cosine.fill_diagonal_(1.0)
     return TaskVectorSimilarity(names, cosine, gram, norms, tuple(used), n_params)
+
+
+def _check_same_keys(wanted: set[str], keys: set[str], base_label: str, label: str) -> None:
+    if keys != wanted:
+        extra, missing = sorted(keys - wanted), sorted(wanted - keys)
+        detail = (
+            f"tensor {missing[0]!r} is in {base_label} but not in {label}"
+            if missing
+            else f"tensor {extra[0]!r} is in {label} but not in {base_label}"
+        )
+        raise PolytaskError(
+            f"task_vector_similarity: checkpoints come from different bases: {detail}"
+        )
+
+
+def _same_shape(t: Tensor, b: Tensor, key: str, label: str, base_label: str) -> Tensor:
+    """``t`` flattened, refused when its shape differs from the base tensor ``b``."""
+    if t.shape != b.shape:
+        raise PolytaskError(
+            f"task_vector_similarity: tensor {key!r} has shape {tuple(t.shape)} in {label} "
+            f"but {tuple(b.shape)} in {base_label}: checkpoints come from different bases"
+        )
+    return t.reshape(-1)
+
+
+def _add_products(gram: Tensor, flat: Tensor, tensors: Sequence[Tensor], chunk: int) -> None:
+    """``gram += tau tau^T`` for the task vectors ``tensors - flat``, in float64 chunks."""
+    for start in range(0, flat.numel(), chunk):
+        stop = start + chunk
+        base_chunk = flat[start:stop].to(torch.float64)
+        tau = torch.stack([t[start:stop].to(torch.float64) - base_chunk for t in tensors])
+        gram += tau @ tau.T
 
 
 def task_vector_similarity_from_paths(

@@ -22,6 +22,33 @@ from polytask.affinity.grouping.beam import beam_grouping
 from polytask.affinity.grouping.score import GroupingResult, Partition, check_groups
 
 
+class _Best:
+    """The ``top`` best distinct partitions seen so far (on equal scores the earlier stays)."""
+
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self.heap: list[tuple[float, int, Partition]] = []
+        self.in_heap: set[Partition] = set()
+        self.seq = itertools.count()
+
+    def offer(self, score: float, partition: Partition) -> None:
+        if partition in self.in_heap:
+            return
+        item = (score, -next(self.seq), partition)
+        self.in_heap.add(partition)
+        if len(self.heap) < self.top:
+            heapq.heappush(self.heap, item)
+        else:
+            self.in_heap.discard(heapq.heappushpop(self.heap, item)[2])
+
+    def threshold(self) -> float:
+        """The score a new partition must beat to enter."""
+        return self.heap[0][0] if len(self.heap) >= self.top else -np.inf
+
+    def ranked(self) -> list[tuple[float, Partition]]:
+        return [(s, p) for s, _, p in sorted(self.heap, key=lambda t: (-t[0], -t[1]))]
+
+
 def exact_grouping(
     affinity: Tensor,
     n_groups: int,
@@ -35,29 +62,14 @@ def exact_grouping(
     check_groups(m, n_groups, "exact_grouping")
     a = a_t.numpy()
     tables = Tables.build(a)
-    top = max(1, int(top))
-    heap: list[tuple[float, int, Partition]] = []
-    in_heap: set[Partition] = set()
+    best = _Best(max(1, int(top)))
     counter = [0]
-    seq = itertools.count()
-
-    def offer(score: float, partition: Partition) -> None:
-        if partition in in_heap:
-            return
-        item = (score, -next(seq), partition)  # on equal scores the earlier one stays
-        in_heap.add(partition)
-        if len(heap) < top:
-            heapq.heappush(heap, item)
-        else:
-            in_heap.discard(heapq.heappushpop(heap, item)[2])
-
     # a good first threshold makes the bound cut from the start
-    for score, partition in beam_grouping(affinity, n_groups, names, width=8, top=top).candidates:
-        offer(score, partition)
+    for score, partition in beam_grouping(
+        affinity, n_groups, names, width=8, top=best.top
+    ).candidates:
+        best.offer(score, partition)
     state = State()
-
-    def threshold() -> float:
-        return heap[0][0] if len(heap) >= top else -np.inf
 
     def visit() -> None:
         k = state.k
@@ -65,10 +77,10 @@ def exact_grouping(
             if len(state.groups) == n_groups:
                 counter[0] += 1
                 score = state.score()
-                if score > threshold():
-                    offer(score, state.partition())
+                if score > best.threshold():
+                    best.offer(score, state.partition())
             return
-        if state.bound(tables) <= threshold() + 1e-12:
+        if state.bound(tables) <= best.threshold() + 1e-12:
             return
         remaining_after = m - k - 1
         n_open = len(state.groups)
@@ -81,8 +93,7 @@ def exact_grouping(
             state.unplace(a, k, g)
 
     visit()
-    ranked = sorted(heap, key=lambda t: (-t[0], -t[1]))
-    cands = [(s, p) for s, _, p in ranked]
+    cands = best.ranked()
     return GroupingResult(
         task_names=names,
         n_groups=n_groups,
