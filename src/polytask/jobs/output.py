@@ -69,22 +69,25 @@ def _marker(command: str) -> str:
     return json.dumps({**info, "polytask_version": __version__}) + "\n"
 
 
-def _writer_alive(folder: Path) -> int | None:
-    """The pid of a live command on this host that owns ``folder``, or None."""
+def _live_writer(folder: Path) -> str | None:
+    """Who may still be writing ``folder``: a live pid on this host, or any pid on another host
+    (which cannot be checked from here); None when its writer is gone."""
     try:
         info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
         pid, host = int(info["pid"]), str(info["host"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if host != socket.gethostname() or pid == os.getpid():
+    if host != socket.gethostname():
+        return f"pid {pid} on host {host}; if it has stopped, remove {folder}"
+    if pid == os.getpid():
         return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
-        return pid
-    return pid
+        return f"pid {pid}"
+    return f"pid {pid}"
 
 
 def check_target(out: Path, *, resume: bool, overwrite: bool, can_resume: bool = True) -> str:
@@ -155,9 +158,9 @@ def _claim(out: Path, work: Path, command: str, resume: bool) -> None:
     if partial.exists():
         if not is_polytask_folder(partial) or partial.is_symlink():
             raise PolytaskError(f"{partial} is {_what(partial)}; remove it or choose another --out")
-        pid = _writer_alive(partial)
-        if pid is not None:
-            raise PolytaskError(f"another polytask command (pid {pid}) is writing {out}")
+        writer = _live_writer(partial)
+        if writer is not None:
+            raise PolytaskError(f"another polytask command ({writer}) is writing {out}")
         if not (resume and work == partial):
             shutil.rmtree(partial)  # left by a command that was killed
     for stale in (*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{partial.name}.*")):
