@@ -18,7 +18,7 @@ file looks like::
 Instead of ``base_model`` and ``models``, ``run:`` names a single-task run (``polytask train
 --single-task``): its base and per-task trunks are merged, and the data-based methods
 (:data:`DATA_METHODS`: Fisher, RegMean, AdaMerging) take the run's trunk, each task's own head and
-``data: {split, batches, batch_size}`` rows of each task (see :mod:`polytask.config.merge_data`).
+``data: {split, batches, batch_size}`` rows of each task (see :mod:`polytask.jobs.merge_data`).
 
 Relative paths are resolved against the config file's folder. Per-model ``weight`` and
 ``density`` become the method's per-model ``weights`` / ``density`` tuples. To add a per-tensor

@@ -91,7 +91,7 @@ class ColumnOverride(StrictModel):
 
 
 class LabelColumns(StrictModel):
-    """Many label columns of a table as tasks of one kind (see polytask.config.label_columns).
+    """Many label columns of a table as tasks of one kind (see polytask.build.label_columns).
 
     ``select``: ``all`` (every column) or shell globs (``assay_*``; case-sensitive); ``exclude``:
     globs left out. The input and feature columns are never tasks. Task order = file order.
@@ -131,7 +131,7 @@ class TableData(StrictModel):
     featurizer: Featurizer = EcfpFeaturizer()
     split: SplitConfig = SplitConfig()
     modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
-    label_columns: LabelColumns | None = None  # tasks = columns: polytask.config.label_columns
+    label_columns: LabelColumns | None = None  # tasks = columns: polytask.build.label_columns
 
 
 class TaskTable(StrictModel):
@@ -325,7 +325,7 @@ class TrainConfig(StrictModel):
     balancing: BalancingConfig | None = None
     evaluation: EvaluationConfig = EvaluationConfig()
     stages: list[StageConfig] | None = None  # derived per stage by polytask.config.stages
-    auxiliary: list[AuxTaskConfig] | None = None  # self-supervised tasks, see polytask.config.ssl
+    auxiliary: list[AuxTaskConfig] | None = None  # self-supervised tasks, see polytask.build.ssl
     multimodal: MultiModalConfig | None = None  # fusion, masking, ensemble: polytask.config.modal
 
     @model_validator(mode="after")
