@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from polytask._core import PolytaskError
-from polytask.models.mlp import _ACTIVATIONS, check_mlp_options
+from polytask.models.mlp import ACTIVATIONS, check_mlp_options
 from polytask.models.towers import uniform_parameter
 
 
@@ -66,7 +66,7 @@ class ResidualAdapters(nn.Module):
         self.down_bias = uniform_parameter((num_tasks, bottleneck), dim)
         self.up_weight = nn.Parameter(torch.zeros(num_tasks, dim, bottleneck))
         self.up_bias = nn.Parameter(torch.zeros(num_tasks, dim))
-        self.act = _ACTIVATIONS[activation]()
+        self.act = ACTIVATIONS[activation]()
 
     def forward(self, h: Tensor) -> Tensor:
         down = torch.baddbmm(self.down_bias.unsqueeze(1), h, self.down_weight.transpose(1, 2))
@@ -120,7 +120,7 @@ class AdapterTrunk(nn.Module):
         self.adapters = nn.ModuleList(
             ResidualAdapters(num_tasks, w, bottleneck, activation) for w in hidden
         )
-        self.act = _ACTIVATIONS[activation]()
+        self.act = ACTIVATIONS[activation]()
         self.dropout = dropout
         self.num_tasks, self.bottleneck, self.out_dim = num_tasks, bottleneck, hidden[-1]
 

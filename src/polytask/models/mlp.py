@@ -8,7 +8,8 @@ from torch import nn
 
 from polytask._core import PolytaskError
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
+#: activation name → module class (the ``activation`` option of the MLP trunks and adapters)
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
@@ -35,7 +36,7 @@ def mlp_trunk(
         layers.append(nn.Linear(width, h))
         if batch_norm:
             layers.append(nn.BatchNorm1d(h))
-        layers.append(_ACTIVATIONS[activation]())
+        layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
@@ -52,9 +53,9 @@ def check_mlp_options(
         raise PolytaskError(
             f"{who}: in_dim and every hidden width must be >= 1, got {in_dim}, {list(hidden)}"
         )
-    if activation not in _ACTIVATIONS:
+    if activation not in ACTIVATIONS:
         raise PolytaskError(
-            f"{who}: unknown activation {activation!r}; valid: {', '.join(_ACTIVATIONS)}"
+            f"{who}: unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}"
         )
     if not 0.0 <= dropout < 1.0:
         raise PolytaskError(f"{who}: dropout must be in [0, 1), got {dropout}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polytask._core import PolytaskError, atomic_path, require
-from polytask.tasks.data.featurize import _parse, cache_dir
+from polytask.tasks.data.featurize import cache_dir, parse_smiles
 
 
 def descriptor_names() -> tuple[str, ...]:
@@ -88,7 +88,7 @@ def descriptors(
     fns = [table[n] for n in chosen]
     out = np.zeros((len(smiles), len(chosen)), dtype=np.float64)
     for i, s in enumerate(smiles):
-        mol = _parse(chem, s)
+        mol = parse_smiles(chem, s)
         if mol is None:
             raise PolytaskError(f"{where}: row {i}: RDKit cannot parse SMILES {s!r}")
         out[i] = _compute(mol, fns)

@@ -21,7 +21,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("POLYTASK_CACHE", Path.home() / ".cache" / "polytask"))
 
 
-def _parse(chem: object, smiles: str) -> object:
+def parse_smiles(chem: object, smiles: str) -> object:
     """Parse with full sanitisation; fall back to a partial one for valence quirks.
 
     A few MoleculeNet SMILES (e.g. hypervalent aluminium in Tox21) fail RDKit's strict valence
@@ -67,7 +67,7 @@ def ecfp(
     gen = gen_mod.GetMorganGenerator(radius=radius, fpSize=n_bits)
     out = np.zeros((len(smiles), n_bits), dtype=np.uint8)
     for i, s in enumerate(smiles):
-        mol = _parse(chem, s)
+        mol = parse_smiles(chem, s)
         if mol is None:
             raise PolytaskError(f"{where}: row {i}: RDKit cannot parse SMILES {s!r}")
         out[i] = gen.GetFingerprintAsNumPy(mol)

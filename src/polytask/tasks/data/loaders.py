@@ -67,9 +67,11 @@ def _epoch_order(n: int, seed: int, salt: int, epoch: int, shuffle: bool) -> Ten
     return torch.randperm(n, generator=g)
 
 
-def _batch_indices(
+def batch_indices(
     n: int, batch_size: int, drop_last: bool, seed: int, salt: int, j: int, shuffle: bool
 ) -> Tensor:
+    """Row indices of batch ``j`` over ``n`` rows: a pure function of ``(seed, salt, j)``
+    (epoch ``j // batches per epoch`` in the order that epoch's seed draws)."""
     per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
     per_epoch = max(per_epoch, 1)
     epoch, pos = divmod(j, per_epoch)
@@ -101,7 +103,7 @@ class JointLoader:
         self.targets = ColumnTargets.from_mapping(data.targets, n)
 
     def batch(self, step: int) -> list[Group]:
-        idx = _batch_indices(
+        idx = batch_indices(
             len(self.data), self.batch_size, self.drop_last, self.seed, 0, step, self.shuffle
         )
         return [Group(index_inputs(self.data.inputs, idx), self.targets.select(idx))]
@@ -143,7 +145,7 @@ class PerTaskLoader:
         for k in self.sampler.tasks_for_step(step):
             name = self.names[k]
             data = self.datasets[name]
-            idx = _batch_indices(
+            idx = batch_indices(
                 len(data), self.batch_size, self.drop_last, self.seed, k + 1, self.draws[k], True
             )
             self.draws[k] += 1

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from polytask._core import PolytaskError
-from polytask.tasks.data.loaders import Group, _batch_indices
+from polytask.tasks.data.loaders import Group, batch_indices
 from polytask.tasks.data.tensors import Inputs, TensorData
 from polytask.tasks.ssl.protocol import Pretext
 
@@ -66,7 +66,7 @@ class PretextLoader:
                 raise PolytaskError(f"PretextLoader: the base batch of step {step} is empty")
             return groups[0].inputs
         n = len(self.unlabeled)
-        idx = _batch_indices(n, self.batch_size, False, self.seed, _UNLABELED_SALT, step, True)
+        idx = batch_indices(n, self.batch_size, False, self.seed, _UNLABELED_SALT, step, True)
         return self.unlabeled.select(idx).inputs
 
     def batch(self, step: int) -> list[Group]:
