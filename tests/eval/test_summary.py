@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 import random
 import statistics
@@ -30,10 +29,6 @@ from polytask.eval.summary import (
 # s² = (4/90000 + 2/90000) / 2 = 1/30000, s = 0.0057735, SE = s / √3 = 1/300.
 VALUES = {0: 0.83, 1: 0.84, 2: 0.86}
 REFERENCE = {0: 0.80, 1: 0.82, 2: 0.84}
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(summary).failed == 0
 
 
 def test_public_names_are_exported() -> None:

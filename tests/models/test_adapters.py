@@ -3,16 +3,12 @@ loop reference, gradient ownership, shared parameters, exact balancing, heads st
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-import polytask.models.adapter_heads as heads_module
-import polytask.models.adapters as adapters_module
 from polytask._core import PolytaskError
 from polytask.balancing import Balancer, Statistics, UPGrad
 from polytask.models import (
@@ -57,11 +53,6 @@ def _losses(model: MultiTaskModel, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(
         [F.mse_loss(out["a"], ya), F.mse_loss(out["b"], yb), F.cross_entropy(out["c"], yc)]
     )
-
-
-def test_docstring_examples():
-    assert doctest.testmod(adapters_module).failed == 0
-    assert doctest.testmod(heads_module).failed == 0
 
 
 def test_hand_computed_two_layers_two_tasks():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
@@ -11,7 +10,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-import polytask.models.moe as moe_module
 from polytask._core import PolytaskError
 from polytask.balancing import Balancer, Statistics, UPGrad
 from polytask.models import (
@@ -205,11 +203,6 @@ def test_builders_and_bad_input():
         heads(torch.randn(2, 11))
     with pytest.raises(PolytaskError, match="unknown task 'zz'"):
         heads(z, ["zz"])
-
-
-def test_docstring_example():
-    result = doctest.testmod(moe_module)
-    assert result.attempted >= 5 and result.failed == 0
 
 
 @pytest.mark.parametrize("hidden", [None, 3])

@@ -106,14 +106,3 @@ def test_conv_trunk_shapes_and_errors() -> None:
         conv_trunk(dropout=1.0)
     with pytest.raises(PolytaskError, match=">= 1"):
         conv_trunk(channels=())
-
-
-@pytest.mark.parametrize(
-    "module", ["polytask.tasks.data.images", "polytask.models.conv", "polytask.tasks.ssl.sla"]
-)
-def test_docstring_examples(module: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted > 0 and result.failed == 0
