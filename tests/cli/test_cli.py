@@ -26,7 +26,7 @@ def test_help_lists_commands(capsys):
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_runs_on_a_small_budget(example, tmp_path):
+def test_every_example_runs_on_a_small_budget(example, tmp_path, capsys):
     data = yaml.safe_load(example.read_text())
     if data.get("data", {}).get("source") == "per_task" and not SHARED_DATA.exists():
         pytest.skip("shared data not available")
@@ -41,8 +41,12 @@ def test_every_example_runs_on_a_small_budget(example, tmp_path):
     cfg = tmp_path / example.name
     cfg.write_text(yaml.safe_dump(data))
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'run' / 'report.json'}\n"
     assert (tmp_path / "run" / "report.json").is_file()
     assert main(["eval", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr()
+    assert printed.out == f"{tmp_path / 'run' / 'eval.json'}\n"  # where eval wrote
+    assert "(evaluation)" in printed.err and "mean" in printed.err
     assert (tmp_path / "run" / "eval.json").is_file()
 
 

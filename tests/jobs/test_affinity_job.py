@@ -57,7 +57,9 @@ def test_example_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "aff"
     assert _run(path, out) == 0
-    summary = capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert printed.out == f"{out}\n"  # stdout: the folder written; the summary on stderr
+    summary = printed.err
     report = json.loads((out / "affinity.json").read_text())
     names = report["metadata"]["tasks"]
     assert len(names) == 12 and report["metadata"]["steps"] == 6
@@ -224,6 +226,7 @@ def test_existing_output_needs_overwrite(
     assert [p.name for p in mine.iterdir()] == ["keep.txt"]
     out = tmp_path / "aff"
     assert _run(cfg, out) == 0
+    assert capsys.readouterr().out == f"{out}\n"  # the summary went to stderr
     assert _run(cfg, out) == 2
     assert "already exists and is not empty; use --overwrite to replace it" in _error_line(capsys)
     assert _run(cfg, out, "--overwrite") == 0

@@ -52,7 +52,9 @@ def _leftovers(root: Path) -> list[str]:
 
 def test_cli_merges_and_records(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["merge", str(_config(job)), "--out", str(job / "out"), "--no-progress"])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert printed.out == f"{job / 'out'}\n" and "merged 2 models with ties" in printed.err
     states = [
         {k: v for k, v in _state(s).items() if not k.startswith("classifier")} for s in (0, 1, 2)
     ]

@@ -1,7 +1,14 @@
 """The ``polytask`` command: a click group whose subcommands live in sibling modules.
 
-Bad input raises :class:`~polytask._core.PolytaskError`; :func:`main` prints its one line to
-stderr and exits with code 2, without a traceback.
+Every command follows one convention: stdout carries only the paths of what it wrote (a report,
+a merged folder, an affinity folder), one per line, so ``$(polytask ...)`` captures them; the
+summary for a reader, progress bars and errors go to stderr. Bad input (a
+:class:`~polytask._core.PolytaskError` or a wrong option) is one line ``error: ...`` on stderr
+and exit code 2, without a traceback; Ctrl-C is one line and exit code 130.
+
+Subcommand modules import only click and :mod:`polytask.config` at module level, and build help
+that comes from the schemas only when it is shown, so ``polytask --help`` and
+``polytask <command> --help`` import no torch.
 """
 
 from __future__ import annotations
@@ -12,39 +19,48 @@ import click
 
 from polytask import __version__
 from polytask._core import PolytaskError
+from polytask.cli.options import CONTEXT
+
+INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="polytask")
 def cli() -> None:
     """polytask: train one model on many tasks, or merge per-task models, and evaluate both."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
+    """Entry point: run the CLI; user errors become one line on stderr and exit code 2."""
     _register()
     try:
-        cli.main(args=argv, prog_name="polytask", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="polytask", standalone_mode=False)
     except PolytaskError as exc:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
+    except click.exceptions.Abort:  # Ctrl-C outside a command's own handling
+        click.echo("interrupted", err=True)
+        return INTERRUPTED
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {_one_line(exc)}", err=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    return 0
+    return code if isinstance(code, int) else 0  # an Exit (e.g. --help, Ctrl-C in train)
+
+
+def _one_line(exc: click.ClickException) -> str:
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see {ctx.command_path} -h)" if ctx is not None else message
 
 
 def _register() -> None:
     """Attach the subcommands (imported here so ``--help`` stays fast)."""
     # Each subcommand module adds itself below with one line.
-    from polytask.cli.train import eval_command, train_command
+    from polytask.cli.train import train_command
 
     cli.add_command(train_command)
+    from polytask.cli.evaluate import eval_command
+
     cli.add_command(eval_command)
     from polytask.cli.merge import merge_command
 

@@ -1,4 +1,9 @@
-"""``polytask merge CONFIG.yaml --out DIR``: stream-merge fine-tuned checkpoints into one model."""
+"""``polytask merge CONFIG --out DIR``: merge fine-tuned checkpoints, print the merged folder.
+
+``--help`` lists every method with its options, read from the registries of
+:mod:`polytask.config.merge` and the methods' source (:mod:`polytask.cli.help_text`): it imports
+neither torch nor a method.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +11,30 @@ from pathlib import Path
 
 import click
 
-from polytask.config.merge import (
-    DATA_METHODS,
-    DATA_SPLITS,
-    MERGE_METHODS,
-    MODEL_METHODS,
-    method_class,
-    method_options,
+from polytask.cli.help_text import merge_epilog
+from polytask.cli.options import (
+    Command,
+    config_argument,
+    out_option,
+    overwrite_option,
+    progress_option,
 )
 
 __all__ = ["merge_command"]
 
 
-def _methods_help() -> str:
-    lines = ["\b", "Methods and their options (option: type = default):"]
-    groups = (
-        ("Per tensor, streamed (memory: a few tensors):", MERGE_METHODS),
-        ("Whole model, no data (memory: every selected tensor of all models):", MODEL_METHODS),
-    )
-    for title, registry in groups:
-        lines.append(title)
-        for name in registry:
-            cls = method_class(name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
-            lines.append(f"  {name}: {doc}")
-            for option, kind, default in method_options(name):
-                lines.append(f"      {option}: {kind} = {default!r}")
-    lines.append(
-        "Need a model and task data: give `run:` (a single-task run) instead of base_model and"
-    )
-    lines.append("models, and optionally `data: {split, batches, batch_size}`:")
-    for name in DATA_METHODS:
-        cls = method_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
-        lines.append(f"  {name} ({cls.__name__}, data.split default {DATA_SPLITS[name]}): {doc}")
-        for option, kind, default in method_options(name):
-            lines.append(f"      {option}: {kind} = {default!r}")
-    return "\n".join(lines)
-
-
 @click.command(
     "merge",
-    epilog=_methods_help(),
+    cls=Command,
+    epilog_lines=merge_epilog,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created)."
-)
-@click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar over tensors.")
+@config_argument()
+@out_option("Folder for the merged model (sharded safetensors) and merge.json.")
+@overwrite_option
+@progress_option
 def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> None:
-    """Merge the fine-tuned checkpoints described in CONFIG (YAML) into the folder OUT.
+    """Merge the fine-tuned checkpoints that CONFIG (YAML) names into the folder OUT.
 
     Per-tensor methods stream tensors one at a time (memory stays at a few tensors); whole-model
     methods (tall_masks, consensus) load every selected tensor of all models; data-based ones
@@ -68,4 +45,5 @@ def merge_command(config: Path, out: Path, overwrite: bool, progress: bool) -> N
     from polytask.jobs.merge import run_merge
 
     result = run_merge(config, out, overwrite=overwrite, progress=progress)
-    click.echo(f"merged {result.models} models with {result.method} into {result.out}")
+    click.echo(f"merged {result.models} models with {result.method}", err=True)
+    click.echo(result.out)
