@@ -1,7 +1,10 @@
 """Evaluation: per-task metrics on each split, selection rules, Δm / Δp against baselines."""
 
+from polytask.eval.bootstrap import Intervals, bootstrap_intervals
 from polytask.eval.delta import delta_m, delta_p, relative_gains
-from polytask.eval.predict import evaluate, evaluate_split, predict
+from polytask.eval.floor import Floor, excluded_metrics, task_support
+from polytask.eval.predict import evaluate, evaluate_split, predict, predict_split, split_metrics
+from polytask.eval.predictions import Predictions
 from polytask.eval.report import (
     SCHEMA_VERSION,
     Report,
@@ -29,17 +32,22 @@ from polytask.eval.summary import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Floor",
+    "Intervals",
     "MethodSummary",
     "PairedDifference",
+    "Predictions",
     "Report",
     "SelectionRule",
     "TaskEntry",
     "Verdict",
+    "bootstrap_intervals",
     "build_report",
     "delta_m",
     "delta_p",
     "evaluate",
     "evaluate_split",
+    "excluded_metrics",
     "format_mean_std",
     "load_report",
     "markdown_row",
@@ -47,11 +55,14 @@ __all__ = [
     "mean_std",
     "paired_difference",
     "predict",
+    "predict_split",
     "relative_gains",
     "report_json",
     "runs_from_records",
     "seed_scatter",
+    "split_metrics",
     "summarise_runs",
     "summary_table",
+    "task_support",
     "write_report",
 ]

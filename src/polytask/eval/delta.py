@@ -19,21 +19,25 @@ that are NaN on either side (e.g. ROC-AUC on a split with one class) are left ou
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from polytask._core import PolytaskError
 from polytask.tasks import TaskSet
 
 Scores = Mapping[str, Mapping[str, float]]
+Excluded = Mapping[str, Collection[str]]  # {task: metric names} left out
 
 
 def relative_gains(
-    taskset: TaskSet, model: Scores, baseline: Scores
+    taskset: TaskSet, model: Scores, baseline: Scores, exclude: Excluded | None = None
 ) -> dict[str, dict[str, float]]:
     """Signed relative gain ``g_{t,i}`` (fraction; positive = better than the baseline).
 
-    Auxiliary tasks are skipped (they are not part of what the model is judged on).
+    Auxiliary tasks are skipped (they are not part of what the model is judged on), and so are
+    the metrics in ``exclude`` (``{task: metrics}``, e.g. those under a
+    :class:`~polytask.eval.floor.Floor`).
     """
+    exclude = exclude or {}
     out: dict[str, dict[str, float]] = {}
     for task in taskset.tasks:
         if task.auxiliary:
@@ -44,6 +48,8 @@ def relative_gains(
             )
         gains = {}
         for spec in task.metrics:
+            if spec.name in exclude.get(task.name, ()):
+                continue
             m = model[task.name].get(spec.name, math.nan)
             b = baseline[task.name].get(spec.name, math.nan)
             if math.isnan(m) or math.isnan(b) or b == 0:
@@ -54,15 +60,22 @@ def relative_gains(
     return out
 
 
-def delta_m(taskset: TaskSet, model: Scores, baseline: Scores) -> float:
-    """Δm in percent over all metrics; lower is better (negative = improvement)."""
-    gains = [g for per in relative_gains(taskset, model, baseline).values() for g in per.values()]
+def delta_m(
+    taskset: TaskSet, model: Scores, baseline: Scores, exclude: Excluded | None = None
+) -> float:
+    """Δm in percent over all metrics (but ``exclude``); lower is better (negative = improvement)."""
+    gains = [
+        g
+        for per in relative_gains(taskset, model, baseline, exclude).values()
+        for g in per.values()
+    ]
     return -100.0 * sum(gains) / len(gains) if gains else math.nan
 
 
-def delta_p(taskset: TaskSet, model: Scores, baseline: Scores) -> float:
-    """Δp in percent, averaged per task first; higher is better."""
-    per_task = [
-        sum(p.values()) / len(p) for p in relative_gains(taskset, model, baseline).values() if p
-    ]
+def delta_p(
+    taskset: TaskSet, model: Scores, baseline: Scores, exclude: Excluded | None = None
+) -> float:
+    """Δp in percent, averaged per task first (but ``exclude``); higher is better."""
+    gains = relative_gains(taskset, model, baseline, exclude)
+    per_task = [sum(p.values()) / len(p) for p in gains.values() if p]
     return 100.0 * sum(per_task) / len(per_task) if per_task else math.nan

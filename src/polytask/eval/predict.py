@@ -13,6 +13,8 @@ from polytask.tasks.column_metrics import COLUMN_METRICS, binary_column_metrics
 from polytask.tasks.data import TensorData
 from polytask.tasks.data.tensors import index_inputs, inputs_to
 
+from .predictions import Predictions
+
 
 @torch.no_grad()
 def predict(
@@ -79,6 +81,37 @@ def task_metrics(
     return out
 
 
+def predict_split(
+    model: nn.Module,
+    taskset: TaskSet,
+    data: SplitData,
+    batch_size: int = 1024,
+    split: str | None = None,
+) -> Predictions:
+    """Every task's outputs and targets on one split; ``data`` is shared by all tasks or given
+    per task (tasks given the same data object share one forward pass and one row group)."""
+    parts = [data] if isinstance(data, TensorData) else []
+    if not isinstance(data, TensorData):
+        seen: dict[int, TensorData] = {}
+        for t in taskset.tasks:
+            seen.setdefault(id(data[t.name]), data[t.name])
+        parts = list(seen.values())
+    preds: dict[str, Tensor] = {}
+    targets: dict[str, Tensor] = {}
+    groups: dict[str, int] = {}
+    for g, part in enumerate(parts):
+        names = [n for n in taskset.names if n in part.targets and n not in preds]
+        if not isinstance(data, TensorData):
+            names = [n for n in taskset.names if data[n] is part]
+        preds.update(predict(model, part, names, batch_size, split))
+        targets.update({n: part.targets[n] for n in names})
+        groups.update({n: g for n in names})
+    missing = [n for n in taskset.names if n not in preds]
+    if missing:
+        raise PolytaskError(f"no {split or 'evaluation'} data for task(s) {missing}")
+    return Predictions(preds, targets, groups)
+
+
 def evaluate_split(
     model: nn.Module,
     taskset: TaskSet,
@@ -91,20 +124,17 @@ def evaluate_split(
     Self-supervised tasks are evaluated on data their pretext generated from the split (see
     :func:`polytask.tasks.ssl.pretext_split`), passed per task next to the supervised data.
     """
-    if isinstance(data, TensorData):
-        preds = predict(model, data, taskset.names, batch_size, split)
-        return task_metrics(taskset, taskset.names, preds, data.targets)
-    # tasks given the same data object (e.g. every supervised task next to generated
-    # self-supervised data) share one forward pass
-    shared: dict[int, list[str]] = {}
-    for t in taskset.tasks:
-        shared.setdefault(id(data[t.name]), []).append(t.name)
-    out = {}
-    for names in shared.values():
-        part = data[names[0]]
-        preds = predict(model, part, names, batch_size, split)
-        out.update(task_metrics(taskset, names, preds, part.targets))
-    return {t.name: out[t.name] for t in taskset.tasks}
+    out = predict_split(model, taskset, data, batch_size, split)
+    return split_metrics(taskset, out)
+
+
+def split_metrics(taskset: TaskSet, out: Predictions) -> dict[str, dict[str, float]]:
+    """Per-task metrics of one split's predictions, in task-set order."""
+    metrics: dict[str, dict[str, float]] = {}
+    for g in sorted(set(out.groups.values())):
+        names = [n for n in taskset.names if out.groups[n] == g]
+        metrics.update(task_metrics(taskset, names, out.preds, out.targets))
+    return {t.name: metrics[t.name] for t in taskset.tasks}
 
 
 def evaluate(

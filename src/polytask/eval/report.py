@@ -20,7 +20,9 @@ from polytask import __version__
 from polytask._core import PolytaskError, write_text
 from polytask.tasks import TaskSet
 
+from .bootstrap import Intervals
 from .delta import Scores, delta_m, delta_p, relative_gains
+from .floor import Floor, excluded_metrics
 
 FORMULAS = {
     "gain": "g = s * (M - B) / |B|, s = +1 if higher is better else -1 (M: multi-task, B: single-task baseline)",
@@ -58,14 +60,25 @@ class TaskEntry(BaseModel):
 
 
 class Comparison(BaseModel):
-    """One split against the single-task baseline."""
+    """One split against the single-task baseline.
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    ``delta_m`` / ``delta_p`` are the headline numbers: the metrics in ``excluded`` (under the
+    :class:`~polytask.eval.floor.Floor`, with the reason) are left out of them and counted in
+    ``delta_m_all`` / ``delta_p_all``. ``gains`` holds every gain; ``intervals`` the paired
+    bootstrap intervals over the split's rows when both runs saved their predictions.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     delta_m: float | None
     delta_p: float | None
     gains: dict[str, dict[str, float | None]]
     baseline_means: dict[str, float]
+    delta_m_all: float | None = None
+    delta_p_all: float | None = None
+    excluded: dict[str, dict[str, str]] = {}
+    floor: dict[str, float] | None = None
+    intervals: dict[str, Any] | None = None
 
 
 class Report(BaseModel):
@@ -111,11 +124,17 @@ def build_report(
     mode: str,
     baseline: Mapping[str, Scores] | None = None,
     baseline_source: str | None = None,
+    support: Mapping[str, Mapping[str, int]] | None = None,
+    floor: Floor | None = None,
+    intervals: Mapping[str, Intervals] | None = None,
     **extra: Any,
 ) -> Report:
     """Assemble the report; ``metrics`` and ``baseline`` are ``{split: {task: {metric: v}}}``.
 
-    ``extra`` are the other :class:`Report` fields (validated: an unknown one is an error).
+    ``support`` (``{split: {task: rows}}``, :func:`~polytask.eval.floor.task_support`) and
+    ``floor`` decide which gains are too unstable for the headline Δm; ``intervals`` are the
+    bootstrap intervals per split. ``extra`` are the other :class:`Report` fields (validated: an
+    unknown one is an error).
     """
     tasks = [
         TaskEntry(
@@ -134,11 +153,13 @@ def build_report(
     }
     if baseline is not None:
         fields["comparison"] = {
-            split: Comparison(
-                delta_m=delta_m(taskset, per, baseline[split]),
-                delta_p=delta_p(taskset, per, baseline[split]),
-                gains=relative_gains(taskset, per, baseline[split]),
-                baseline_means=metric_means(taskset, baseline[split]),
+            split: compare(
+                taskset,
+                per,
+                baseline[split],
+                (support or {}).get(split, {}),
+                floor or Floor(),
+                (intervals or {}).get(split),
             )
             for split, per in metrics.items()
             if split in baseline
@@ -149,6 +170,33 @@ def build_report(
         }
         fields["formulas"] = FORMULAS
     return Report.model_validate(fields)
+
+
+def compare(
+    taskset: TaskSet, model: Scores, baseline: Scores, support: Mapping[str, int], floor: Floor,
+    intervals: Intervals | None = None,
+) -> Comparison:  # fmt: skip
+    """One split of the model against its baseline (see :class:`Comparison`)."""
+    excluded = excluded_metrics(taskset, baseline, support, floor)
+    ci = None
+    if intervals is not None:
+        ci = {
+            "method": "paired percentile bootstrap over the split's rows",
+            "level": intervals.level, "draws": intervals.draws,
+            "delta_m": list(intervals.delta_m), "delta_p": list(intervals.delta_p),
+            "gains": {t: {k: list(v) for k, v in per.items()} for t, per in intervals.gains.items()},
+        }  # fmt: skip
+    return Comparison(
+        delta_m=delta_m(taskset, model, baseline, excluded),
+        delta_p=delta_p(taskset, model, baseline, excluded),
+        gains=relative_gains(taskset, model, baseline),
+        baseline_means=metric_means(taskset, baseline),
+        delta_m_all=delta_m(taskset, model, baseline),
+        delta_p_all=delta_p(taskset, model, baseline),
+        excluded=excluded,
+        floor={"value": floor.value, "support": floor.support},
+        intervals=ci,
+    )
 
 
 def _clean(obj: Any) -> Any:

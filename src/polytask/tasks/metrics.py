@@ -20,11 +20,17 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A named metric with a direction: ``fn(pred, target) -> float`` on labelled entries."""
+    """A named metric with a direction: ``fn(pred, target) -> float`` on labelled entries.
+
+    ``crosses_zero``: the metric's range contains 0 inside it (R²), so a baseline near 0 makes
+    a relative gain meaningless (:class:`polytask.eval.floor.Floor`); error metrics (MAE) are
+    scale-dependent and positive, rates (ROC-AUC) are judged by their support instead.
+    """
 
     name: str
     higher_is_better: bool
     fn: Callable[[Tensor, Tensor, int], float]
+    crosses_zero: bool = False
 
 
 def _binary_guard(target: Tensor) -> bool:
@@ -110,7 +116,7 @@ METRICS: dict[str, dict[str, MetricSpec]] = {
         "mae": MetricSpec("mae", False, _mae),
         "rmse": MetricSpec("rmse", False, _rmse),
         "mse": MetricSpec("mse", False, _mse),
-        "r2": MetricSpec("r2", True, _r2),
+        "r2": MetricSpec("r2", True, _r2, crosses_zero=True),
     },
 }
 # Reconstruction is scored like regression on the scored (non-NaN, e.g. masked) entries.
