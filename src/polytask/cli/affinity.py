@@ -20,7 +20,12 @@ from polytask.cli.render import affinity_lines
 __all__ = ["affinity_command"]
 
 
-@click.command("affinity", cls=Command, epilog_lines=affinity_epilog)
+@click.command(
+    "affinity",
+    cls=Command,
+    epilog_lines=affinity_epilog,
+    short_help="Measure which tasks help each other; suggest groups.",
+)
 @config_argument()
 @out_option("Folder for affinity.json and the heatmaps.")
 @overwrite_option

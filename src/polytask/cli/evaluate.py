@@ -13,7 +13,7 @@ from polytask.cli.render import report_lines
 __all__ = ["eval_command"]
 
 
-@click.command("eval", cls=Command)
+@click.command("eval", cls=Command, short_help="Score a run's selected weights, or a merged trunk.")
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @baseline_option
 @out_option(

@@ -22,6 +22,8 @@ from polytask._core import PolytaskError
 from polytask.cli.options import CONTEXT
 
 INTERRUPTED = 130
+#: raised by click >= 8.2 for a group called without a command
+NO_ARGS: type[Exception] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 @click.group(context_settings=CONTEXT)
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:  # Ctrl-C outside a command's own handling
         click.echo("interrupted", err=True)
         return INTERRUPTED
+    except NO_ARGS:  # plain `polytask`: the help, as -h prints it
+        click.echo(cli.get_help(click.Context(cli, info_name="polytask", **cli.context_settings)))
+        return 0
     except click.ClickException as exc:
         click.echo(f"error: {_one_line(exc)}", err=True)
         return 2

@@ -26,6 +26,7 @@ __all__ = ["merge_command"]
 @click.command(
     "merge",
     cls=Command,
+    short_help="Merge fine-tuned checkpoints into one model.",
     epilog_lines=merge_epilog,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )

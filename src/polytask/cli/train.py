@@ -50,7 +50,12 @@ def stopped_line(config: Path, out: Path, before: tuple[Path, int] | None, resum
     )
 
 
-@click.command("train", cls=Command, epilog_lines=train_epilog)
+@click.command(
+    "train",
+    cls=Command,
+    epilog_lines=train_epilog,
+    short_help="Train one model on all tasks of a config.",
+)
 @config_argument()
 @out_option("Run folder: report.json, checkpoints/, logs/.")
 @click.option("--single-task", is_flag=True, help="One model per task, same recipe (baselines).")
