@@ -45,7 +45,7 @@ def test_adapters_kind_builds_the_trunk_and_heads():
     cfg = _config({**ADAPTERS, "batch_norm": True}, {"hidden": 4})
     assert isinstance(cfg.model.trunk, AdaptersTrunkConfig)
     ts = TaskSet([Task("a", "binary"), Task("c", "multiclass", num_classes=3)])
-    model = make_model(cfg, ts, in_dim=12)
+    model = make_model(cfg.model, cfg.data, cfg.multimodal, ts, in_dim=12)
     trunk, heads = model.trunk, model.heads
     assert isinstance(trunk, AdapterTrunk) and isinstance(heads, AdapterHeads)
     assert [tuple(la.weight.shape) for la in trunk.layers] == [(8, 12), (6, 8)]

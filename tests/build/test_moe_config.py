@@ -31,7 +31,7 @@ def test_moe_trunk_kind_builds_moe_trunk_and_heads():
     cfg = _config(MOE, {"hidden": 4})
     assert isinstance(cfg.model.trunk, MoETrunkConfig)
     ts = TaskSet([Task("a", "binary"), Task("c", "multiclass", num_classes=3)])
-    model = make_model(cfg, ts, in_dim=12)
+    model = make_model(cfg.model, cfg.data, cfg.multimodal, ts, in_dim=12)
     assert isinstance(model.trunk, MoETrunk) and isinstance(model.heads, MoEHeads)
     assert model.trunk.layout == MoELayout(bottom_dim=8, num_experts=3, expert_dim=5)
     assert model.heads.hidden == 4 and model.heads.names == ("a", "c")

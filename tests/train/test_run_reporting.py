@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
+from polytask.build import training
 from polytask.cli.main import main
-from polytask.jobs import train as job
 from polytask.jobs.train import run_train
 from tests.conftest import small_tox21
 
@@ -33,7 +33,7 @@ def test_a_normal_run_reports_no_zero_update_and_logs_gramians(tmp_path):
 def test_a_dead_trunk_shows_in_the_report(tmp_path, monkeypatch):
     import torch
 
-    real = job.make_model
+    real = training.make_model
 
     def dead(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -41,7 +41,7 @@ def test_a_dead_trunk_shows_in_the_report(tmp_path, monkeypatch):
             model.trunk[0].bias.fill_(-1e4)  # ReLU: no gradient reaches the trunk
         return model
 
-    monkeypatch.setattr(job, "make_model", dead)
+    monkeypatch.setattr(training, "make_model", dead)
     report = run_train(_config(tmp_path), tmp_path / "run", progress=False)
     assert report.training["zero_update_steps"] == 6
 

@@ -4,14 +4,16 @@ name → class registry in :mod:`polytask.config.balancing`)."""
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Mapping
 
 from polytask._core import PolytaskError
 from polytask.balancing import Balancer, BalancingMethod
 from polytask.config.balancing import BalancingConfig, method_class, method_parameters
 
 
-def build_method(name: str, options: dict[str, Any], n_tasks: int | None = None) -> BalancingMethod:
+def build_method(
+    name: str, options: Mapping[str, object], n_tasks: int | None = None
+) -> BalancingMethod:
     """Instantiate method ``name`` with ``options`` checked against its constructor."""
     cls = method_class(name)
     params = inspect.signature(cls.__init__).parameters
@@ -22,7 +24,7 @@ def build_method(name: str, options: dict[str, Any], n_tasks: int | None = None)
             f"balancing.options: unknown option(s) {unknown} for method {name!r}; "
             f"valid: {valid if valid else 'none'}"
         )
-    kwargs = dict(options)
+    kwargs: dict[str, object] = dict(options)
     if "n_tasks" in params and "n_tasks" not in kwargs:
         if n_tasks is None:
             raise PolytaskError(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,9 +10,9 @@ import torch
 
 from polytask._core import PolytaskError
 from polytask.config.images import ImageData
-from polytask.config.modal import check_modal, modalities_of
 from polytask.config.schema import (
     ColumnsFeaturizer,
+    EcfpFeaturizer,
     PerTaskData,
     SplitConfig,
     TableData,
@@ -38,33 +36,19 @@ from polytask.tasks.data.splits import Split
 
 from .images import prepare_images
 from .label_columns import expand_tasks, label_targets, reserved_columns
-from .modal import attach_modal, modal_inputs, standardize
+from .modal import attach_modal, data_modalities, modal_inputs, standardize
+from .prepared import PreparedData, SplitData
 from .ssl import attach_auxiliary
 
-SplitData = TensorData | dict[str, TensorData]
+__all__ = ["PreparedData", "SplitData", "make_split", "make_task", "prepare_data"]
 
 
-@dataclass
-class PreparedData:
-    """Tasks and their train/val/test data (shared, or one dataset per task)."""
-
-    taskset: TaskSet
-    splits: dict[str, SplitData]
-    per_task: bool
-    info: dict[str, Any] = field(default_factory=dict)
-    #: self-supervised task name → pretext (see polytask.config.ssl); empty without auxiliary tasks
-    pretexts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def in_dim(self) -> int:
-        first = self.splits["train"]
-        data = first if isinstance(first, TensorData) else next(iter(first.values()))
-        if isinstance(data.inputs, dict):  # multi-modal: total width (see polytask.config.modal)
-            return sum(int(x[0].numel()) for x in data.inputs.values())
-        return int(data.inputs.shape[1])
-
-
-def _features(frame: pd.DataFrame, input_col: str, featurizer: Any, where: str) -> torch.Tensor:
+def _features(
+    frame: pd.DataFrame,
+    input_col: str,
+    featurizer: EcfpFeaturizer | ColumnsFeaturizer,
+    where: str,
+) -> torch.Tensor:
     if isinstance(featurizer, ColumnsFeaturizer):
         cols = [label_array(frame, c, where) for c in featurizer.columns]
         x = np.stack(cols, axis=1)
@@ -144,7 +128,6 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
     if isinstance(data, ImageData):  # Fashion-MNIST / digits, see polytask.config.images
         image_tasks, image_splits, image_info = prepare_images(data, config.tasks, make_task)
         return PreparedData(image_tasks, image_splits, False, image_info)
-    check_modal(config)  # names of modalities, before any data is read
     if isinstance(data, PerTaskData):
         return _per_task(config, data, base)
     if isinstance(data, Tox21Data):
@@ -165,7 +148,7 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
         smiles = frame[data.input].astype(str).tolist() if data.input in frame.columns else None
         input_col, split_cfg, featurizer = data.input, data.split, data.featurizer
     taskset = TaskSet(make_task(tc) for tc in tasks)
-    mods = modalities_of(config)
+    mods = data_modalities(data)
     x = modal_inputs(mods, _smiles(smiles, where), where) if mods else None
     many = isinstance(data, TableData) and data.label_columns is not None
     full = TensorData(
@@ -182,12 +165,12 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
             raise PolytaskError(f"data.split: the {k} split is empty; change the fractions")
     splits = standardize(splits, mods) if mods else splits  # train-split statistics only
     _check_labels(taskset, splits["train"], where)
-    info = {
+    info: dict[str, object] = {
         "source": data.source,
         "split": split_cfg.model_dump(),
         "sizes": {k: len(v) for k, v in split.items()},
     }
-    return attach_modal(config, PreparedData(taskset, splits, False, info))
+    return attach_modal(config.multimodal, mods, PreparedData(taskset, splits, False, info))
 
 
 def _table(
@@ -260,7 +243,7 @@ def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedDat
         raise PolytaskError(
             f"data.datasets: the tasks' inputs have different widths {sorted(widths)}; one trunk needs one"
         )
-    info = {
+    info: dict[str, object] = {
         "source": "per_task",
         "split": data.split.model_dump(),
         "sampler": data.sampler.model_dump(),

@@ -4,18 +4,19 @@ rotation and patch-MAE pretexts and the image augmentations (schema in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import torch
 
 from polytask._core import PolytaskError
 from polytask.config.images import ImageData
+from polytask.config.schema import TaskConfig
 from polytask.config.ssl import AuxTaskConfig
 from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import TensorData, random_split
 from polytask.tasks.data.images import load_digits_images, load_fashion_mnist
 from polytask.tasks.ssl import (
+    Augmentation,
     HorizontalFlip,
     PatchMAE,
     PixelNoise,
@@ -25,6 +26,7 @@ from polytask.tasks.ssl import (
     SLATask,
 )
 
+from .prepared import SplitData
 from .pretext_options import InputInfo, aux_task, checked_options
 
 
@@ -44,8 +46,8 @@ def _stratified_unlabel(y: torch.Tensor, keep: int, seed: int, where: str) -> to
 
 
 def prepare_images(
-    data: ImageData, tasks: list[Any] | None, task_of: Any
-) -> tuple[TaskSet, dict[str, Any], dict[str, Any]]:
+    data: ImageData, tasks: list[TaskConfig] | None, task_of: Callable[[TaskConfig], Task]
+) -> tuple[TaskSet, dict[str, SplitData], dict[str, object]]:
     """Task set, train/val/test splits and info for an image data source.
 
     ``tasks`` is the config's ``tasks`` list (None: one 10-class task named ``data.task``);
@@ -57,7 +59,7 @@ def prepare_images(
         test = load_fashion_mnist("test", root=data.root, task=data.task)
         order = torch.randperm(len(full), generator=torch.Generator().manual_seed(data.seed))
         n_val = max(1, round(data.val_fraction * len(full)))
-        splits = {
+        splits: dict[str, TensorData] = {
             "train": full.select(order[n_val:]),
             "val": full.select(order[:n_val]),
             "test": test,
@@ -85,10 +87,13 @@ def prepare_images(
         train = splits["train"]
         y = _stratified_unlabel(train.targets[data.task], data.labels, data.seed, where)
         splits["train"] = TensorData(train.inputs, {data.task: y}, train.name)
-    info: dict[str, Any] = {"source": data.source, "sizes": {k: len(v) for k, v in splits.items()}}
+    info: dict[str, object] = {
+        "source": data.source,
+        "sizes": {k: len(v) for k, v in splits.items()},
+    }
     if data.labels is not None:
         info["labelled_train"] = data.labels
-    return TaskSet(declared), splits, info
+    return TaskSet(declared), dict(splits), info
 
 
 def _image_only(name: str, info: InputInfo) -> None:
@@ -100,7 +105,7 @@ def _image_only(name: str, info: InputInfo) -> None:
 
 
 def rotation_pretext(
-    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+    cfg: AuxTaskConfig, opts: Mapping[str, object], info: InputInfo
 ) -> tuple[Task, Pretext]:
     o = checked_options(opts, {"all_rotations": bool}, info.where)
     _image_only("rotation", info)
@@ -108,7 +113,7 @@ def rotation_pretext(
 
 
 def patch_mae_pretext(
-    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+    cfg: AuxTaskConfig, opts: Mapping[str, object], info: InputInfo
 ) -> tuple[Task, Pretext]:
     allowed = {"patch": int, "mask_ratio": float, "mask_value": float, "normalize": bool}
     o = checked_options(opts, allowed, info.where)
@@ -117,7 +122,7 @@ def patch_mae_pretext(
     return aux_task(cfg, "reconstruction", int(info.tensor[0].numel())), pretext
 
 
-IMAGE_AUGMENTATIONS: dict[str, tuple[Any, dict[str, type]]] = {
+IMAGE_AUGMENTATIONS: dict[str, tuple[Callable[..., Augmentation], dict[str, type]]] = {
     "random_crop": (RandomCrop, {"pad": int, "fill": float}),
     "horizontal_flip": (HorizontalFlip, {"p": float}),
     "pixel_noise": (PixelNoise, {"std": float, "lo": float, "hi": float}),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -40,7 +39,7 @@ def build_merge_method(
             raise PolytaskError(f"{where}: give the seed once, either 'seed' or 'options.seed'")
         options["seed"] = config.seed
     hints = typing.get_type_hints(cls)
-    checked: dict[str, Any] = {}
+    checked: dict[str, object] = {}
     for key, value in options.items():
         try:
             checked[key] = TypeAdapter(hints[key]).validate_python(value)
@@ -59,7 +58,7 @@ def build_merge_method(
 
 
 def _per_model(
-    options: dict[str, Any],
+    options: dict[str, object],
     fields: set[str],
     config: MergeConfig,
     entry: str,
@@ -81,5 +80,5 @@ def _per_model(
     options[option] = tuple(default if v is None else v for v in values)
 
 
-def _default(method: str, option: str) -> Any:
+def _default(method: str, option: str) -> object:
     return next(f.default for f in dataclasses.fields(method_class(method)) if f.name == option)

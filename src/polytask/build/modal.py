@@ -5,19 +5,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import torch
 
 from polytask._core import PolytaskError
-from polytask.config.modal import DescriptorsModality, EcfpModality, MultiModalConfig, modalities_of
+from polytask.config.modal import DescriptorsModality, EcfpModality, Modality, MultiModalConfig
+from polytask.config.schema import DataConfig, TableData, Tox21Data
 from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import TensorData, ecfp
 from polytask.tasks.data.descriptors import Standardizer, descriptor_names, descriptors
 
+from .prepared import PreparedData, SplitData
 
-def modal_inputs(mods: Mapping[str, Any], smiles: list[str], where: str) -> dict[str, torch.Tensor]:
+
+def data_modalities(data: DataConfig) -> dict[str, Modality]:
+    """``data.modalities`` (empty when the data has one input tensor)."""
+    if isinstance(data, Tox21Data | TableData):
+        return dict(data.modalities or {})
+    return {}
+
+
+def modal_inputs(
+    mods: Mapping[str, Modality], smiles: list[str], where: str
+) -> dict[str, torch.Tensor]:
     """Raw features per modality (descriptors not yet standardised: see :func:`standardize`)."""
     out = {}
     for name, spec in mods.items():
@@ -29,7 +40,9 @@ def modal_inputs(mods: Mapping[str, Any], smiles: list[str], where: str) -> dict
     return out
 
 
-def standardize(splits: dict[str, Any], mods: Mapping[str, Any]) -> dict[str, Any]:
+def standardize(
+    splits: Mapping[str, SplitData], mods: Mapping[str, Modality]
+) -> dict[str, SplitData]:
     """Descriptor modalities of every split, standardised with the train split's statistics."""
     train = splits["train"]
     assert isinstance(train, TensorData) and isinstance(train.inputs, dict)
@@ -38,9 +51,9 @@ def standardize(splits: dict[str, Any], mods: Mapping[str, Any]) -> dict[str, An
         for n, spec in mods.items()
         if isinstance(spec, DescriptorsModality)
     }
-    out = {}
+    out: dict[str, SplitData] = {}
     for k, d in splits.items():
-        assert isinstance(d.inputs, dict)
+        assert isinstance(d, TensorData) and isinstance(d.inputs, dict)
         inputs = {
             n: torch.from_numpy(scalers[n](x.numpy())) if n in scalers else x
             for n, x in d.inputs.items()
@@ -49,19 +62,19 @@ def standardize(splits: dict[str, Any], mods: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def modality_width(spec: Any) -> int:
+def modality_width(spec: Modality) -> int:
     """The number of input features of one ``data.modalities`` entry."""
     if isinstance(spec, EcfpModality):
         return spec.bits
     return len(spec.names) if spec.names else len(descriptor_names())
 
 
-def attach_modal(config: Any, prepared: Any) -> Any:
+def attach_modal(
+    mm: MultiModalConfig | None, mods: Mapping[str, Modality], prepared: PreparedData
+) -> PreparedData:
     """``prepared`` plus the masking's reconstruction tasks (auxiliary) and their val/test data."""
-    mm: MultiModalConfig | None = getattr(config, "multimodal", None)
     if mm is None or mm.masking is None or not mm.masking.reconstruct:
         return prepared
-    mods = modalities_of(config)
     rec = mm.masking.reconstruct
     clash = [t for t in rec if t in prepared.taskset.names]
     if clash:
@@ -81,7 +94,7 @@ def attach_modal(config: Any, prepared: Any) -> Any:
     splits = dict(prepared.splits)
     for k in ("val", "test"):
         base = splits[k]
-        per = dict(base) if isinstance(base, Mapping) else {n: base for n in prepared.taskset.names}
+        per = dict(base) if isinstance(base, dict) else {n: base for n in prepared.taskset.names}
         src = base if isinstance(base, TensorData) else next(iter(base.values()))
         x = src.inputs
         assert isinstance(x, dict)

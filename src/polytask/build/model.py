@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from torch import nn
 
 from polytask._core import PolytaskError
-from polytask.config.images import ConvTrunkConfig, ImageData
-from polytask.config.modal import MultiModalConfig, modalities_of
-from polytask.config.schema import AdaptersTrunkConfig, MoETrunkConfig, TrainConfig
+from polytask.config.images import ConvTrunkConfig
+from polytask.config.modal import Modality, MultiModalConfig
+from polytask.config.schema import (
+    AdaptersTrunkConfig,
+    DataConfig,
+    HeadsConfig,
+    ModelConfig,
+    MoETrunkConfig,
+    TrunkConfig,
+)
 from polytask.models import (
     MultiTaskModel,
     adapter_trunk,
@@ -25,20 +32,24 @@ from polytask.models.ensemble import MaskEnsemble
 from polytask.models.multimodal import multimodal_trunk
 from polytask.tasks import TaskSet
 
-from .modal import modality_width
+from .modal import data_modalities, modality_width
 
 
-def make_model(config: TrainConfig, taskset: TaskSet, in_dim: int) -> MultiTaskModel:
-    t = config.model.trunk
-    if modalities_of(config):  # one encoder per modality, fused
-        if isinstance(t, MoETrunkConfig | AdaptersTrunkConfig):
-            raise PolytaskError(
-                f"model.trunk: key 'kind': {t.kind!r} does not take multi-modal inputs"
-            )
-        return make_modal_model(config, taskset)
-    if isinstance(t, ConvTrunkConfig) or isinstance(config.data, ImageData):
-        return image_model(config, taskset, in_dim)
-    h = config.model.heads
+def make_model(
+    model: ModelConfig,
+    data: DataConfig,
+    multimodal: MultiModalConfig | None,
+    taskset: TaskSet,
+    in_dim: int,
+) -> MultiTaskModel:
+    """The model of ``model`` for ``taskset`` on inputs of width ``in_dim`` (one encoder per
+    modality when ``data`` has several)."""
+    mods = data_modalities(data)
+    if mods:  # one encoder per modality, fused
+        return make_modal_model(model, mods, multimodal, taskset)
+    t, h = model.trunk, model.heads
+    if isinstance(t, ConvTrunkConfig):  # image data (the schema ties the two together)
+        return image_model(t, h, taskset, in_dim)
     if isinstance(t, MoETrunkConfig):  # shared bottom + experts; gates and towers are the heads
         moe = moe_trunk(
             in_dim, t.bottom, t.experts, t.expert_hidden, t.dropout, t.activation, t.batch_norm
@@ -58,34 +69,38 @@ def make_conv_trunk(cfg: ConvTrunkConfig, in_channels: int) -> ConvTrunk:
     return conv_trunk(in_channels, cfg.channels, cfg.out_dim, cfg.pool, cfg.batch_norm, cfg.dropout)
 
 
-def image_model(config: Any, taskset: TaskSet, in_dim: int) -> Any:
-    """Conv trunk + heads; image data with any other trunk kind is a one-line error."""
-    t = config.model.trunk
-    if not isinstance(t, ConvTrunkConfig) or not isinstance(config.data, ImageData):
-        raise PolytaskError(
-            "model.trunk: key 'kind': image data needs trunk kind 'conv', and a 'conv' trunk "
-            "needs image data (data.source fashion_mnist or digits)"
-        )
-    h = config.model.heads
-    trunk = make_conv_trunk(t, in_dim)
-    return build_model(trunk, taskset.tasks, trunk.out_dim, h.hidden, h.dropout)
+def image_model(
+    trunk: ConvTrunkConfig, heads: HeadsConfig, taskset: TaskSet, in_channels: int
+) -> MultiTaskModel:
+    """Conv trunk + heads."""
+    conv = make_conv_trunk(trunk, in_channels)
+    return build_model(conv, taskset.tasks, conv.out_dim, heads.hidden, heads.dropout)
 
 
-def make_modal_model(config: Any, taskset: TaskSet) -> MultiTaskModel:
+def make_modal_model(
+    model: ModelConfig,
+    mods: Mapping[str, Modality],
+    multimodal: MultiModalConfig | None,
+    taskset: TaskSet,
+) -> MultiTaskModel:
     """One MLP encoder per modality (``model.trunk``), fused, then ``multimodal.post``."""
-    mm = getattr(config, "multimodal", None) or MultiModalConfig()
-    t = config.model.trunk
-    widths = {n: modality_width(s) for n, s in modalities_of(config).items()}
+    mm = multimodal or MultiModalConfig()
+    t = model.trunk
+    if not isinstance(t, TrunkConfig):  # the schema refuses these on load
+        raise PolytaskError(f"model.trunk: key 'kind': {t.kind!r} does not take multi-modal inputs")
+    widths = {n: modality_width(s) for n, s in mods.items()}
     trunk = multimodal_trunk(
         widths, t.hidden, fusion=mm.fusion, post=mm.post, dropout=t.dropout, activation=t.activation
     )
-    h = config.model.heads
+    h = model.heads
     return MultiTaskModel(trunk, build_heads(taskset.tasks, trunk.out_dim, h.hidden, h.dropout))
 
 
-def eval_model(config: Any, model: nn.Module, taskset: TaskSet) -> nn.Module:
+def eval_model(
+    multimodal: MultiModalConfig | None, model: nn.Module, taskset: TaskSet
+) -> nn.Module:
     """The model the report scores: the mask ensemble when ``multimodal.ensemble`` is set."""
-    mm = getattr(config, "multimodal", None)
+    mm = multimodal
     if mm is None or mm.ensemble is None:
         return model
     e = mm.ensemble

@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
-from polytask.config.schema import TrainConfig
+from polytask.config.schema import OptimizerConfig, SchedulerConfig
 
 
-def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    o = config.train.optimizer
-    optimizers: dict[str, Any] = {
+def make_optimizer(
+    spec: OptimizerConfig, params: list[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    """The optimizer ``spec`` names, over ``params``."""
+    o = spec
+    optimizers: dict[str, Callable[[], torch.optim.Optimizer]] = {
         "adamw": lambda: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
         "adam": lambda: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),
         "sgd": lambda: torch.optim.SGD(
             params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
         ),
     }
-    optimizer: torch.optim.Optimizer = optimizers[o.name]()
-    return optimizer
+    return optimizers[o.name]()
 
 
 def make_scheduler(
-    config: TrainConfig, optimizer: torch.optim.Optimizer, total: int
+    spec: SchedulerConfig, optimizer: torch.optim.Optimizer, total: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    s = config.train.scheduler
+    """Linear warm-up over ``spec.warmup_steps``, then ``spec.name`` over the rest of ``total``."""
+    s = spec
     warm = s.warmup_steps
 
     def factor(step: int) -> float:

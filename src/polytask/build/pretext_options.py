@@ -24,10 +24,13 @@ class InputInfo:
 
 
 def checked_options(
-    opts: Mapping[str, Any], allowed: Mapping[str, type], where: str
+    opts: Mapping[str, object], allowed: Mapping[str, type], where: str
 ) -> dict[str, Any]:
-    """``opts`` checked against ``allowed`` (name → type); ints are accepted as floats."""
-    out = {}
+    """``opts`` checked against ``allowed`` (name → type); ints are accepted as floats.
+
+    The values are checked here, at run time, so the result goes as keyword arguments to the
+    constructor whose parameters ``allowed`` lists (hence ``Any``)."""
+    out: dict[str, object] = {}
     for key, value in opts.items():
         if key not in allowed:
             valid = ", ".join(allowed) or "none"
@@ -36,7 +39,7 @@ def checked_options(
         ok = isinstance(value, want) or (want is float and isinstance(value, int))
         if not ok or (isinstance(value, bool) and want is not bool):
             raise PolytaskError(f"{where}: key {key!r}: expected {want.__name__}, got {value!r}")
-        out[key] = float(value) if want is float else value
+        out[key] = float(value) if want is float and isinstance(value, int | float) else value
     return out
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
 
 from polytask._core import PolytaskError
 from polytask.config.ssl import AuxTaskConfig
@@ -30,6 +29,7 @@ from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import TensorData
 from polytask.tasks.data.tensors import Inputs
 from polytask.tasks.ssl import (
+    Augmentation,
     BitFlip,
     ContrastiveViews,
     FeatureDropout,
@@ -44,13 +44,14 @@ from polytask.tasks.ssl import (
 )
 
 from .images import IMAGE_AUGMENTATIONS, patch_mae_pretext, rotation_pretext
+from .prepared import PreparedData, SplitData
 from .pretext_options import InputInfo, aux_task, checked_options
 
-PretextBuilder = Callable[[AuxTaskConfig, Mapping[str, Any], InputInfo], tuple[Task, Pretext]]
+PretextBuilder = Callable[[AuxTaskConfig, Mapping[str, object], InputInfo], tuple[Task, Pretext]]
 
 
 def _masked_features(
-    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+    cfg: AuxTaskConfig, opts: Mapping[str, object], info: InputInfo
 ) -> tuple[Task, Pretext]:
     o = checked_options(opts, {"mask_ratio": float, "mask_value": float}, info.where)
     if info.tensor.ndim != 2:
@@ -63,7 +64,7 @@ def _masked_features(
 
 
 def _contrastive(
-    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+    cfg: AuxTaskConfig, opts: Mapping[str, object], info: InputInfo
 ) -> tuple[Task, Pretext]:
     o = checked_options(opts, {"augment": list}, info.where)
     specs = o.get("augment") or []
@@ -76,7 +77,7 @@ def _contrastive(
 
 
 def _modality_contrastive(
-    cfg: AuxTaskConfig, opts: Mapping[str, Any], info: InputInfo
+    cfg: AuxTaskConfig, opts: Mapping[str, object], info: InputInfo
 ) -> tuple[Task, Pretext]:
     o = checked_options(opts, {"partner": str}, info.where)
     partner = o.get("partner")
@@ -108,7 +109,7 @@ PRETEXTS: dict[str, PretextBuilder] = {
 }
 
 #: augmentation name → (class, its options with their types)
-AUGMENTATIONS: dict[str, tuple[Callable[..., Any], dict[str, type]]] = {
+AUGMENTATIONS: dict[str, tuple[Callable[..., Augmentation], dict[str, type]]] = {
     "feature_dropout": (FeatureDropout, {"p": float}),
     "bit_dropout": (FeatureDropout, {"p": float}),
     "bit_flip": (BitFlip, {"p": float}),
@@ -117,7 +118,9 @@ AUGMENTATIONS: dict[str, tuple[Callable[..., Any], dict[str, type]]] = {
 }
 
 
-def build_augmentation(spec: Any, kind: str, where: str, modality: str | None = None) -> Any:
+def build_augmentation(
+    spec: object, kind: str, where: str, modality: str | None = None
+) -> Augmentation:
     """An augmentation from ``{kind: <name>, **options}``, checked against the modality kind."""
     if not isinstance(spec, Mapping) or "kind" not in spec:
         raise PolytaskError(f"{where}: an augmentation is a mapping with a 'kind' key")
@@ -160,8 +163,8 @@ def build_auxiliary(
 
 
 def auxiliary_splits(
-    splits: Mapping[str, Any], pretexts: Mapping[str, Pretext], seed: int
-) -> dict[str, Any]:
+    splits: Mapping[str, SplitData], pretexts: Mapping[str, Pretext], seed: int
+) -> dict[str, SplitData]:
     """``splits`` with val and test turned into ``{task: data}`` including the pretexts' data."""
     out = dict(splits)
     for name in ("val", "test"):
@@ -178,10 +181,10 @@ def first_inputs(train: TensorData | Mapping[str, TensorData]) -> Inputs:
 
 
 def attach_auxiliary(
-    entries: list[AuxTaskConfig], seed: int, prepared: Any, where: str = "auxiliary"
-) -> Any:
-    """``prepared`` (a :class:`~polytask.config.data.PreparedData`) with the auxiliary tasks
-    appended to its task set, their pretexts attached and their val/test data generated."""
+    entries: list[AuxTaskConfig], seed: int, prepared: PreparedData, where: str = "auxiliary"
+) -> PreparedData:
+    """``prepared`` with the auxiliary tasks appended to its task set, their pretexts attached
+    and their val/test data generated."""
     tasks, pretexts = build_auxiliary(entries, first_inputs(prepared.splits["train"]), where)
     for t in tasks:
         if t.name in prepared.taskset.names:

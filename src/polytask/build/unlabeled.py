@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from polytask._core import PolytaskError
-from polytask.config.schema import PerTaskData, TableData, Tox21Data, UnlabeledSmilesData
+from polytask.config.schema import (
+    PerTaskData,
+    SplitConfig,
+    TableData,
+    Tox21Data,
+    UnlabeledSmilesData,
+)
+from polytask.config.ssl import AuxTaskConfig
 from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData, ecfp, load_tox21, random_split, read_table
 from polytask.tasks.data.unlabeled import qm9_smiles, read_unlabeled_smiles
 
-from .data import PreparedData, make_split
+from .data import make_split
+from .prepared import PreparedData, SplitData
 from .ssl import auxiliary_splits, build_auxiliary
 
 
@@ -36,15 +43,15 @@ def heldout_smiles(data: object, base: Path) -> set[str]:
     return set()
 
 
-def _pick(smiles: list[str], split_cfg: object) -> set[str]:
-    split = make_split(split_cfg, len(smiles), smiles)  # type: ignore[arg-type]
+def _pick(smiles: list[str], split_cfg: SplitConfig) -> set[str]:
+    split = make_split(split_cfg, len(smiles), smiles)
     return {smiles[i] for k in ("val", "test") for i in split[k]}
 
 
 def prepare_unlabeled(
     data: UnlabeledSmilesData,
     supervised: list[str],
-    auxiliary: list[Any],
+    auxiliary: list[AuxTaskConfig],
     seed: int,
     base: Path,
     exclude: Iterable[str],
@@ -72,9 +79,9 @@ def prepare_unlabeled(
     full = TensorData(x, {}, name=where)
     v = data.val_fraction
     split = random_split(len(full), (1 - 2 * v, v, v), data.seed)
-    splits: dict[str, Any] = {k: full.select(torch.from_numpy(i)) for k, i in split.items()}
+    splits: dict[str, SplitData] = {k: full.select(torch.from_numpy(i)) for k, i in split.items()}
     tasks, pretexts = build_auxiliary(auxiliary, x, where)
-    info = {
+    info: dict[str, object] = {
         "source": data.source,
         "unlabeled": found.summary(),
         "sizes": {k: len(i) for k, i in split.items()},

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from polytask._core import PolytaskError, seed_everything
+from polytask._core import PolytaskError
 from polytask.affinity import (
     AffinityMatrix,
     AffinityReport,
     GradientAffinity,
+    LassoSelection,
     LookaheadAffinity,
     build_affinity_report,
     lasso_source_selection,
@@ -38,21 +39,23 @@ from polytask.affinity import (
     task_vector_similarity_from_paths,
 )
 from polytask.affinity.probe import FullBatchLookahead, GradientProbe, lookahead_loss
-from polytask.build.balancing import make_balancer
 from polytask.build.data import PreparedData, prepare_data
-from polytask.build.loaders import make_loader, max_steps
-from polytask.build.model import make_model
-from polytask.build.optim import make_optimizer, make_scheduler
+from polytask.build.loaders import max_steps
+from polytask.build.optim import make_scheduler
+from polytask.build.training import make_training_parts
 from polytask.config.affinity import AffinityCheckpoints, AffinityConfig
 from polytask.config.load import load_config
 from polytask.config.schema import PerTaskData
 from polytask.models import MultiTaskModel
+from polytask.tasks import TaskSet
 from polytask.tasks.data import TensorData
-from polytask.train import Trainer
+from polytask.train import FitResult, Trainer
 
 from .output import check_target, output_folder
 
 LASSO_EXAMPLES = 2000
+
+Record = dict[str, object]  # JSON values for the report's metadata
 
 
 def _check_groups(groups: Sequence[int], m: int, what: str) -> None:
@@ -66,7 +69,7 @@ def _check_groups(groups: Sequence[int], m: int, what: str) -> None:
 
 def _task_vectors(
     cfg: AffinityCheckpoints, base_dir: Path, groups: Sequence[int]
-) -> tuple[AffinityMatrix, dict[str, Any]]:
+) -> tuple[AffinityMatrix, Record]:
     _check_groups(groups, len(cfg.tasks), "affinity.checkpoints.tasks")
     paths = {n: base_dir / p for n, p in cfg.tasks.items()}
     sim = task_vector_similarity_from_paths(
@@ -77,7 +80,7 @@ def _task_vectors(
         trust_pickle=cfg.trust_pickle,
     )
     desc = f"task-vector cosine (fine-tuned - base, {sim.n_params} parameters)"
-    meta = {
+    meta: Record = {
         "statistic": desc,
         "base": str(base_dir / cfg.base),
         "n_params": sim.n_params,
@@ -88,12 +91,13 @@ def _task_vectors(
 
 def _lasso(
     model: MultiTaskModel, prepared: PreparedData, targets: Sequence[str], alpha: float
-) -> tuple[list[Any], dict[str, Any]]:
+) -> tuple[list[LassoSelection], Record]:
     """Lasso ``nu`` per target: the target head's outputs on validation inputs regressed on
     the source heads' outputs (linear heads on the shared features)."""
     names = list(prepared.taskset.names)
     val = prepared.splits["val"]
-    found, skipped = [], {}
+    found: list[LassoSelection] = []
+    skipped: dict[str, str] = {}
     model.eval()
     for target in targets:
         data = val if isinstance(val, TensorData) else val[target]
@@ -121,49 +125,34 @@ def _lasso(
     }
 
 
-def _measure(
-    config: AffinityConfig, prepared: PreparedData, progress: bool
-) -> tuple[list[AffinityMatrix], dict[str, Any], MultiTaskModel]:
-    a, taskset = config.affinity, prepared.taskset
-    seed_everything(config.seed, config.train.deterministic)
-    model = make_model(config, taskset, prepared.in_dim)
-    balancer = make_balancer(config.balancing, len(taskset))
-    params = list(model.parameters()) + (
-        list(balancer.parameters()) if balancer is not None else []
-    )
-    optimizer = make_optimizer(config, params)
-    loader = make_loader(config, prepared, taskset)
-    total = a.steps or max_steps(config, loader.steps_per_epoch)
-    callbacks: list[Any] = []
-    grad = GradientAffinity(a.ema_rate, task_names=taskset.names)
-    probe = GradientProbe(model, taskset, grad)
-    lr = a.lookahead_lr or config.train.optimizer.lr
-    shared = [f"trunk.{n}" for n, p in model.trunk.named_parameters() if p.requires_grad]
-    look = LookaheadAffinity(
-        model, shared, lookahead_loss(taskset), lr, a.lookahead_every, taskset.names
-    )
-    full = FullBatchLookahead(look, taskset.names)
-    if "gradient" in a.measures:
-        callbacks.append(probe)
-    if "lookahead" in a.measures:
-        callbacks.append(full)
-    trainer = Trainer(
-        model, taskset, loader, optimizer, max_steps=total,
-        scheduler=make_scheduler(config, optimizer, total), balancer=balancer,
-        grad_clip=config.train.grad_clip, callbacks=callbacks, progress=progress,
-    )  # fmt: skip
-    result = trainer.fit()
-    extra = probe.seconds + look.cost.seconds
-    meta: dict[str, Any] = {
-        "steps": result.steps,
-        "training_seconds": round(result.seconds, 3),
-        "plain_training_seconds": round(result.seconds - extra, 3),
-        "balancing": config.balancing.model_dump(mode="json")
-        if config.balancing
-        else "none (summed loss)",
-    }
-    matrices = []
-    if "gradient" in a.measures:
+@dataclass(frozen=True)
+class _Measures:
+    """The trainer callbacks that measure affinity, and what they report."""
+
+    grad: GradientAffinity
+    probe: GradientProbe
+    look: LookaheadAffinity
+    full: FullBatchLookahead
+    lr: float
+
+    @classmethod
+    def attach(cls, config: AffinityConfig, model: MultiTaskModel, taskset: TaskSet) -> _Measures:
+        a = config.affinity
+        grad = GradientAffinity(a.ema_rate, task_names=taskset.names)
+        probe = GradientProbe(model, taskset, grad)
+        lr = a.lookahead_lr or config.train.optimizer.lr
+        shared = [f"trunk.{n}" for n, p in model.trunk.named_parameters() if p.requires_grad]
+        look = LookaheadAffinity(
+            model, shared, lookahead_loss(taskset), lr, a.lookahead_every, taskset.names
+        )
+        return cls(grad, probe, look, FullBatchLookahead(look, taskset.names), lr)
+
+    def callbacks(self, measures: Sequence[str]) -> list[object]:
+        return [cb for name, cb in (("gradient", self.probe), ("lookahead", self.full))
+                if name in measures]  # fmt: skip
+
+    def gradient(self, config: AffinityConfig) -> tuple[AffinityMatrix, Record]:
+        a, grad, probe = config.affinity, self.grad, self.probe
         if probe.source == "balancer":
             bal = config.balancing
             assert bal is not None  # the balancer gave a Gramian
@@ -171,30 +160,69 @@ def _measure(
         else:
             stat = f"cosine of the per-task gradients w.r.t. the shared {probe.mode}, Gramian computed by a probe after each step (the balancing method computes none)"
         desc = f"gradient cosine (EMA rate {a.ema_rate})"
-        meta["gradient"] = {
+        meta: Record = {
             "statistic": stat, "source": probe.source, "probe_mode": probe.mode or None,
             "ema_rate": a.ema_rate, "steps_measured": grad.steps, "steps_skipped": grad.skipped_steps,
             "probe_seconds": round(probe.seconds, 3),
         }  # fmt: skip
-        matrices.append(AffinityMatrix("gradient", grad.task_names, grad.matrix(), desc))
-    if "lookahead" in a.measures:
+        return AffinityMatrix("gradient", grad.task_names, grad.matrix(), desc), meta
+
+    def lookahead(
+        self, config: AffinityConfig, taskset: TaskSet, plain: float
+    ) -> tuple[AffinityMatrix, Record]:
+        look, lr = self.look, self.lr
         if look.cost.measurements == 0:
             raise PolytaskError(
                 "affinity: lookahead was never measured (no step reached affinity.lookahead_every with all tasks in its batch)"
             )
         cost = vars(look.cost).copy()
-        plain = max(result.seconds - extra, 1e-9)
-        meta["lookahead"] = {
+        meta: Record = {
             "statistic": f"TAG Z(i->j) = 1 - L_j(after an SGD step of lr {lr} on task i) / L_j(before), mean over {cost['measurements']} batches",
-            "lr": lr, "every": a.lookahead_every, "cost": cost, "partial_batches_skipped": full.partial_steps,
+            "lr": lr, "every": config.affinity.lookahead_every, "cost": cost,
+            "partial_batches_skipped": self.full.partial_steps,
             "extra_cost_fraction": round(look.cost.seconds / plain, 4),
         }  # fmt: skip
-        matrices.append(
-            AffinityMatrix(
-                "lookahead", taskset.names, look.matrix(), f"TAG lookahead Z(i->j), lr {lr}"
-            )
-        )
+        desc = f"TAG lookahead Z(i->j), lr {lr}"
+        return AffinityMatrix("lookahead", taskset.names, look.matrix(), desc), meta
+
+
+def _measure(
+    config: AffinityConfig, prepared: PreparedData, progress: bool
+) -> tuple[list[AffinityMatrix], Record, MultiTaskModel]:
+    a, taskset = config.affinity, prepared.taskset
+    parts = make_training_parts(config, prepared)
+    model = parts.model
+    total = a.steps or max_steps(config.train, parts.loader.steps_per_epoch)
+    measures = _Measures.attach(config, model, taskset)
+    trainer = Trainer(
+        model, taskset, parts.loader, parts.optimizer, max_steps=total,
+        scheduler=make_scheduler(config.train.scheduler, parts.optimizer, total),
+        balancer=parts.balancer, grad_clip=config.train.grad_clip,
+        callbacks=measures.callbacks(a.measures), progress=progress,
+    )  # fmt: skip
+    result = trainer.fit()
+    extra = measures.probe.seconds + measures.look.cost.seconds
+    meta = _training_record(config, result, extra)
+    matrices = []
+    if "gradient" in a.measures:
+        matrix, meta["gradient"] = measures.gradient(config)
+        matrices.append(matrix)
+    if "lookahead" in a.measures:
+        plain = max(result.seconds - extra, 1e-9)
+        matrix, meta["lookahead"] = measures.lookahead(config, taskset, plain)
+        matrices.append(matrix)
     return matrices, meta, model
+
+
+def _training_record(config: AffinityConfig, result: FitResult, extra: float) -> Record:
+    return {
+        "steps": result.steps,
+        "training_seconds": round(result.seconds, 3),
+        "plain_training_seconds": round(result.seconds - extra, 3),
+        "balancing": config.balancing.model_dump(mode="json")
+        if config.balancing
+        else "none (summed loss)",
+    }
 
 
 def run_affinity(
@@ -213,12 +241,12 @@ def run_affinity(
             f"{config_path}: affinity.measures 'lookahead' needs every task in each batch; set data.sampler.kind: all"
         )
     matrices: list[AffinityMatrix] = []
-    meta: dict[str, Any] = {"config": str(config_path), "groups": a.groups}
+    meta: Record = {"config": str(config_path), "groups": a.groups}
     if a.checkpoints is not None:
         tv, meta["task_vectors"] = _task_vectors(a.checkpoints, base, a.groups)
         matrices.append(tv)
     targets = a.targets
-    lasso: list[Any] = []
+    lasso: list[LassoSelection] = []
     if a.measures:
         prepared = prepare_data(config, base)
         names = prepared.taskset.names

@@ -11,32 +11,31 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch import Tensor
 
 from polytask._core import PolytaskError, seed_everything
 from polytask.build.data import PreparedData
 from polytask.build.model import eval_model, make_model
 from polytask.config.schema import TrainConfig
 from polytask.eval import Report, evaluate, report_json
+from polytask.merging.io import open_checkpoint
 from polytask.models.norm_stats import recompute_norm_stats
 from polytask.tasks.data import TensorData
 from polytask.tasks.data.tensors import index_inputs, num_rows
 from polytask.train.distributed import world
 
+from .fit import ReportExtra, finish_report, one_task
 from .output import write_output_file
 from .results import Scores
 from .run_folder import RunFolder
-from .train import finish_report, one_task
 
 SPLITS = ("val", "test")
 
 
-def read_trunk(path: str | Path) -> dict[str, Any]:
+def read_trunk(path: str | Path) -> dict[str, Tensor]:
     """The ``trunk.*`` tensors of a checkpoint (file, sharded index or folder), e.g. a merge."""
-    from polytask.merging.io import open_checkpoint
-
     reader = open_checkpoint(path)
     state = {k: reader.get(k) for k in reader if k.startswith("trunk.")}
     if not state:
@@ -45,12 +44,14 @@ def read_trunk(path: str | Path) -> dict[str, Any]:
 
 
 def renormalised(
-    config: TrainConfig, prepared: PreparedData, shared: dict[str, Any], batch_size: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    config: TrainConfig, prepared: PreparedData, shared: dict[str, Tensor], batch_size: int
+) -> tuple[dict[str, Tensor], dict[str, object]]:
     """The trunk ``shared`` with its batch-norm statistics re-estimated on the training inputs
     (every row once, shared by all tasks), and a record of the pass."""
     seed_everything(config.seed, config.train.deterministic)
-    model = make_model(config, prepared.taskset, prepared.in_dim)
+    model = make_model(
+        config.model, config.data, config.multimodal, prepared.taskset, prepared.in_dim
+    )
     model.load_state_dict(shared, strict=False)
     train = prepared.splits["train"]
     parts = (
@@ -62,12 +63,19 @@ def renormalised(
     batches = (index_inputs(p.inputs, idx) for p, r in zip(parts, rows) for idx in r)
     used = recompute_norm_stats(model.trunk, batches, model.forward_features)
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in shared}
-    record = {"split": "train", "batches": used, "rows": sum(num_rows(p.inputs) for p in parts)}
+    record: dict[str, object] = {
+        "split": "train",
+        "batches": used,
+        "rows": sum(num_rows(p.inputs) for p in parts),
+    }
     return state, record
 
 
 def _score_single(
-    folder: RunFolder, config: TrainConfig, prepared: PreparedData, shared: dict[str, Any] | None
+    folder: RunFolder,
+    config: TrainConfig,
+    prepared: PreparedData,
+    shared: dict[str, Tensor] | None,
 ) -> Scores:
     metrics: Scores = {s: {} for s in SPLITS}
     for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
@@ -99,7 +107,7 @@ def run_eval(
     target = Path(out_file) if out_file else folder.eval_file(merged=trunk is not None)
     _, prepared = folder.prepare()
     shared = read_trunk(trunk) if trunk is not None else None
-    extra: dict[str, Any] = {"mode": "merged" if trunk is not None else "evaluation"}
+    extra: ReportExtra = {"mode": "merged" if trunk is not None else "evaluation"}
     if shared is not None and norm_stats:
         shared, extra["norm_stats"] = renormalised(
             config, prepared, shared, config.evaluation.batch_size
@@ -111,7 +119,7 @@ def run_eval(
         path = Path(run_dir) / "model.safetensors"  # a checkpoints/<name> folder was given
         path = path if path.is_file() else folder.best_weights
         model = folder.load_model(config, prepared, path, shared)
-        scored = eval_model(config, model, prepared.taskset)  # mask ensemble when configured
+        scored = eval_model(config.multimodal, model, prepared.taskset)  # mask ensemble if set
         splits = {k: prepared.splits[k] for k in SPLITS}
         metrics = evaluate(scored, prepared.taskset, splits, config.evaluation.batch_size)
         extra["weights"] = str(path)

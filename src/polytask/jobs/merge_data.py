@@ -24,17 +24,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from polytask._core import PolytaskError
 from polytask.eval import load_report
+from polytask.merging.model import ModelMerge
 from polytask.tasks.data import TensorData
 
+from .fit import one_task
 from .run_folder import RunFolder, RunRecord
-from .train import one_task
 
 __all__ = ["merge_inputs", "run_checkpoints"]
 
@@ -107,7 +107,9 @@ def _batches(
     return [(data.inputs[idx], y[idx]) for idx in torch.split(rows, batch_size) if idx.numel() > 0]
 
 
-def _check_likelihood(method: Any, kinds: Sequence[str], tasks: Sequence[str], where: str) -> None:
+def _check_likelihood(
+    method: object, kinds: Sequence[str], tasks: Sequence[str], where: str
+) -> None:
     likelihood = getattr(method, "likelihood", None)
     if likelihood is None:
         return
@@ -125,8 +127,8 @@ def _check_likelihood(method: Any, kinds: Sequence[str], tasks: Sequence[str], w
 
 
 def merge_inputs(
-    run: Path, method: Any, split: str, batches: int, batch_size: int, where: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    run: Path, method: ModelMerge, split: str, batches: int, batch_size: int, where: str
+) -> tuple[dict[str, object], dict[str, object]]:
     """``model``, ``data`` and ``select`` for ``method.merge`` from a single-task run, and a
     record of the data used (for ``merge.json``)."""
     folder, _ = _single_task_run(run, where)
@@ -154,7 +156,7 @@ def merge_inputs(
         head_out: Tensor = heads[t](out, [names[t]])[names[t]]
         return head_out
 
-    record = {
+    record: dict[str, object] = {
         "run": str(run),
         "tasks": names,
         "split": split,
@@ -162,7 +164,7 @@ def merge_inputs(
         "batch_size": batch_size,
         "rows": {n: sum(int(b[0].shape[0]) for b in d) for n, d in zip(names, data)},
     }
-    inputs: dict[str, Any] = {"model": _Trunk(trunk), "data": data}
+    inputs: dict[str, object] = {"model": _Trunk(trunk), "data": data}
     if "select" in inspect.signature(method.merge).parameters:  # heads pick each task's output
         inputs["select"] = select
     return inputs, record

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from polytask.models import MultiTaskModel
 
@@ -43,7 +42,7 @@ class TrainResult:
     selection: Selection
     training: TrainingRecord
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """The selection and training records as the report stores them."""
         return {"selection": vars(self.selection), "training": vars(self.training)}
 
@@ -55,4 +54,4 @@ class MergeResult:
     out: Path
     method: str
     models: int
-    record: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, object] = field(default_factory=dict)

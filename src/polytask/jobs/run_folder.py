@@ -18,11 +18,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import Tensor
 
 from polytask._core import PolytaskError, resolve_device, seed_everything, write_text
 from polytask.build.data import PreparedData, prepare_data
@@ -46,7 +47,7 @@ class RunRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    config: dict[str, Any]
+    config: dict[str, object]
     config_dir: str
     config_hash: str
     single_task: bool = False
@@ -139,7 +140,7 @@ class RunFolder:
 
     def load_model(
         self, config: TrainConfig, prepared: PreparedData, weights: Path | None = None,
-        trunk: dict[str, Any] | None = None,
+        trunk: Mapping[str, Tensor] | None = None,
     ) -> MultiTaskModel:  # fmt: skip
         """The run's model with its selected weights (or ``weights``); ``trunk`` replaces the
         ``trunk.*`` tensors (e.g. a merge of the single-task trunks)."""
@@ -147,14 +148,16 @@ class RunFolder:
         if not weights.is_file():
             raise PolytaskError(f"no weights found at {weights}")
         seed_everything(config.seed, config.train.deterministic)
-        model = make_model(config, prepared.taskset, prepared.in_dim)
+        model = make_model(
+            config.model, config.data, config.multimodal, prepared.taskset, prepared.in_dim
+        )
         load_weights(model, weights)
         if trunk is not None:
             replace_trunk(model, trunk)
         return model.to(resolve_device(config.device))
 
 
-def replace_trunk(model: MultiTaskModel, trunk: dict[str, Any]) -> None:
+def replace_trunk(model: MultiTaskModel, trunk: Mapping[str, Tensor]) -> None:
     """Load the ``trunk.*`` tensors ``trunk`` into ``model``; names and shapes must match."""
     own = {k: v for k, v in model.state_dict().items() if k.startswith("trunk.")}
     if set(own) != set(trunk):

@@ -17,9 +17,9 @@ bit-identical to an uninterrupted one, wherever it was stopped (also exactly bet
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -33,9 +33,8 @@ from polytask.eval import Report, load_report, write_report
 from polytask.models import MultiTaskModel, TaskHeads
 from polytask.train.distributed import barrier, world
 
-from .output import output_folder
-from .run_folder import MODEL_FILE, RunFolder, RunRecord
-from .train import (
+from .fit import (
+    ReportExtra,
     check_resumable,
     finish_report,
     resumable,
@@ -44,6 +43,8 @@ from .train import (
     train_one,
     train_single,
 )
+from .output import output_folder
+from .run_folder import MODEL_FILE, RunFolder, RunRecord
 
 HEADS_FILE = "heads.safetensors"
 
@@ -126,8 +127,6 @@ def _run_stage(
         return load_report(folder.report_file)
     writes = world()[0] == 0  # under torchrun, rank 0 writes
     if writes and folder.path.exists() and not (resume and folder.has_checkpoint):
-        import shutil
-
         shutil.rmtree(folder.path)  # a stage stopped before its first checkpoint starts over
     if writes:
         folder.path.mkdir(parents=True, exist_ok=True)
@@ -154,7 +153,12 @@ def _run_stage(
         _save_stage_model(done.model, folder.path)
     barrier()  # later stages load these weights
     carried = None if load is None else {"from": load.from_, "what": load.what, "heads": loaded}
-    extra = {"mode": "multi-task", "stage": stage.name, "loaded": carried, **done.summary()}
+    extra: ReportExtra = {
+        "mode": "multi-task",
+        "stage": stage.name,
+        "loaded": carried,
+        **done.summary(),
+    }
     report = finish_report(stage.config, prepared, done.metrics, extra, baseline, start, shash)
     if writes:
         write_report(folder.report_file, report)
@@ -190,7 +194,7 @@ def run_stages(
                 config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash
             ))  # fmt: skip
         barrier()
-        summary: list[dict[str, Any]] = []
+        summary: list[dict[str, object]] = []
         for stage in stages:
             last = stage is stages[-1]
             report = _run_stage(

@@ -71,11 +71,15 @@ def test_heterogeneous_batches_mix_every_task_in_every_step(tmp_path):
     path = per_task_config(tmp_path, {"kind": "all"})
     config = load_config(TrainConfig, path)
     prepared = prepare_data(config, path.parent)
-    loader = make_loader(config, prepared, prepared.taskset)
+    loader = make_loader(
+        config.train, config.data, config.multimodal, config.seed, prepared, prepared.taskset
+    )
     for step in range(5):
         batch = loader.batch(step)
         assert [list(g.targets) for g in batch] == [["big"], ["mid"], ["small"]]
-    model = make_model(config, prepared.taskset, prepared.in_dim)
+    model = make_model(
+        config.model, config.data, config.multimodal, prepared.taskset, prepared.in_dim
+    )
     losses, counts, features = compute_losses(model, loader.batch(5), prepared.taskset)
     assert prepared.taskset.names == ("big", "mid", "small") and len(features) == 3
     assert losses.shape == (3,) and bool((counts > 0).all())

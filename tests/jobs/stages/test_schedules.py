@@ -98,7 +98,9 @@ def per_task_config(tmp_path: Path, sampler: dict, steps: int = 40) -> Path:
 def _loader(path: Path):
     config = load_config(TrainConfig, path)
     prepared = prepare_data(config, path.parent)
-    return make_loader(config, prepared, prepared.taskset)
+    return make_loader(
+        config.train, config.data, config.multimodal, config.seed, prepared, prepared.taskset
+    )
 
 
 def test_schedules_are_selected_in_the_sampler_config(tmp_path):

@@ -41,7 +41,8 @@ def _fresh(cfg: Path) -> dict:
     fine = parse_stages(load_config(TrainConfig, cfg), str(cfg))[1]
     prepared = prepare_data(fine.config, cfg.parent)
     seed_everything(fine.config.seed, True)
-    return make_model(fine.config, prepared.taskset, prepared.in_dim).state_dict()
+    c = fine.config
+    return make_model(c.model, c.data, c.multimodal, prepared.taskset, prepared.in_dim).state_dict()
 
 
 def test_trunk_only_leaves_every_head_fresh(tmp_path, monkeypatch):
@@ -84,7 +85,8 @@ def test_trunk_and_heads_carries_the_shared_tasks_heads_only(tmp_path, monkeypat
 def _model_with(cfg: Path, state: dict):
     fine = parse_stages(load_config(TrainConfig, cfg), str(cfg))[1]
     prepared = prepare_data(fine.config, cfg.parent)
-    model = make_model(fine.config, prepared.taskset, prepared.in_dim)
+    c = fine.config
+    model = make_model(c.model, c.data, c.multimodal, prepared.taskset, prepared.in_dim)
     model.load_state_dict(state)
     return model
 

@@ -12,7 +12,9 @@ from torch import Tensor
 class Augmentation(Protocol):
     """``aug(x, generator) -> x'`` of the same shape; ``fits`` lists the modality kinds it suits."""
 
-    name: str
-    fits: frozenset[str]
+    @property
+    def name(self) -> str: ...
+    @property
+    def fits(self) -> frozenset[str]: ...
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor: ...

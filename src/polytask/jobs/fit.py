@@ -1,0 +1,185 @@
+"""Train one model into a run folder, the one-model-per-task baselines, and the report.
+
+The pieces every training entry point shares: :func:`~polytask.jobs.train.run_train` (one
+config), :func:`~polytask.jobs.stages.run_stages` (one run per stage) and the evaluation job
+(:func:`finish_report`, :func:`one_task`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from polytask import __version__
+from polytask._core import PolytaskError, seed_everything, write_with
+from polytask.build.data import PreparedData, SplitData
+from polytask.build.loaders import max_steps
+from polytask.build.model import eval_model, make_model
+from polytask.build.optim import make_scheduler
+from polytask.build.training import Init, make_training_parts
+from polytask.config.load import config_hash
+from polytask.config.schema import TrainConfig
+from polytask.eval import Report, SelectionRule, build_report, evaluate, load_report
+from polytask.models import MultiTaskModel
+from polytask.tasks import TaskSet
+from polytask.tasks.data import TensorData
+from polytask.train import Trainer
+from polytask.train.distributed import world
+
+from .results import Scores, Selection, TrainingRecord, TrainResult
+from .run_folder import RunFolder
+
+__all__ = [
+    "Init",
+    "ReportExtra",
+    "check_resumable",
+    "finish_report",
+    "one_task",
+    "resumable",
+    "save_trunk",
+    "selection_rule",
+    "single_task_config",
+    "subset",
+    "train_hash",
+    "train_one",
+    "train_single",
+]
+
+#: what the report records beside the metrics (see :class:`polytask.eval.Report`)
+ReportExtra = dict[str, object]
+
+
+def resumable(folder: Path) -> bool:
+    """Whether a stopped run in ``folder`` has a checkpoint to continue from (any sub-run)."""
+    return any(folder.glob("**/checkpoints/latest"))
+
+
+def train_hash(config: TrainConfig, single_task: bool) -> str:
+    """The hash a run is resumed against (evaluation settings and device left out)."""
+    return config_hash(config, ignore=("evaluation", "device")) + ("-single" if single_task else "")
+
+
+def single_task_config(config: TrainConfig) -> TrainConfig:
+    """``config`` for one-task baselines: balancing has nothing to balance and is left out."""
+    return config.model_copy(update={"balancing": None})
+
+
+def subset(data: SplitData, task: str) -> SplitData:
+    """The rows of ``data`` for one task."""
+    if isinstance(data, TensorData):
+        return TensorData(data.inputs, {task: data.targets[task]}, data.name)
+    return {task: data[task]}
+
+
+def one_task(prepared: PreparedData, task: str) -> PreparedData:
+    """``prepared`` restricted to ``task``."""
+    t = prepared.taskset[task]
+    splits = {k: subset(v, task) for k, v in prepared.splits.items()}
+    return PreparedData(TaskSet([t]), splits, prepared.per_task, prepared.info)
+
+
+def save_trunk(model: MultiTaskModel, path: Path) -> None:
+    """Write the ``trunk.*`` tensors of ``model`` to ``path`` (rank 0 only)."""
+    if world()[0] != 0:
+        return
+    state = {
+        k: v.detach().contiguous().clone()
+        for k, v in model.state_dict().items()
+        if k.startswith("trunk.")
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "pt", "polytask": "trunk"}
+    write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+
+
+def selection_rule(config: TrainConfig, taskset: TaskSet) -> SelectionRule:
+    rule = config.train.selection or f"mean:{taskset.tasks[0].metric_names[0]}"
+    return SelectionRule.parse(rule, taskset)
+
+
+def train_one(
+    config: TrainConfig, prepared: PreparedData, folder: RunFolder, *, resume: bool,
+    progress: bool, chash: str, init: Init | None = None,
+) -> TrainResult:  # fmt: skip
+    """Train one model on ``prepared`` into ``folder`` and score it on val and test."""
+    parts = make_training_parts(config, prepared, on_device=True, init=init)
+    model, taskset = parts.model, prepared.taskset
+    t = config.train
+    total = max_steps(t, parts.loader.steps_per_epoch)
+    rule = selection_rule(config, taskset)
+    trainer = Trainer(
+        model, taskset, parts.loader, parts.optimizer, max_steps=total,
+        scheduler=make_scheduler(t.scheduler, parts.optimizer, total), balancer=parts.balancer,
+        val_data=prepared.splits["val"], selection=rule, eval_every=t.eval_every,
+        patience=t.patience, grad_clip=t.grad_clip, out_dir=folder.path,
+        checkpoint_every=t.checkpoint_every, config_hash=chash, progress=progress,
+        eval_batch_size=config.evaluation.batch_size, gramian_log_every=t.gramian_log_every,
+    )  # fmt: skip
+    fit = trainer.fit(resume=resume and folder.has_checkpoint)
+    scored = eval_model(config.multimodal, model, taskset)  # the mask ensemble when set
+    splits = {k: prepared.splits[k] for k in ("val", "test")}
+    metrics = evaluate(scored, taskset, splits, config.evaluation.batch_size)
+    selection = Selection(
+        f"{rule.scope}:{rule.metric}", rule.describe(), fit.best_step, fit.best_score
+    )
+    record = TrainingRecord(
+        fit.steps, total, fit.stopped_early, fit.zero_update_steps, fit.vanishing_update_steps,
+        round(fit.seconds, 2), str(parts.device),
+    )  # fmt: skip
+    return TrainResult(model, metrics, selection, record)
+
+
+def check_resumable(folder: RunFolder, chash: str, config_path: Path, resume: bool) -> None:
+    """A resumed run must continue with the config it started with."""
+    if resume and folder.run_file.is_file() and folder.record().config_hash != chash:
+        raise PolytaskError(
+            f"{folder.path}: cannot resume, the config differs from the one this run started "
+            f"with ({config_path})"
+        )
+
+
+def train_single(
+    config: TrainConfig, prepared: PreparedData, folder: RunFolder, resume: bool,
+    progress: bool, chash: str,
+) -> tuple[Scores, ReportExtra]:  # fmt: skip
+    """One model per (non-auxiliary) task, all from the same initial trunk."""
+    seed_everything(config.seed, config.train.deterministic)
+    first = make_model(
+        config.model, config.data, config.multimodal, prepared.taskset, prepared.in_dim
+    )
+    save_trunk(first, folder.base_trunk)
+    runs: dict[str, dict[str, object]] = {}
+    metrics: Scores = {"val": {}, "test": {}}
+    for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
+        sub = folder.single(task.name)
+        done = train_one(
+            config, one_task(prepared, task.name), sub, resume=resume, progress=progress,
+            chash=chash,
+        )  # fmt: skip
+        save_trunk(done.model, sub.trunk_file)
+        runs[task.name] = done.summary()
+        for split in metrics:
+            metrics[split][task.name] = done.metrics[split][task.name]
+    return metrics, {"mode": "single-task", "runs": runs}
+
+
+def finish_report(
+    config: TrainConfig, prepared: PreparedData, metrics: Scores, extra: ReportExtra,
+    baseline: str | Path | None, start: float, chash: str,
+) -> Report:  # fmt: skip
+    """The report of ``metrics``, compared with the baseline report when one is given.
+
+    ``extra`` holds the report's other fields, ``mode`` among them."""
+    baseline = baseline or config.evaluation.baseline
+    base_metrics = load_report(Path(baseline)).metrics if baseline is not None else None
+    fields = dict(extra)
+    mode = fields.pop("mode")
+    assert isinstance(mode, str)
+    return build_report(
+        prepared.taskset, metrics, mode=mode, baseline=base_metrics,
+        baseline_source=str(baseline) if baseline else None, polytask_version=__version__,
+        data=prepared.info, config_hash=chash, seconds=round(time.perf_counter() - start, 2),
+        **fields,
+    )  # fmt: skip
