@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from polytask.cli.main import main
+from polytask.cli.train import newest_checkpoint, stopped_line
 from polytask.jobs.output import partial_path
 from tests.conftest import small_tox21
 
@@ -69,3 +70,32 @@ def test_interrupt_before_the_first_checkpoint_keeps_nothing(tmp_path: Path) -> 
     assert code == INTERRUPTED and stdout == ""
     assert err == [f"interrupted before the first checkpoint: nothing was kept at {out}"]
     assert not out.exists() and not partial_path(out).exists()
+
+
+def _checkpoint(root: Path, step: int) -> Path:
+    folder = root / "checkpoints" / f"step-{step:07d}"
+    folder.mkdir(parents=True)
+    (root / "checkpoints" / "latest").write_text(folder.name + "\n")
+    return folder
+
+
+def test_stopped_line_names_the_newest_checkpoint_of_any_sub_run(tmp_path: Path) -> None:
+    out, cfg = tmp_path / "my run", Path("a b.yaml")
+    assert newest_checkpoint(out) is None
+    _checkpoint(out / "single" / "t1", 30)
+    newer = _checkpoint(out / "single" / "t2", 10)
+    os.utime(newer.parent / "latest", ns=(2 * 10**18, 2 * 10**18))
+    assert newest_checkpoint(out) == (newer, 2 * 10**18)
+    assert stopped_line(cfg, out, None, resume=False) == (
+        f"interrupted: kept checkpoint {newer} in {out}; continue with: "
+        f"polytask train 'a b.yaml' --out '{out}' --resume"
+    )
+    # --overwrite stopped before its first checkpoint: the old run is still there, untouched
+    before = newest_checkpoint(out)
+    assert stopped_line(cfg, out, before, resume=False) == (
+        f"interrupted before the first checkpoint: the folder was left as it was at {out}"
+    )
+    # --resume stopped before a new checkpoint: the old one is still the one to resume from
+    assert stopped_line(cfg, out, before, resume=True).startswith(
+        f"interrupted: kept checkpoint {newer}"
+    )

@@ -7,6 +7,7 @@ checkpoint and how to resume; one stopped before it leaves nothing.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -44,10 +45,8 @@ def stopped_line(config: Path, out: Path, before: tuple[Path, int] | None, resum
     if now is None or (now == before and not resume):
         kept = "the folder was left as it was" if out.exists() else "nothing was kept"
         return f"interrupted before the first checkpoint: {kept} at {out}"
-    return (
-        f"interrupted: kept checkpoint {now[0]} in {out}; continue with: "
-        f"polytask train {config} --out {out} --resume"
-    )
+    again = shlex.join(["polytask", "train", str(config), "--out", str(out), "--resume"])
+    return f"interrupted: kept checkpoint {now[0]} in {out}; continue with: {again}"
 
 
 @click.command(
