@@ -26,9 +26,9 @@ from polytask.tasks.data import TensorData
 from polytask.tasks.data.tensors import index_inputs, num_rows
 from polytask.train.distributed import world
 
-from .fit import ReportExtra, finish_report, one_task
+from .fit import finish_report, one_task
 from .output import write_output_file
-from .results import Scores
+from .results import ReportExtra, Scores
 from .run_folder import RunFolder
 
 SPLITS = ("val", "test")

@@ -28,12 +28,11 @@ from polytask.tasks.data import TensorData
 from polytask.train import Trainer
 from polytask.train.distributed import world
 
-from .results import Scores, Selection, TrainingRecord, TrainResult
+from .results import ReportExtra, RunSummary, Scores, Selection, TrainingRecord, TrainResult
 from .run_folder import RunFolder
 
 __all__ = [
     "Init",
-    "ReportExtra",
     "check_resumable",
     "finish_report",
     "one_task",
@@ -46,9 +45,6 @@ __all__ = [
     "train_one",
     "train_single",
 ]
-
-#: what the report records beside the metrics (see :class:`polytask.eval.Report`)
-ReportExtra = dict[str, object]
 
 
 def resumable(folder: Path) -> bool:
@@ -150,7 +146,7 @@ def train_single(
         config.model, config.data, config.multimodal, prepared.taskset, prepared.in_dim
     )
     save_trunk(first, folder.base_trunk)
-    runs: dict[str, dict[str, object]] = {}
+    runs: dict[str, RunSummary] = {}
     metrics: Scores = {"val": {}, "test": {}}
     for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
         sub = folder.single(task.name)
@@ -174,12 +170,9 @@ def finish_report(
     ``extra`` holds the report's other fields, ``mode`` among them."""
     baseline = baseline or config.evaluation.baseline
     base_metrics = load_report(Path(baseline)).metrics if baseline is not None else None
-    fields = dict(extra)
-    mode = fields.pop("mode")
-    assert isinstance(mode, str)
     return build_report(
-        prepared.taskset, metrics, mode=mode, baseline=base_metrics,
+        prepared.taskset, metrics, baseline=base_metrics,
         baseline_source=str(baseline) if baseline else None, polytask_version=__version__,
         data=prepared.info, config_hash=chash, seconds=round(time.perf_counter() - start, 2),
-        **fields,
+        **extra,
     )  # fmt: skip

@@ -4,10 +4,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Required, TypedDict
 
 from polytask.models import MultiTaskModel
 
 Scores = dict[str, dict[str, dict[str, float]]]  # {split: {task: {metric: value}}}
+
+
+class RunSummary(TypedDict):
+    """How one model was selected and trained, as the report stores it."""
+
+    selection: dict[str, object]
+    training: dict[str, object]
+
+
+class ReportExtra(TypedDict, total=False):
+    """The report fields a job sets beside the metrics (see :class:`polytask.eval.Report`)."""
+
+    mode: Required[str]
+    selection: dict[str, object]
+    training: dict[str, object]
+    runs: dict[str, RunSummary]
+    stage: str
+    loaded: dict[str, object] | None
+    weights: str
+    trunk: str | None
+    norm_stats: dict[str, object]
+    balancing_dropped: str
 
 
 @dataclass(frozen=True)
@@ -42,7 +65,7 @@ class TrainResult:
     selection: Selection
     training: TrainingRecord
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> RunSummary:
         """The selection and training records as the report stores them."""
         return {"selection": vars(self.selection), "training": vars(self.training)}
 

@@ -34,7 +34,6 @@ from polytask.models import MultiTaskModel, TaskHeads
 from polytask.train.distributed import barrier, world
 
 from .fit import (
-    ReportExtra,
     check_resumable,
     finish_report,
     resumable,
@@ -44,6 +43,7 @@ from .fit import (
     train_single,
 )
 from .output import output_folder
+from .results import ReportExtra
 from .run_folder import MODEL_FILE, RunFolder, RunRecord
 
 HEADS_FILE = "heads.safetensors"
@@ -152,7 +152,9 @@ def _run_stage(
     if writes:
         _save_stage_model(done.model, folder.path)
     barrier()  # later stages load these weights
-    carried = None if load is None else {"from": load.from_, "what": load.what, "heads": loaded}
+    carried: dict[str, object] | None = (
+        None if load is None else {"from": load.from_, "what": load.what, "heads": loaded}
+    )
     extra: ReportExtra = {
         "mode": "multi-task",
         "stage": stage.name,

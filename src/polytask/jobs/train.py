@@ -19,7 +19,6 @@ from polytask.eval import Report, write_report
 from polytask.train.distributed import barrier, init_from_env, world
 
 from .fit import (
-    ReportExtra,
     check_resumable,
     finish_report,
     resumable,
@@ -29,7 +28,7 @@ from .fit import (
     train_single,
 )
 from .output import output_folder
-from .results import Scores
+from .results import ReportExtra, Scores
 from .run_folder import RunFolder, RunRecord
 from .stages import run_stages
 
