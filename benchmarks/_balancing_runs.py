@@ -1,40 +1,38 @@
-"""Shared driver of the balancing benchmarks: every method x seeds, cached per run under .bench/.
+"""Shared driver of the balancing benchmarks: every method × seeds as one sweep under .bench/.
 
-A run is one ``run_train`` call on a YAML written next to its output folder. A finished run
-(``report.json`` present and the YAML unchanged) is read back instead of retrained, so an
-interrupted benchmark resumes where it stopped. The single-task baselines of each seed are a run
-like the others (``single_task=True``); each method's Δm / Δp is taken against them.
+The grid is :func:`polytask.jobs.sweep.run_sweep` over ``balancing.method`` / ``balancing.mode``:
+every run is cached by the hash of its config (an interrupted benchmark resumes where it
+stopped), the single-task baselines are trained once per seed and each method's Δm / Δp is taken
+against them. This module designs the grid and writes the tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from polytask._core import write_text
-from polytask.config.balancing import BALANCING_METHODS
-from polytask.jobs.train import run_train
+from polytask.config.balancing import BALANCING_METHODS, method_class
+from polytask.eval import Report, format_mean_std, mean_std, paired_difference
+from polytask.jobs.sweep import SweepResult, SweepRun, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
+Runs = dict[tuple[str, str], dict[int, Report]]  # (method, mode) -> {seed: report}
 
 
 def method_mode(name: str) -> str:
     """``features`` wherever the method supports it (MGDA-UB), else ``exact`` (DB-MTL)."""
-    return "features" if "features" in BALANCING_METHODS[name].modes else "exact"
+    return "features" if "features" in method_class(name).modes else "exact"
 
 
 def method_kind(name: str) -> str:
-    needs = BALANCING_METHODS[name].needs
+    needs = method_class(name).needs
     if needs <= {"losses", "grad_norms"}:
         return "loss weighting"
     if "gramian" in needs:
@@ -85,139 +83,95 @@ def parse_args(doc: str, default_epochs: int) -> argparse.Namespace:
     return args
 
 
-def _cached_run(
-    cfg: dict[str, Any], out: Path, single_task: bool, baseline: Path | None, cached_only: bool
-) -> dict[str, Any] | None:
-    cfg_path = out.parent / f"{out.name}.yaml"
-    text = yaml.safe_dump(cfg, sort_keys=True)
-    report_path = out / "report.json"
-    if report_path.is_file() and cfg_path.is_file() and cfg_path.read_text() == text:
-        report: dict[str, Any] = json.loads(report_path.read_text())
-        if baseline is None or "comparison" in report:
-            return report
-    if cached_only:
-        return None
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(cfg_path, text)
-    return run_train(
-        cfg_path,
-        out,
-        single_task=single_task,
-        overwrite=True,
-        progress=False,
-        baseline=baseline,
-    )
-
-
-@dataclass
-class Grid:
-    """Results of every (method, mode) x seed, plus the per-seed baselines."""
-
-    metrics: list[str]
-    baselines: dict[int, dict[str, Any]] = field(default_factory=dict)
-    runs: dict[tuple[str, str], dict[int, dict[str, Any]]] = field(default_factory=dict)
+def point(method: str, mode: str) -> dict[str, object]:
+    return {"balancing.method": method, "balancing.mode": mode, "balancing.every": 1}
 
 
 def run_grid(
     args: argparse.Namespace,
     name: str,
-    make_config: Callable[[int, dict[str, Any] | None], dict[str, Any]],
+    config: dict[str, Any],
     metrics: list[str],
-) -> Grid:
-    """Baselines then every method for every seed; prints one line per run."""
+    per_seed: Callable[[int], Mapping[str, object]] | None = None,
+) -> SweepResult:
+    """Baselines then every method for every seed (``config`` at its ``seed``); prints one
+    line per run."""
     torch.set_num_threads(args.threads)
-    out = args.out or REPO / ".bench" / f"balancing_{name}"
-    grid = Grid(metrics)
     plan = [(m, method_mode(m)) for m in args.methods]
     plan += [(m, "exact") for m in args.exact if (m, "exact") not in plan]
-    for seed in args.seeds:
-        base_cfg = make_config(seed, None)
-        t0 = time.perf_counter()
-        single = _cached_run(base_cfg, out / f"seed{seed}" / "single", True, None, args.cached_only)
-        if single is None:
-            print(f"[{name}] seed {seed}: no finished baselines, seed left out", flush=True)
-            continue
-        grid.baselines[seed] = single
-        means = grid.baselines[seed]["means"]["test"]
+
+    def say(run: SweepRun) -> None:
+        r = run.report
+        values = "  ".join(f"{k} {r.means['test'][k]:.4f}" for k in metrics)
+        if not run.point:
+            print(
+                f"[{name}] seed {run.seed} single-task: {values}  ({r.seconds:.0f} s)", flush=True
+            )
+            return
+        comp = (r.comparison or {})["test"]
+        method, mode = run.point["balancing.method"], run.point["balancing.mode"]
         print(
-            f"[{name}] seed {seed} single-task: "
-            + "  ".join(f"{k} {means[k]:.4f}" for k in metrics)
-            + f"  ({grid.baselines[seed]['seconds']:.0f} s; {time.perf_counter() - t0:.0f} s now)",
+            f"[{name}] seed {run.seed} {method:12s} {mode:8s} {values}"
+            f"  dm {comp.delta_m:+7.2f}%  dp {comp.delta_p:+7.2f}%  {r.seconds:.1f} s"
+            f"  step {(r.selection or {})['best_step']}/{(r.training or {})['steps']}",
             flush=True,
         )
-        baseline = out / f"seed{seed}" / "single" / "report.json"
-        for method, mode in plan:
-            cfg = make_config(seed, {"method": method, "mode": mode, "every": 1})
-            folder = out / f"seed{seed}" / f"{method}-{mode}"
-            report = _cached_run(cfg, folder, False, baseline, args.cached_only)
-            if report is None:
-                print(f"[{name}] seed {seed} {method} {mode}: not run, left out", flush=True)
-                continue
-            grid.runs.setdefault((method, mode), {})[seed] = report
-            comp = report["comparison"]["test"]
-            print(
-                f"[{name}] seed {seed} {method:12s} {mode:8s} "
-                + "  ".join(f"{k} {report['means']['test'][k]:.4f}" for k in metrics)
-                + f"  dm {comp['delta_m']:+7.2f}%  dp {comp['delta_p']:+7.2f}%"
-                + f"  {report['seconds']:.1f} s  step {report['selection']['best_step']}"
-                + f"/{report['training']['steps']}",
-                flush=True,
-            )
-    return grid
+
+    return run_sweep(
+        config, args.out or REPO / ".bench" / f"balancing_{name}", seeds=args.seeds,
+        points=[point(m, mode) for m, mode in plan], per_seed=per_seed,
+        cached_only=args.cached_only, on_run=say,
+    )  # fmt: skip
 
 
-def _ms(values: list[float], digits: int = 4) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+def by_method(result: SweepResult) -> Runs:
+    """``{(method, mode): {seed: report}}`` in grid order."""
+    runs: Runs = {}
+    for cell in result.cells:
+        key = (str(cell.point["balancing.method"]), str(cell.point["balancing.mode"]))
+        runs.setdefault(key, {})[cell.seed] = cell.report
+    return {k: dict(sorted(v.items())) for k, v in runs.items()}
 
 
-def _pm(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:+.2f}"
-    return f"{statistics.mean(values):+.2f} ± {statistics.stdev(values):.2f}"
+def baselines(result: SweepResult) -> dict[int, Report]:
+    return {b.seed: b.report for b in sorted(result.baselines, key=lambda b: b.seed)}
 
 
-def table(grid: Grid, metric_labels: dict[str, str]) -> list[str]:
+def _dm(report: Report) -> float:
+    comp = (report.comparison or {})["test"]
+    assert comp.delta_m is not None
+    return comp.delta_m
+
+
+def _dp(report: Report) -> float:
+    comp = (report.comparison or {})["test"]
+    assert comp.delta_p is not None
+    return comp.delta_p
+
+
+def table(result: SweepResult, metric_labels: dict[str, str]) -> list[str]:
     """Markdown rows sorted by mean test Δm (best first)."""
-    head = [
-        "method",
-        "kind",
-        "mode",
-        *metric_labels.values(),
-        "Δm % (↓)",
-        "Δm − EW, same seed",
-        "Δp % (↑)",
-        "s / run",
-    ]
-    ew_dm = {
-        s: r["comparison"]["test"]["delta_m"]
-        for s, r in grid.runs.get(("ew", method_mode("ew")), {}).items()
-    }
+    head = ["method", "kind", "mode", *metric_labels.values(), "Δm % (↓)", "Δm − EW, same seed",
+            "Δp % (↑)", "s / run"]  # fmt: skip
+    runs, bases = by_method(result), baselines(result)
+    ew_dm = {s: _dm(r) for s, r in runs.get(("ew", method_mode("ew")), {}).items()}
     rows = []
-    for (method, mode), by_seed in grid.runs.items():
-        reports = [by_seed[s] for s in sorted(by_seed)]
-        dm = [r["comparison"]["test"]["delta_m"] for r in reports]
-        dp = [r["comparison"]["test"]["delta_p"] for r in reports]
-        cells = [_ms([r["means"]["test"][k] for r in reports]) for k in metric_labels]
-        secs = statistics.mean(r["seconds"] for r in reports)
-        label = f"{method} (n={len(reports)})" if len(reports) != len(grid.baselines) else method
-        paired = [
-            r["comparison"]["test"]["delta_m"] - ew_dm[s] for s, r in by_seed.items() if s in ew_dm
-        ]
-        vs_ew = _pm(paired) if paired else "—"
-        rows.append(
-            (
-                statistics.mean(dm),
-                [label, method_kind(method), mode, *cells, _pm(dm), vs_ew, _pm(dp), f"{secs:.1f}"],
-            )
-        )
+    for (method, mode), by_seed in runs.items():
+        reports = list(by_seed.values())
+        dm = [_dm(r) for r in reports]
+        cells = [format_mean_std([r.means["test"][k] for r in reports], empty="—")
+                 for k in metric_labels]  # fmt: skip
+        secs = statistics.mean(r.seconds or 0.0 for r in reports)
+        label = f"{method} (n={len(reports)})" if len(reports) != len(bases) else method
+        shared = {s: _dm(r) for s, r in by_seed.items() if s in ew_dm}
+        vs_ew = paired_difference(shared, ew_dm).format(2) if shared else "—"
+        signed = [format_mean_std(v, 2, signed=True) for v in (dm, [_dp(r) for r in reports])]
+        row = [label, method_kind(method), mode, *cells, signed[0], vs_ew, signed[1], f"{secs:.1f}"]
+        rows.append((mean_std(dm)[0], row))
     rows.sort(key=lambda r: r[0])
-    bases = [grid.baselines[s] for s in sorted(grid.baselines)]
-    base_cells = [_ms([b["means"]["test"][k] for b in bases]) for k in metric_labels]
-    base_secs = statistics.mean(b["seconds"] for b in bases)
+    base = list(bases.values())
+    base_cells = [format_mean_std([b.means["test"][k] for b in base], empty="—") for k in metric_labels]  # fmt: skip
+    base_secs = statistics.mean(b.seconds or 0.0 for b in base)
     lines = [
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -229,38 +183,32 @@ def table(grid: Grid, metric_labels: dict[str, str]) -> list[str]:
     return lines
 
 
-def per_task_table(grid: Grid, metric: str, methods: list[str]) -> list[str]:
+def per_task_table(result: SweepResult, metric: str, methods: list[str]) -> list[str]:
     """Per-task test ``metric`` (mean over seeds) for the baselines and a few methods."""
-    tasks = list(next(iter(grid.baselines.values()))["metrics"]["test"])
-    cols: list[tuple[str, list[dict[str, Any]]]] = [
-        ("single-task", [grid.baselines[s] for s in sorted(grid.baselines)])
-    ]
-    for key, by_seed in grid.runs.items():
+    bases = baselines(result)
+    tasks = list(next(iter(bases.values())).metrics["test"])
+    cols: list[tuple[str, list[Report]]] = [("single-task", list(bases.values()))]
+    for key, by_seed in by_method(result).items():
         if key[0] in methods:
-            cols.append((f"{key[0]}-{key[1]}", [by_seed[s] for s in sorted(by_seed)]))
+            cols.append((f"{key[0]}-{key[1]}", list(by_seed.values())))
     lines = [
         "| task | " + " | ".join(c for c, _ in cols) + " |",
         "|" + "---|" * (len(cols) + 1),
     ]
     for t in tasks:
-        vals = []
-        for _, reports in cols:
-            xs = [r["metrics"]["test"][t][metric] for r in reports]
-            vals.append(f"{statistics.mean(xs):.4f}")
+        vals = [f"{mean_std(r.metrics['test'][t][metric] for r in reports)[0]:.4f}" for _, reports in cols]  # fmt: skip
         lines.append(f"| {t} | " + " | ".join(vals) + " |")
     return lines
 
 
-def reading(grid: Grid) -> list[str]:
+def reading(result: SweepResult) -> list[str]:
     """Facts read off the grid: who beats EW, where the published shape holds or not."""
-    stats: dict[str, tuple[float, float]] = {}
-    for (method, mode), by_seed in grid.runs.items():
-        dm = [r["comparison"]["test"]["delta_m"] for r in by_seed.values()]
-        sd = statistics.stdev(dm) if len(dm) > 1 else float("nan")
-        stats[f"{method}-{mode}" if mode != method_mode(method) else method] = (
-            statistics.mean(dm),
-            sd,
-        )
+    runs = by_method(result)
+
+    def key(method: str, mode: str) -> str:
+        return f"{method}-{mode}" if mode != method_mode(method) else method
+
+    stats = {key(*k): mean_std(_dm(r) for r in by_seed.values()) for k, by_seed in runs.items()}
     order = sorted(stats, key=lambda k: stats[k][0])
     lines = []
     if "ew" in stats:
@@ -273,33 +221,33 @@ def reading(grid: Grid) -> list[str]:
             f"* Lower (better) mean Δm than EW: {', '.join(better) or 'none'}.",
             f"* Lose to EW (higher mean Δm): {', '.join(worse) or 'none'}.",
         ]
-    ew_runs = grid.runs.get(("ew", method_mode("ew")), {})
+    ew_runs = runs.get(("ew", method_mode("ew")), {})
     if len(ew_runs) > 1:
         always, never = [], []
-        for (method, mode), by_seed in grid.runs.items():
+        ew_dm = {s: _dm(r) for s, r in ew_runs.items()}
+        for (method, mode), by_seed in runs.items():
             if method == "ew" or set(by_seed) != set(ew_runs):
                 continue
-            diff = [
-                by_seed[s]["comparison"]["test"]["delta_m"]
-                - ew_runs[s]["comparison"]["test"]["delta_m"]
-                for s in by_seed
-            ]
-            key = f"{method}-{mode}" if mode != method_mode(method) else method
-            if all(d < 0 for d in diff):
-                always.append(key)
-            elif all(d > 0 for d in diff):
-                never.append(key)
+            d = paired_difference({s: _dm(r) for s, r in by_seed.items()}, ew_dm, higher_is_better=False)  # fmt: skip
+            if d.wins == d.n:
+                always.append(key(method, mode))
+            elif d.losses == d.n:
+                never.append(key(method, mode))
         lines += [
             f"* Same-seed comparison with EW (seeds {', '.join(map(str, sorted(ew_runs)))}): "
             f"better than EW on every seed: {', '.join(always) or 'none'}; worse on every seed: "
             f"{', '.join(never) or 'none'}; the rest are on both sides.",
         ]
+    return lines + _spread(stats, order)
+
+
+def _spread(stats: dict[str, tuple[float, float]], order: list[str]) -> list[str]:
     beats_single = [k for k in order if stats[k][0] < 0]
-    lines.append(
+    lines = [
         "* Better than the single-task baselines on average (Δm < 0): "
         + (", ".join(beats_single) or "none")
         + "."
-    )
+    ]
     sds = [s for _, s in stats.values() if s == s]
     if sds:
         means = [m for m, _ in stats.values()]
@@ -322,7 +270,9 @@ def reading(grid: Grid) -> list[str]:
     return lines
 
 
-def write_doc(path: Path, title: str, intro: list[str], grid: Grid, tables: list[str]) -> None:
+def write_doc(
+    path: Path, title: str, intro: list[str], result: SweepResult, tables: list[str]
+) -> None:
     text = "\n".join(
         [
             f"# {title}",
@@ -333,7 +283,7 @@ def write_doc(path: Path, title: str, intro: list[str], grid: Grid, tables: list
             "",
             "## Reading (generated from the numbers above)",
             "",
-            *reading(grid),
+            *reading(result),
             "",
         ]
     )

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from polytask._core import write_text
-from polytask.config.balancing import BALANCING_METHODS
+from polytask.config.balancing import BALANCING_METHODS, method_class
+from polytask.eval import format_mean_std, mean_std, paired_difference, seed_scatter
 
-LOSS_ONLY = {m for m, c in BALANCING_METHODS.items() if c.needs <= {"losses", "grad_norms"}}
-GRAMIAN = {m for m, c in BALANCING_METHODS.items() if "gramian" in c.needs}
+LOSS_ONLY = {m for m in BALANCING_METHODS if method_class(m).needs <= {"losses", "grad_norms"}}
+GRAMIAN = {m for m in BALANCING_METHODS if "gramian" in method_class(m).needs}
 TARGET = {100: None, 600: 1.3, 2000: 2.0}
 
 
@@ -67,12 +68,6 @@ def _runs(folder: Path) -> dict[str, dict[int, dict[str, Any]]]:
     return runs
 
 
-def _ms(xs: list[float]) -> str:
-    if len(xs) < 2:
-        return f"{xs[0]:.4f}" if xs else "—"
-    return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}"
-
-
 def quality_table(folder: Path, optimum: float | None) -> tuple[list[str], list[str]]:
     """Rows per method (test ROC-AUC over seeds, paired difference with EW, zero-update steps)
     and the methods whose mean falls below EW's by more than the seed scatter."""
@@ -85,24 +80,24 @@ def quality_table(folder: Path, optimum: float | None) -> tuple[list[str], list[
     if optimum is not None:
         lines.append(f"| planted optimum (true logits) | {optimum:.4f} | — | — | — |")
     low = []
-    order = sorted(runs, key=lambda m: -statistics.mean(
-        r["means"]["test"]["roc_auc"] for r in runs[m].values()))  # fmt: skip
+    order = sorted(runs, key=lambda m: -mean_std(_aucs(runs[m]))[0])
     for m in order:
         by = runs[m]
-        auc = [by[s]["means"]["test"]["roc_auc"] for s in sorted(by)]
-        diff = [by[s]["means"]["test"]["roc_auc"] - ew[s]["means"]["test"]["roc_auc"]
-                for s in sorted(by) if s in ew]  # fmt: skip
+        auc = _aucs(by)
+        shared = {s: by[s]["means"]["test"]["roc_auc"] for s in sorted(by) if s in ew}
+        ref = {s: r["means"]["test"]["roc_auc"] for s, r in ew.items()}
+        diff = paired_difference(shared, ref) if shared else None
         zero = sum(int(r["training"].get("zero_update_steps", 0)) for r in by.values())
         gone = [r["training"].get("vanishing_update_steps") for r in by.values()]
         vanish = "—" if None in gone else str(sum(gone))
         secs = statistics.mean(r["seconds"] for r in by.values())
-        d = f"{statistics.mean(diff):+.4f}" if diff else "—"
-        if len(diff) > 1:
-            d += f" ± {statistics.stdev(diff):.4f}"
-        lines.append(f"| {m} (n={len(by)}) | {_ms(auc)} | {d} | {zero} / {vanish} | {secs:.0f} |")
-        scatter = max([statistics.stdev(x) for x in (auc, _aucs(ew)) if len(x) > 1] or [0.0])
-        if m != "ew" and diff and statistics.mean(diff) < -scatter:
-            low.append(f"{m} ({statistics.mean(diff):+.4f}, scatter {scatter:.4f})")
+        d = "—" if diff is None else diff.format()
+        lines.append(
+            f"| {m} (n={len(by)}) | {format_mean_std(auc, empty='—')} | {d} | {zero} / {vanish} | {secs:.0f} |"
+        )
+        scatter = seed_scatter(auc, _aucs(ew))
+        if m != "ew" and diff is not None and diff.mean < -scatter:
+            low.append(f"{m} ({diff.mean:+.4f}, scatter {scatter:.4f})")
     return lines, low
 
 

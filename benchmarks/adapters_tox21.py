@@ -21,6 +21,7 @@ from the shared trunk's). Writes ``docs/results/adapters.md``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -28,15 +29,12 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file
 
-from moe_tox21 import _ms, _verdict
+from moe_tox21 import verdict_text
 from polytask._core import write_text
-from polytask.build.data import prepare_data
-from polytask.build.model import make_model
-from polytask.config.load import load_config
-from polytask.config.schema import TrainConfig
-from polytask.jobs.train import run_train
+from polytask.eval import format_mean_std, paired_difference
+from polytask.jobs.run_folder import RunFolder
+from polytask.jobs.sweep import run_sweep
 from polytask.models import AdapterTrunk, MultiTaskModel
 from polytask.tasks.data import TensorData
 
@@ -49,37 +47,26 @@ WIDE_HIDDEN = [768, 384]
 PAIRS = [(ADAPTERS, BASE), (ADAPTERS, WIDE), (SMALL, BASE), (NO_BN, BASE_NO_BN)]
 
 
-def _configs(seed: int, out: Path, ablation: bool) -> dict[str, Path]:
-    base = yaml.safe_load(EXAMPLE.read_text())
-    ad = dict(base, seed=seed)
-    ad["data"] = dict(base["data"], split=dict(base["data"]["split"], seed=seed))
-    t = ad["model"]["trunk"]
+def _variants(example: dict[str, Any], ablation: bool) -> dict[str, dict[str, object]]:
+    """name → the overrides of the example config (the adapters model is the example)."""
+    t = example["model"]["trunk"]
     common = {"kind": "mlp", "dropout": t["dropout"], "batch_norm": t["batch_norm"]}
-    mlp = dict(ad, model={"trunk": {**common, "hidden": t["hidden"]}})
-    wide = dict(ad, model={"trunk": {**common, "hidden": WIDE_HIDDEN}})
-    runs = [(BASE, "mlp", mlp), (ADAPTERS, "adapters", ad), (WIDE, "wide", wide)]
+    runs: dict[str, dict[str, object]] = {
+        BASE: {"model": {"trunk": {**common, "hidden": t["hidden"]}}},
+        ADAPTERS: {},
+        WIDE: {"model": {"trunk": {**common, "hidden": WIDE_HIDDEN}}},
+    }
     if ablation:
         no_bn = {"trunk": {**common, "hidden": t["hidden"], "batch_norm": False}}
-        runs += [
-            (SMALL, "adapters_r8", dict(ad, model={"trunk": {**t, "bottleneck": 8}})),
-            (BASE_NO_BN, "mlp_nobn", dict(ad, model=no_bn)),
-            (NO_BN, "adapters_nobn", dict(ad, model={"trunk": {**t, "batch_norm": False}})),
-        ]
-    paths = {}
-    for name, stem, cfg in runs:
-        path = out / f"{stem}_seed{seed}.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        paths[name] = path
-    return paths
+        runs[SMALL] = {"model": {"trunk": {**t, "bottleneck": 8}}}
+        runs[BASE_NO_BN] = {"model": no_bn}
+        runs[NO_BN] = {"model": {"trunk": {**t, "batch_norm": False}}}
+    return runs
 
 
-def _load(config_path: Path, run: Path | None) -> tuple[MultiTaskModel, Any]:
-    config = load_config(TrainConfig, config_path)
-    prepared = prepare_data(config, config_path.parent)
-    model = make_model(config, prepared.taskset, prepared.in_dim)
-    if run is not None:
-        model.load_state_dict(load_file(str(run / "checkpoints" / "best" / "model.safetensors")))
-    return model, prepared
+def _load(run: RunFolder) -> tuple[MultiTaskModel, Any]:
+    config, prepared = run.prepare()
+    return run.load_model(config, prepared), prepared
 
 
 def _counts(model: MultiTaskModel, num_tasks: int) -> dict[str, int]:
@@ -90,9 +77,9 @@ def _counts(model: MultiTaskModel, num_tasks: int) -> dict[str, int]:
 
 
 @torch.no_grad()
-def _adapter_size(config_path: Path, run: Path) -> list[float]:
+def _adapter_size(run: RunFolder) -> list[float]:
     """Per layer, mean over tasks of ``‖adapter(a) − a‖ / ‖a‖`` on the test molecules."""
-    model, prepared = _load(config_path, run)
+    model, prepared = _load(run)
     model.eval()
     trunk = model.trunk
     test = prepared.splits["test"]
@@ -119,32 +106,34 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    ex = yaml.safe_load(EXAMPLE.read_text())
+    variants = _variants(ex, args.ablation)
+    result = run_sweep(ex, args.out, seeds=args.seeds, points=list(variants.values()),
+                       base_dir=EXAMPLE.parent, baselines=False)  # fmt: skip
     auc: dict[str, list[float]] = {}
     secs: dict[str, list[float]] = {}
     steps: dict[str, list[int]] = {}
     counts: dict[str, dict[str, int]] = {}
     per_task: dict[str, dict[str, list[float]]] = {}
     sizes: list[list[float]] = []
-    for seed in args.seeds:
-        for name, path in _configs(seed, args.out, args.ablation).items():
-            run = args.out / path.stem
-            report = run_train(path, run, overwrite=True, progress=False)
-            auc.setdefault(name, []).append(report["means"]["test"]["roc_auc"])
-            secs.setdefault(name, []).append(report["training"]["seconds"])
-            steps.setdefault(name, []).append(report["training"]["steps"])
-            for task, m in report["metrics"]["test"].items():
-                per_task.setdefault(task, {}).setdefault(name, []).append(m["roc_auc"])
-            if name not in counts:
-                model, prepared = _load(path, None)
-                counts[name] = _counts(model, len(prepared.taskset))
-            if name == ADAPTERS:
-                sizes.append(_adapter_size(path, run))
-            print(f"seed {seed} {name}: test ROC-AUC {auc[name][-1]:.4f}", flush=True)
+    for seed, (name, point) in itertools.product(args.seeds, variants.items()):
+        cell = result.cell(point, seed)
+        assert cell is not None
+        report, training = cell.report, cell.report.training or {}
+        auc.setdefault(name, []).append(report.means["test"]["roc_auc"])
+        secs.setdefault(name, []).append(training["seconds"])
+        steps.setdefault(name, []).append(training["steps"])
+        for task, m in report.metrics["test"].items():
+            per_task.setdefault(task, {}).setdefault(name, []).append(m["roc_auc"])
+        if name not in counts:
+            model, prepared = _load(cell.folder)
+            counts[name] = _counts(model, len(prepared.taskset))
+        if name == ADAPTERS:
+            sizes.append(_adapter_size(cell.folder))
+        print(f"seed {seed} {name}: test ROC-AUC {auc[name][-1]:.4f}", flush=True)
     names = list(auc)
     pairs = [(a, b) for a, b in PAIRS if a in auc and b in auc]
-    diffs = {(a, b): [y - x for x, y in zip(auc[b], auc[a])] for a, b in pairs}
-    ex = yaml.safe_load(EXAMPLE.read_text())
+    diffs = {(a, b): paired_difference(auc[a], auc[b]) for a, b in pairs}
     seeds = " ".join(map(str, args.seeds))
     lines = [
         "# Tox21: shared-bottom MLP vs per-task residual adapters",
@@ -175,7 +164,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
         *[
             f"| {n} | {counts[n]['shared']:,} | {counts[n]['per_task']:,} | "
-            f"{counts[n]['total']:,} | **{_ms(auc[n])}** | "
+            f"{counts[n]['total']:,} | **{format_mean_std(auc[n])}** | "
             f"{', '.join(f'{v:.4f}' for v in auc[n])} | {statistics.mean(steps[n]):.0f} | "
             f"{statistics.mean(secs[n]):.0f} |"
             for n in names
@@ -183,9 +172,9 @@ def main() -> None:
         "",
         *[
             f"Paired difference {a} − {b} (same split and seed): "
-            f"{', '.join(f'{d:+.4f}' for d in diffs[a, b])} → {_ms(diffs[a, b])} "
-            f"({sum(d > 0 for d in diffs[a, b])} of {len(diffs[a, b])} seeds in favour of "
-            f"adapters). {_verdict(diffs[a, b], a, b)}\n"
+            f"{', '.join(f'{d:+.4f}' for d in diffs[a, b].differences)} → "
+            f"{format_mean_std(diffs[a, b].differences)} ({diffs[a, b].wins} of "
+            f"{diffs[a, b].n} seeds in favour of adapters). {verdict_text(diffs[a, b], a, b)}\n"
             for a, b in pairs
         ],
         "Train seconds are wall time of one run on a shared 2-core machine with one thread, not a "

@@ -40,7 +40,7 @@ from _sections import write_section  # noqa: E402
 from polytask._core import resolve_device  # noqa: E402
 from polytask.balancing import Balancer  # noqa: E402
 from polytask.build.balancing import build_method  # noqa: E402
-from polytask.config.balancing import BALANCING_METHODS  # noqa: E402
+from polytask.config.balancing import BALANCING_METHODS, method_class  # noqa: E402
 
 MODES = ("features", "exact", "torchjd", "libmtl")
 SIZE = {"batch": 256, "hidden": 512}  # --batch / --hidden (LibMTL: the defaults only)
@@ -233,7 +233,7 @@ def main() -> None:
     plains = {k: make_step("plain", k, None, device=dev) for k in args.ks}
     h2h: list[list[str]] = []
     for name in args.methods:
-        cls = BALANCING_METHODS[name]
+        cls = method_class(name)
         cells = [name, ",".join(sorted(cls.needs))]
         for k in args.ks:
             for kind in modes:

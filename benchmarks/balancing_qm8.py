@@ -32,7 +32,7 @@ from _balancing_runs import (
     write_doc,
 )
 from polytask._core import atomic_path
-from polytask.tasks.data.splits import random_split
+from polytask.tasks.data import random_split
 
 EPOCHS = 30
 SOURCE = DATA / "moleculenet" / "qm8.csv.gz"
@@ -63,37 +63,33 @@ def main() -> None:
     args = parse_args(__doc__ or "", EPOCHS)
     out = args.out or REPO / ".bench" / "balancing_qm8"
 
-    def make_config(seed: int, balancing: dict[str, Any] | None) -> dict[str, Any]:
-        path, targets = standardised_table(seed, out)
-        cfg: dict[str, Any] = {
-            "seed": seed,
-            "data": {
-                "source": "table",
-                "path": str(path.resolve()),
-                "input": "smiles",
-                "featurizer": {"kind": "ecfp", "radius": 2, "bits": 2048},
-                "split": {"kind": "random", "fractions": list(FRACTIONS), "seed": seed},
-            },
-            "tasks": [
-                {"name": t, "kind": "regression", "loss": "mse", "metrics": ["mae"]}
-                for t in targets
-            ],
-            **recipe(args.epochs, "mean:mae"),
-        }
-        if balancing is not None:
-            cfg["balancing"] = balancing
-        return cfg
+    path, targets = standardised_table(args.seeds[0], out)
+    config: dict[str, Any] = {
+        "seed": 0,  # each seed sets the seed, the split seed and its standardised table
+        "data": {
+            "source": "table",
+            "path": str(path.resolve()),
+            "input": "smiles",
+            "featurizer": {"kind": "ecfp", "radius": 2, "bits": 2048},
+            "split": {"kind": "random", "fractions": list(FRACTIONS), "seed": 0},
+        },
+        "tasks": [
+            {"name": t, "kind": "regression", "loss": "mse", "metrics": ["mae"]} for t in targets
+        ],
+        **recipe(args.epochs, "mean:mae"),
+    }
+
+    def per_seed(seed: int) -> dict[str, object]:
+        return {"data.path": str(standardised_table(seed, out)[0].resolve())}
 
     args.out = out
-    grid = run_grid(args, "qm8", make_config, ["mae"])
+    grid = run_grid(args, "qm8", config, ["mae"], per_seed)
     rows = table(grid, {"mae": "test MAE (std units)"})
     print("\n".join(rows))
     if args.no_write:
         return
     cmd = "python " + " ".join(["benchmarks/balancing_qm8.py", *sys.argv[1:]])
-    devices = sorted(
-        {r["training"].get("device", "cpu") for runs in grid.runs.values() for r in runs.values()}
-    )
+    devices = sorted({(c.report.training or {}).get("device", "cpu") for c in grid.cells})
     intro = [
         f"Command: `{cmd}` (writes the table from the runs' reports; how they were trained is "
         f"at the end). The runs trained on {', '.join(devices)} (`device` in the report).",

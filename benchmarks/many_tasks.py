@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from polytask.build.balancing import build_balancer
-from polytask.config.balancing import BALANCING_METHODS, BalancingConfig
+from polytask.config.balancing import BALANCING_METHODS, BalancingConfig, method_class
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / ".bench" / "many_tasks"
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _mode(method: str) -> str:
-    return "features" if "features" in BALANCING_METHODS[method].modes else "exact"
+    return "features" if "features" in method_class(method).modes else "exact"
 
 
 def _setup(k: int) -> tuple[Any, Any, Any]:

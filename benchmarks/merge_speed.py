@@ -88,7 +88,7 @@ def micro(args: argparse.Namespace) -> None:
     """Best CPU seconds of an in-memory merge of one BERT-base encoder layer, per method."""
     import time
 
-    from polytask.config.merge import MERGE_METHODS
+    from polytask.config.merge import method_class
     from polytask.merging import merge
 
     torch.set_num_threads(1)
@@ -103,7 +103,7 @@ def micro(args: argparse.Namespace) -> None:
     best: dict[str, float] = {}
     for _ in range(args.reps):  # interleaved, so a burst of load hits every method alike
         for kind in args.methods:
-            method = MERGE_METHODS[kind](**METHODS[kind][0])
+            method = method_class(kind)(**METHODS[kind][0])
             start = time.process_time()
             merge(method, base, models)
             best[kind] = min(best.get(kind, math.inf), time.process_time() - start)
@@ -198,10 +198,10 @@ def worker(kind: str, out: str, base: str, models: list[str]) -> None:
                 del tensors
             writer.close()
         return
-    from polytask.config.merge import MERGE_METHODS
+    from polytask.config.merge import method_class
     from polytask.merging import merge_checkpoints
 
-    method = MERGE_METHODS[kind](**METHODS[kind][0])
+    method = method_class(kind)(**METHODS[kind][0])
     merge_checkpoints(method, base, models, out)
 
 

@@ -24,14 +24,11 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from polytask._core import write_text
-from polytask.build.data import prepare_data
-from polytask.build.model import make_model
-from polytask.config.load import load_config
-from polytask.config.schema import TrainConfig
-from polytask.jobs.train import run_train
+from polytask.eval import PairedDifference, format_mean_std, paired_difference
+from polytask.jobs.run_folder import RunFolder
+from polytask.jobs.sweep import run_sweep
 from polytask.models import MoEHeads
 from polytask.tasks.data import TensorData
 
@@ -40,33 +37,23 @@ EXAMPLE = REPO / "examples" / "moe_tox21.yaml"
 SHARED_BOTTOM = [512, 256]
 
 
-def _configs(seed: int, out: Path) -> dict[str, Path]:
-    base = yaml.safe_load(EXAMPLE.read_text())
-    moe = dict(base, seed=seed)
-    moe["data"] = dict(base["data"], split=dict(base["data"]["split"], seed=seed))
-    t = moe["model"]["trunk"]
+def _variants(example: dict[str, Any]) -> dict[str, dict[str, object]]:
+    """name → the overrides of the example config (MMoE is the example itself)."""
+    t = example["model"]["trunk"]
     trunk = {"kind": "mlp", "hidden": SHARED_BOTTOM}
     trunk.update(dropout=t["dropout"], batch_norm=t["batch_norm"])
-    mlp = dict(moe, model={"trunk": trunk})
-    paths = {}
-    for name, stem, cfg in (("shared-bottom MLP", "mlp", mlp), ("MMoE", "moe", moe)):
-        path = out / f"{stem}_seed{seed}.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        paths[name] = path
-    return paths
+    return {"shared-bottom MLP": {"model": {"trunk": trunk}}, "MMoE": {}}
 
 
-def _gate_stats(config_path: Path, run: Path) -> dict[str, Any]:
+@torch.no_grad()
+def _gate_stats(run: RunFolder) -> dict[str, Any]:
     """Gate weights of the selected MMoE on the test split."""
-    config = load_config(TrainConfig, config_path)
-    prepared = prepare_data(config, config_path.parent)
-    model = make_model(config, prepared.taskset, prepared.in_dim)
-    model.load_state_dict(load_file(str(run / "checkpoints" / "best" / "model.safetensors")))
+    config, prepared = run.prepare()
+    model = run.load_model(config, prepared)
     model.eval()
     test = prepared.splits["test"]
     assert isinstance(test, TensorData) and isinstance(model.heads, MoEHeads)
-    with torch.no_grad():
-        g = model.heads.gates(model.forward_features(test.inputs)).double()  # [N, K, n]
+    g = model.heads.gates(model.forward_features(test.inputs)).double()  # [N, K, n]
     n = g.shape[-1]
     mean = g.mean(0)  # [K, n]
     entropy = float(-(g * g.clamp_min(1e-12).log()).sum(-1).mean() / math.log(n)) if n > 1 else 0.0
@@ -85,33 +72,23 @@ def _gate_stats(config_path: Path, run: Path) -> dict[str, Any]:
     }
 
 
-def _params(config_path: Path) -> int:
-    config = load_config(TrainConfig, config_path)
-    prepared = prepare_data(config, config_path.parent)
-    return sum(
-        p.numel() for p in make_model(config, prepared.taskset, prepared.in_dim).parameters()
-    )
+def _params(run: RunFolder) -> int:
+    config, prepared = run.prepare()
+    return sum(p.numel() for p in run.load_model(config, prepared).parameters())
 
 
-def _ms(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def _verdict(diffs: list[float], ours: str = "MMoE", theirs: str = "the shared-bottom MLP") -> str:
+def verdict_text(d: PairedDifference, ours: str = "MMoE", theirs: str = "the shared-bottom MLP") -> str:  # fmt: skip
     """Which model wins: the paired mean difference (``ours − theirs``) against twice its
-    standard error."""
-    if len(diffs) < 2:
+    standard error (:attr:`PairedDifference.verdict`)."""
+    if d.verdict == "no verdict":
         return "One seed: no verdict."
-    mean, sem = statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
-    if abs(mean) <= 2 * sem:
+    if d.verdict == "within noise":
         return (
-            f"|mean| {abs(mean):.4f} ≤ 2 standard errors ({2 * sem:.4f}): within the seed "
+            f"|mean| {abs(d.mean):.4f} ≤ 2 standard errors ({d.threshold:.4f}): within the seed "
             "scatter, neither model wins at this budget."
         )
-    winner = ours if mean > 0 else theirs
-    return f"|mean| {abs(mean):.4f} > 2 standard errors ({2 * sem:.4f}): {winner} wins."
+    winner = ours if d.verdict == "better" else theirs
+    return f"|mean| {abs(d.mean):.4f} > 2 standard errors ({d.threshold:.4f}): {winner} wins."
 
 
 def main() -> None:
@@ -121,29 +98,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    ex = yaml.safe_load(EXAMPLE.read_text())
+    variants = _variants(ex)
+    result = run_sweep(ex, args.out, seeds=args.seeds, points=list(variants.values()),
+                       base_dir=EXAMPLE.parent, baselines=False)  # fmt: skip
     auc: dict[str, list[float]] = {}
     secs: dict[str, list[float]] = {}
     params: dict[str, int] = {}
     per_task: dict[str, dict[str, list[float]]] = {}
     gates: list[dict[str, Any]] = []
-    for seed in args.seeds:
-        for name, path in _configs(seed, args.out).items():
-            run = args.out / f"{path.stem}"
-            report = run_train(path, run, overwrite=True, progress=False)
-            auc.setdefault(name, []).append(report["means"]["test"]["roc_auc"])
-            secs.setdefault(name, []).append(report["training"]["seconds"])
-            for task, m in report["metrics"]["test"].items():
-                per_task.setdefault(task, {}).setdefault(name, []).append(m["roc_auc"])
-            if name == "MMoE":
-                gates.append(_gate_stats(path, run))
-                params[name] = gates[-1]["params"]
-            else:
-                params.setdefault(name, _params(path))
-            print(f"seed {seed} {name}: test ROC-AUC {auc[name][-1]:.4f}", flush=True)
+    for seed, (name, point) in itertools.product(args.seeds, variants.items()):
+        cell = result.cell(point, seed)
+        assert cell is not None
+        report = cell.report
+        auc.setdefault(name, []).append(report.means["test"]["roc_auc"])
+        secs.setdefault(name, []).append((report.training or {})["seconds"])
+        for task, m in report.metrics["test"].items():
+            per_task.setdefault(task, {}).setdefault(name, []).append(m["roc_auc"])
+        if name == "MMoE":
+            gates.append(_gate_stats(cell.folder))
+            params[name] = gates[-1]["params"]
+        else:
+            params.setdefault(name, _params(cell.folder))
+        print(f"seed {seed} {name}: test ROC-AUC {auc[name][-1]:.4f}", flush=True)
     names = list(auc)
-    diffs = [b - a for a, b in zip(auc[names[0]], auc[names[1]])]
-    ex = yaml.safe_load(EXAMPLE.read_text())
+    diff = paired_difference(auc[names[1]], auc[names[0]])  # MMoE − shared-bottom
     seeds = " ".join(map(str, args.seeds))
     lines = [
         "# Tox21: shared-bottom MLP vs multi-gate mixture-of-experts (MMoE)",
@@ -159,13 +138,14 @@ def main() -> None:
         "| model | parameters | mean test ROC-AUC (12 tasks), mean ± std over seeds | per seed | train s (mean) |",
         "|---|---|---|---|---|",
         *[
-            f"| {n} | {params[n]:,} | **{_ms(auc[n])}** | {', '.join(f'{v:.4f}' for v in auc[n])} "
+            f"| {n} | {params[n]:,} | **{format_mean_std(auc[n])}** | {', '.join(f'{v:.4f}' for v in auc[n])} "
             f"| {statistics.mean(secs[n]):.0f} |"
             for n in names
         ],
         "",
-        f"Paired difference MMoE − shared-bottom (same split and seed): {_ms(diffs)} "
-        f"({sum(d > 0 for d in diffs)} of {len(diffs)} seeds in favour of MMoE). {_verdict(diffs)}",
+        f"Paired difference MMoE − shared-bottom (same split and seed): "
+        f"{format_mean_std(diff.differences)} ({diff.wins} of {diff.n} seeds in favour of MMoE). "
+        f"{verdict_text(diff)}",
         "",
         "Train seconds are wall time on a shared 2-core machine with one thread, not a speed claim.",
         "",

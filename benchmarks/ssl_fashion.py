@@ -36,7 +36,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _sections import write_section
-from polytask.eval import evaluate_split, predict
+from polytask.eval import evaluate_split, format_mean_std, mean_std, predict
 from polytask.models import build_model
 from polytask.models.conv import conv_trunk
 from polytask.tasks import Task, TaskSet
@@ -230,12 +230,6 @@ SHOWN = {
 }
 
 
-def _ms(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.4f} ± {std:.4f}"
-
-
 def render(
     results: dict[str, list[float]],
     seconds: dict[str, list[float]],
@@ -244,7 +238,7 @@ def render(
     total: tuple[float, float],
     argv: list[str],
 ) -> str:
-    base = statistics.fmean(results["supervised"]) if "supervised" in results else None
+    base = mean_std(results["supervised"])[0] if "supervised" in results else None
     lines = [
         f"## Fashion-MNIST, {b.labels:,} labelled images, {b.steps} steps",
         "",
@@ -263,10 +257,12 @@ def render(
         "|---|---|---|---|",
     ]
     for name, values in results.items():
-        delta = "" if base is None else f"{statistics.fmean(values) - base:+.4f}"
+        delta = "" if base is None else f"{mean_std(values)[0] - base:+.4f}"
         key = name.split(" single")[0]
         secs = statistics.fmean(seconds.get(key, [0.0]))
-        lines.append(f"| {SHOWN.get(name, name)} | {_ms(values)} | {delta} | {secs:.0f} |")
+        lines.append(
+            f"| {SHOWN.get(name, name)} | {format_mean_std(values, zero_std=True)} | {delta} | {secs:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from polytask._core import seed_everything, write_text
-from polytask.eval import SelectionRule, evaluate
+from polytask.eval import SelectionRule, evaluate, format_mean_std, mean_std, seed_scatter
 from polytask.models import MultiTaskModel, build_heads
 from polytask.models.ensemble import MaskEnsemble
 from polytask.models.multimodal import multimodal_trunk
@@ -157,17 +157,10 @@ def run_seed(seed: int, args: argparse.Namespace, feats: dict[str, Any]) -> dict
     return out
 
 
-def _ms(values: list[float], digits: int = 4) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def _cmp(col: dict[str, list[float]], a: str, b: str) -> tuple[float, bool]:
-    """Mean difference a − b and whether it exceeds the seed noise."""
-    d = statistics.mean(col[a]) - statistics.mean(col[b])
-    noise = max((statistics.stdev(col[k]) if len(col[k]) > 1 else 0.0) for k in (a, b))
-    return d, abs(d) > noise
+    """Mean difference a − b and whether it exceeds the seed noise (the larger std)."""
+    d = mean_std(col[a])[0] - mean_std(col[b])[0]
+    return d, abs(d) > seed_scatter(col[a], col[b])
 
 
 SEEDS = 3
@@ -325,11 +318,11 @@ def main() -> None:
         "",
         "| model | both modalities | ECFP only | descriptors only |",
         "|---|---|---|---|",
-        f"| single (no masking) | {_ms(col['single'])} | {_ms(col['single_ecfp_only'])} | {_ms(col['single_desc_only'])} |",
-        f"| PHG-MAE (masking + reconstruction) | {_ms(col['phg'])} | {_ms(col['phg_ecfp_only'])} | {_ms(col['phg_desc_only'])} |",
-        f"| mask ensemble of PHG-MAE ({N_MASKS} masks) | {_ms(col['ensemble'])} | = PHG-MAE (one modality: all masks equal) | = PHG-MAE |",
-        f"| distilled student (< 1M params) | {_ms(col['student'])} | | |",
-        f"| small model, labels only | {_ms(col['small'])} | | |",
+        f"| single (no masking) | {format_mean_std(col['single'])} | {format_mean_std(col['single_ecfp_only'])} | {format_mean_std(col['single_desc_only'])} |",
+        f"| PHG-MAE (masking + reconstruction) | {format_mean_std(col['phg'])} | {format_mean_std(col['phg_ecfp_only'])} | {format_mean_std(col['phg_desc_only'])} |",
+        f"| mask ensemble of PHG-MAE ({N_MASKS} masks) | {format_mean_std(col['ensemble'])} | = PHG-MAE (one modality: all masks equal) | = PHG-MAE |",
+        f"| distilled student (< 1M params) | {format_mean_std(col['student'])} | | |",
+        f"| small model, labels only | {format_mean_std(col['small'])} | | |",
         "",
         "Per seed (both modalities):",
         "",

@@ -20,7 +20,6 @@ tasks excluded). Writes the ``tox21_aux`` section of ``docs/results/ssl.md``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -33,10 +32,11 @@ import torch
 from polytask._core import seed_everything
 from polytask.build.data import PreparedData, prepare_data
 from polytask.build.loaders import make_loader
-from polytask.build.model import make_model, make_optimizer
+from polytask.build.model import make_model
+from polytask.build.optim import make_optimizer
 from polytask.config.load import validate
 from polytask.config.schema import TrainConfig
-from polytask.eval import SelectionRule, evaluate
+from polytask.eval import SelectionRule, evaluate, format_mean_std, paired_difference
 from polytask.eval.report import metric_means
 from polytask.tasks.data import TensorData, ecfp, load_tox21, random_split
 from polytask.tasks.data.unlabeled import canonical, qm9_smiles, read_unlabeled_smiles
@@ -136,7 +136,7 @@ def unlabeled_pool(qm9: bool = False) -> tuple[list[str], np.ndarray]:
 
 def pretrain(seed: int, pool: tuple[list[str], np.ndarray], steps: int) -> dict[str, Any]:
     """Trunk trained on unlabeled molecules (minus this seed's Tox21 val/test molecules)."""
-    from polytask.config.ssl import build_auxiliary
+    from polytask.build.ssl import build_auxiliary
     from polytask.models import build_model, mlp_trunk
     from polytask.tasks import TaskSet
     from polytask.tasks.ssl import PretextLoader
@@ -159,12 +159,6 @@ def pretrain(seed: int, pool: tuple[list[str], np.ndarray], steps: int) -> dict[
         "trunk": {k: v for k, v in model.state_dict().items() if k.startswith("trunk.")},
         "molecules": len(keep),
     }
-
-
-def _fmt(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.4f}" if values else "—"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def main() -> None:
@@ -222,7 +216,7 @@ def main() -> None:
         "|---|" + "---|" * len(variants),
     ]
     for fraction in args.fractions:
-        row = [_fmt(scores[(fraction, v)]) for v in variants]
+        row = [format_mean_std(scores[(fraction, v)], empty="—") for v in variants]
         lines.append(f"| {fraction:.0%} | " + " | ".join(row) + " |")
     lines += [
         "",
@@ -235,10 +229,8 @@ def main() -> None:
         ref = scores[(fraction, VARIANTS[0])]
         cells = []
         for v in variants[1:]:
-            diffs = [a - b for a, b in zip(scores[(fraction, v)], ref)]
-            cells.append(
-                " / ".join(f"{d:+.4f}" for d in diffs) + f" (mean {statistics.mean(diffs):+.4f})"
-            )
+            d = paired_difference(scores[(fraction, v)], ref)
+            cells.append(" / ".join(f"{x:+.4f}" for x in d.differences) + f" (mean {d.mean:+.4f})")
         lines.append(f"| {fraction:.0%} | " + " | ".join(cells) + " |")
     lines += ["", "Self-supervised test metrics of the auxiliary tasks (first seed):", ""]
     for (fraction, variant), per in aux.items():

@@ -13,37 +13,29 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 from pathlib import Path
 
 import torch
 import yaml
 
 from polytask._core import write_text
-from polytask.jobs.train import run_train
+from polytask.eval import format_mean_std
+from polytask.jobs.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "stages" / "tox21_pretrain_finetune.yaml"
 
 
-def _configs(seed: int, quick: bool) -> tuple[dict, dict]:
+def _variants(quick: bool) -> tuple[dict, dict[str, dict[str, object]]]:
+    """The staged config and name → its overrides: ``scratch`` drops the stages and trains on
+    the last stage's data (each seed then sets the split seed of every data section)."""
     staged = yaml.safe_load(EXAMPLE.read_text())
-    staged["seed"] = seed
-    for section in [staged["data"], *(s["data"] for s in staged["stages"])]:
-        section["split"] = dict(section["split"], seed=seed)
     if quick:
         for s in staged["stages"]:
             s["epochs"] = 1
         staged["train"]["epochs"] = 1
-    scratch = {k: copy.deepcopy(v) for k, v in staged.items() if k != "stages"}
-    scratch["data"] = copy.deepcopy(staged["stages"][-1]["data"])
-    return staged, scratch
-
-
-def _ms(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+    scratch = {"stages": None, "data": copy.deepcopy(staged["stages"][-1]["data"])}
+    return staged, {"scratch": scratch, "stages": {}}
 
 
 def main() -> None:
@@ -54,24 +46,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 epoch per stage (smoke run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    staged, variants = _variants(args.quick)
+    result = run_sweep(staged, args.out, seeds=args.seeds, points=list(variants.values()),
+                       base_dir=EXAMPLE.parent, baselines=False)  # fmt: skip
     rows = []
     for seed in args.seeds:
-        staged, scratch = _configs(seed, args.quick)
-        reports = {}
-        for name, cfg in (("scratch", scratch), ("stages", staged)):
-            path = args.out / f"{name}{seed}.yaml"
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            reports[name] = run_train(
-                path, args.out / f"{name}{seed}", overwrite=True, progress=False
-            )
-        pre = reports["stages"]["stages"][0]["means"]["test"]["roc_auc"]
-        row = (
-            seed,
-            reports["scratch"]["means"]["test"]["roc_auc"],
-            reports["stages"]["means"]["test"]["roc_auc"],
-            pre,
-        )
+        scratch, stages = (result.cell(p, seed) for p in variants.values())
+        assert scratch is not None and stages is not None and stages.report.stages
+        pre = stages.report.stages[0]["means"]["test"]["roc_auc"]
+        row = (seed, scratch.value("roc_auc"), stages.value("roc_auc"), pre)
         rows.append(row)
         print(
             f"seed {seed}: scratch {row[1]:.4f}  pre-train → fine-tune {row[2]:.4f}  (pre-training tasks {pre:.4f})",
@@ -91,7 +74,7 @@ def main() -> None:
         "| seed | from scratch | pre-train → fine-tune | pre-training stage (9 tasks) |",
         "|---|---|---|---|",
         *[f"| {s} | {a:.4f} | {b:.4f} | {p:.4f} |" for s, a, b, p in rows],
-        f"| **mean ± std** | **{_ms([r[1] for r in rows])}** | **{_ms([r[2] for r in rows])}** | {_ms([r[3] for r in rows])} |",
+        f"| **mean ± std** | **{format_mean_std([r[1] for r in rows])}** | **{format_mean_std([r[2] for r in rows])}** | {format_mean_std([r[3] for r in rows])} |",
         "",
     ]
     write_text(REPO / "docs" / "results" / "stages.md", "\n".join(lines))

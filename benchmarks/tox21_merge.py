@@ -1,7 +1,7 @@
 """Tox21: joint multi-task training against merging the single-task trunks, same evaluation.
 
-For each seed, the single-task run and the joint run of ``benchmarks/tox21.py`` (under
-``.bench/tox21``: ``single<seed>``, ``multi<seed>``) are reused. Every merge runs from the
+For each seed, the single-task run and the joint run of ``benchmarks/tox21.py`` (its sweep
+under ``.bench/tox21``, read back without training) are reused. Every merge runs from the
 single-task run through ``polytask merge`` with ``run:`` (the run's base and per-task trunks;
 Fisher, RegMean and AdaMerging also take the run's trunk, each task's own head and a few batches
 of each task), and is evaluated by ``polytask eval RUN --trunk MERGED``: every task with the
@@ -16,8 +16,6 @@ Scaling coefficients are chosen on the mean validation ROC-AUC from small grids.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -28,13 +26,14 @@ from typing import Any
 import torch
 import yaml
 
+from _sections import write_section
 from polytask._core import PolytaskError
-from polytask.cli.main import main as cli
+from polytask.eval import Report, format_mean_std
 from polytask.jobs.eval import run_eval
+from polytask.jobs.merge import run_merge
+from tox21 import OUT, sweep
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from benchmarks._sections import write_section  # noqa: E402
 
 # label → (method, options grid (one entry: no choice), data for the data-based methods)
 TA = ("task_arithmetic", [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)], None)
@@ -86,7 +85,7 @@ def _merge_and_eval(
     options: dict[str, Any],
     data: dict[str, Any] | None,
     tmp: Path,
-) -> tuple[dict[str, Any] | None, float]:
+) -> tuple[Report | None, float]:
     """The merged model's report (None when its outputs are NaN/Inf) and the merge's seconds."""
     cfg: dict[str, Any] = {"method": method, "options": options, "run": str(run)}
     if data is not None:
@@ -95,13 +94,11 @@ def _merge_and_eval(
         cfg["filters"] = {"exclude": ["*.running_mean", "*.running_var"]}  # copied from the base
     (tmp / "merge.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp / "merged"
-    shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    if cli(["merge", str(tmp / "merge.yaml"), "--out", str(out), "--no-progress"]) != 0:
-        raise SystemExit(f"merge failed: {cfg}")
+    run_merge(tmp / "merge.yaml", out, overwrite=True, progress=False)
     seconds = time.perf_counter() - start
     try:
-        report = run_eval(
+        report, _ = run_eval(
             run,
             trunk=out,
             baseline=run / "report.json",
@@ -114,14 +111,14 @@ def _merge_and_eval(
     return report, seconds
 
 
-def _mean(report: dict[str, Any], split: str) -> float:
-    return float(report["means"][split]["roc_auc"])
+def _mean(report: Report, split: str) -> float:
+    return float(report.means[split]["roc_auc"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--runs", type=Path, default=REPO / ".bench" / "tox21")
+    parser.add_argument("--runs", type=Path, default=OUT)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -130,17 +127,19 @@ def main() -> None:
     reference: dict[str, list[float]] = {"single-task models": [], "joint multi-task model": []}
     failed: dict[str, list[int]] = {}
     joint_delta: list[float] = []
+    runs = sweep(args.seeds, args.runs, cached_only=True)  # trains nothing
     for seed in args.seeds:
-        single, joint = args.runs / f"single{seed}", args.runs / f"multi{seed}"
-        for run in (single, joint):
-            if not (run / "report.json").is_file():
-                sys.exit(f"{run} is missing: run `python benchmarks/tox21.py --seeds {seed}` first")
-        reference["single-task models"].append(
-            _mean(json.loads((single / "report.json").read_text()), "test")
-        )
-        joint_report = json.loads((joint / "report.json").read_text())
-        reference["joint multi-task model"].append(_mean(joint_report, "test"))
-        joint_delta.append(float(joint_report["comparison"]["test"]["delta_m"]))
+        joint = runs.cell({}, seed)
+        base = joint and runs.baseline_of(joint)
+        if joint is None or base is None:
+            sys.exit(
+                f"seed {seed} is missing: run `python benchmarks/tox21.py --seeds {seed}` first"
+            )
+        single = base.folder.path
+        reference["single-task models"].append(_mean(base.report, "test"))
+        reference["joint multi-task model"].append(_mean(joint.report, "test"))
+        comp = (joint.report.comparison or {})["test"]
+        joint_delta.append(float(comp.delta_m or 0.0))
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
             for label, (method, grid, data) in METHODS.items():
@@ -158,7 +157,7 @@ def main() -> None:
                     continue
                 _, options, report, seconds = best
                 chosen = ", ".join(f"{k} {v}" for k, v in options.items() if k == "lam") or "—"
-                delta = float(report["comparison"]["test"]["delta_m"])
+                delta = float((report.comparison or {})["test"].delta_m or 0.0)
                 rows.setdefault(label, []).append((_mean(report, "test"), delta, chosen, seconds))
                 print(f"seed {seed} {label}: test {_mean(report, 'test'):.4f} Δm {delta:+.2f}")
     text = _table(args, reference, rows, failed, joint_delta)
@@ -170,9 +169,9 @@ def main() -> None:
         )
 
 
-def _pm(values: list[float], fmt: str) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{format(statistics.mean(values), fmt)} ± {format(std, fmt.replace('+', ''))}"
+def _pm(values: list[float], signed: bool = False) -> str:
+    """mean ± std, 4 decimals (differences: 2, signed); one seed shows ± 0."""
+    return format_mean_std(values, 2 if signed else 4, signed=signed, zero_std=True)
 
 
 def _table(
@@ -206,14 +205,14 @@ def _table(
         "|---|---|---|---|---|",
     ]
     for label, values in reference.items():
-        delta = "0" if label.startswith("single") else _pm(joint_delta, "+.2f")
-        lines.append(f"| {label} | {_pm(values, '.4f')} | {delta} | — | — |")
+        delta = "0" if label.startswith("single") else _pm(joint_delta, signed=True)
+        lines.append(f"| {label} | {_pm(values)} | {delta} | — | — |")
     for label, values in rows.items():
         chosen = sorted({c for _, _, c, _ in values})
         seconds = statistics.mean(s for _, _, _, s in values)
         lines.append(
-            f"| {label} | {_pm([v for v, _, _, _ in values], '.4f')} | "
-            f"{_pm([d for _, d, _, _ in values], '+.2f')} | {'; '.join(chosen)} | {seconds:.0f} |"
+            f"| {label} | {_pm([v for v, _, _, _ in values])} | "
+            f"{_pm([d for _, d, _, _ in values], signed=True)} | {'; '.join(chosen)} | {seconds:.0f} |"
         )
     for label, seeds_failed in failed.items():
         lines.append(

@@ -86,6 +86,9 @@ class SweepResult:
     def cell(self, point: Mapping[str, object], seed: int) -> SweepRun | None:
         return next((c for c in self.cells if c.point == point and c.seed == seed), None)
 
+    def baseline_of(self, cell: SweepRun) -> SweepRun | None:
+        return next((b for b in self.baselines if b.folder == cell.baseline), None)
+
     def by_point(self) -> dict[str, dict[int, SweepRun]]:
         """``{label: {seed: cell}}`` in grid order (points with a finished cell)."""
         out: dict[str, dict[int, SweepRun]] = {point_label(p): {} for p in self.points}
@@ -171,18 +174,17 @@ def set_key(raw: Raw, key: str, value: object) -> None:
             node = node[index]  # type: ignore[index]
 
 
-def absolute_paths(node: object, base: Path, in_data: bool = False) -> object:
+def absolute_paths(node: Raw, base: Path, in_data: bool = False) -> Raw:
     """``node`` with the data paths (read relative to the config's folder) made absolute."""
-    if isinstance(node, list):
-        return [absolute_paths(v, base, in_data) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, object] = {}
+    out: Raw = {}
     for k, v in node.items():
         if in_data and k in ("path", "paths"):
             out[k] = [str(base / p) for p in v] if isinstance(v, list) else str(base / str(v))
         else:
-            out[k] = absolute_paths(v, base, in_data or k in ("data", "datasets"))
+            inner = in_data or k in ("data", "datasets")
+            items = v if isinstance(v, list) else [v]
+            fixed = [absolute_paths(x, base, inner) if isinstance(x, dict) else x for x in items]
+            out[k] = fixed if isinstance(v, list) else fixed[0]
     return out
 
 
@@ -225,15 +227,15 @@ def plan(
     raw: Raw, points: Sequence[Point], seeds: Sequence[int], out: Path, where: str,
     per_seed: Callable[[int], Mapping[str, object]] | None, baselines: bool,
 ) -> list[Planned]:  # fmt: skip
-    """Every cell (seeds outer, points inner), validated before anything trains."""
-    base_config = effective(raw, {}, where)[1]
+    """Every cell (seeds outer, points inner), validated before anything trains. A point is
+    set first, then the seed (on the data sections the point leaves)."""
     cells: list[Planned] = []
     for seed, point in itertools.product(seeds, points):
         if any(k == "seed" or k.endswith("split.seed") for k in point):
             raise PolytaskError(f"{where}: the seed is not a grid key; give seeds with --seeds")
-        seeded = {**seed_keys(base_config, seed), **(per_seed(seed) if per_seed else {})}
         label = f"{where} with {point_label(point)}" if point else where
-        cell_raw, config = effective(raw, {**seeded, **point}, label)
+        seeded = {**seed_keys(effective(raw, point, label)[1], seed), **(per_seed(seed) if per_seed else {})}  # fmt: skip
+        cell_raw, config = effective(raw, {**point, **seeded}, label)
         base = None
         if baselines:
             single = {k: v for k, v in cell_raw.items() if k != "balancing"}
@@ -323,7 +325,6 @@ def run_sweep(
     if not seeds or len({*seeds}) != len(seeds) or len({*map(point_label, grid)}) != len(grid):
         raise PolytaskError(f"{where}: a sweep needs distinct seeds (one or more) and grid points")
     fixed = absolute_paths(raw, base)
-    assert isinstance(fixed, dict)
     out = Path(out)
     cells = plan(fixed, grid, seeds, out, where, per_seed, baselines)
     if not is_polytask_folder(out):  # claimed once, by the output policy; then continued
