@@ -13,20 +13,15 @@ from polytask.cli.fields import class_summary, dataclass_fields, find_class
 
 __all__ = ["affinity_epilog", "merge_epilog", "method_help", "train_epilog"]
 
-#: the package that exports each registry's classes (as ``polytask.config.merge.method_class``)
-TENSOR_PACKAGE = "polytask.merging.tensor"
-MODEL_PACKAGE = "polytask.merging.model"
-
 
 def method_help(name: str) -> tuple[str, str, list[str]]:
     """``(class name, docstring summary, ["option: type = default", ...])`` of merge method
     ``name``, read from source; if the source cannot be read, from the imported class."""
-    from polytask.config.merge import DATA_METHODS, MERGE_METHODS, MODEL_METHODS
+    from polytask.config.merge import DATA_METHODS, MERGE_METHODS, MODEL_METHODS, method_package
 
     registry = {**MERGE_METHODS, **MODEL_METHODS, **DATA_METHODS}
-    package = TENSOR_PACKAGE if name in MERGE_METHODS else MODEL_PACKAGE
     try:
-        cls = find_class(package, registry[name])
+        cls = find_class(method_package(name), registry[name])
         options = [
             f"{f.name}: {f.type}" + ("" if f.default is None else f" = {f.default}")
             for f in dataclass_fields(cls)

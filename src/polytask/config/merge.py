@@ -62,6 +62,7 @@ __all__ = [
     "load_merge_config",
     "method_class",
     "method_options",
+    "method_package",
     "parse_size",
 ]
 
@@ -254,9 +255,14 @@ def _type_name(tp: Any) -> str:
     return re.sub(r"<class '(\w+)'>", r"\1", text)
 
 
+def method_package(name: str) -> str:
+    """The package that exports the class of merge method ``name``."""
+    return "polytask.merging.tensor" if name in MERGE_METHODS else "polytask.merging.model"
+
+
 def method_class(name: str) -> type:
     """The merge method class registered under ``name`` (imported here, on first use)."""
-    package = "polytask.merging.tensor" if name in MERGE_METHODS else "polytask.merging.model"
+    package = method_package(name)
     registry = {**MERGE_METHODS, **MODEL_METHODS, **DATA_METHODS}
     cls: type = getattr(importlib.import_module(package), registry[name])
     return cls
