@@ -1,7 +1,9 @@
 """Shared test fixtures: a per-session feature cache, small real-data configs, optional extras.
 
-Tests that need a package of an optional extra (``pyproject.toml``) call :func:`needs`, which
-skips with the extra's name when the package is missing. To check that they do without a second
+Tests that need a package of an optional extra (``pyproject.toml``) are marked
+``@pytest.mark.needs("sklearn", ...)`` or call :func:`needs` (helpers such as :func:`small_tox21`
+do: Tox21's ECFP features need RDKit); either skips with the extra's name when the package is
+missing. To check that they do without a second
 environment, block packages: ``POLYTASK_TEST_BLOCK=sklearn,matplotlib python -m pytest ...``
 makes ``import sklearn`` fail here and in every child Python the tests start (a
 ``sitecustomize`` put first on ``PYTHONPATH``), as if it were not installed.
@@ -33,7 +35,7 @@ OPTIONAL = {
     "cvxpy": "nash",
     "ecos": "nash",
     "sklearn": "affinity",
-    "matplotlib": "plot",
+    "matplotlib": "affinity",  # also "plot"; polytask's heatmaps name "affinity"
 }
 
 # Hides POLYTASK_TEST_BLOCK's packages from the path finder: `import` fails as for a package that
@@ -92,6 +94,13 @@ def needs(package: str) -> ModuleType:
     return pytest.importorskip(package, reason=f"needs {package}: pip install 'polytask[{extra}]'")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs"):
+        for package in mark.args:
+            needs(package)
+
+
 def missing_optional(exc: ModuleNotFoundError) -> None:
     """Skip when ``exc`` is a missing optional package (return otherwise)."""
     top = (exc.name or "").split(".")[0]
@@ -105,7 +114,8 @@ def _feature_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def small_tox21(tmp_path: Path, **train: object) -> Path:
-    """A 3-task Tox21 config that trains in about a second."""
+    """A 3-task Tox21 config that trains in about a second (skips without RDKit)."""
+    needs("rdkit")
     cfg = {
         "seed": 0,
         "data": {

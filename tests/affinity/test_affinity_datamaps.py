@@ -39,6 +39,7 @@ def _dynamics(kind: str, seed: int, epochs: int = 6, n: int = 300) -> np.ndarray
     return np.clip(0.5 + rng.uniform(0.2, 0.4, n)[None, :] * rng.choice([-1, 1], (epochs, n)), 0, 1)
 
 
+@pytest.mark.needs("sklearn")
 def test_clusters_recover_planted_task_kinds() -> None:
     kinds = ["easy", "hard", "easy", "hard", "hard", "easy"]
     dyn = {f"t{i}": _dynamics(k, seed=i) for i, k in enumerate(kinds)}

@@ -47,6 +47,7 @@ def _report() -> object:
     return report
 
 
+@pytest.mark.needs("sklearn")  # the report holds a Lasso selection and data-map clusters
 def test_build_groups_and_rankings() -> None:
     report = _report()
     assert set(report.groupings) == {"lookahead/G=2", "lookahead/G=3"}
@@ -56,6 +57,7 @@ def test_build_groups_and_rankings() -> None:
     assert ranking.target == "a" and ranking.sources == ("b", "d", "c")  # column a: 0.8, 0.0, -0.1
 
 
+@pytest.mark.needs("sklearn", "matplotlib")
 def test_save_writes_json_and_pngs(tmp_path: Path) -> None:
     report = _report()
     out = tmp_path / "affinity"
@@ -82,6 +84,7 @@ def test_save_writes_json_and_pngs(tmp_path: Path) -> None:
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+@pytest.mark.needs("sklearn")
 def test_refuses_to_overwrite(tmp_path: Path) -> None:
     report = _report()
     save_affinity_report(tmp_path, report, heatmaps=False)

@@ -29,6 +29,7 @@ def _sources(n: int = 400, k: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
     return {f"s{i}": rng.normal(size=n) for i in range(k)}
 
 
+@pytest.mark.needs("sklearn")
 def test_lasso_recovers_planted_sparse_sources() -> None:
     src = _sources()
     rng = np.random.default_rng(1)
@@ -46,6 +47,7 @@ def test_lasso_recovers_planted_sparse_sources() -> None:
     assert sel.r2 > 0.99
 
 
+@pytest.mark.needs("sklearn")
 def test_lasso_multi_output_source_and_target_left_out() -> None:
     src = _sources(k=4, seed=2)
     rng = np.random.default_rng(3)

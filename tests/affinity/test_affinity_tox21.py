@@ -12,12 +12,13 @@ from polytask.models import build_model, mlp_trunk
 from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import TOX21_TASKS, JointLoader, TensorData, ecfp, load_tox21
 from polytask.train import train_step
+from tests.conftest import needs
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_tox21_receptor_pairs(seed: int) -> None:
-    pytest.importorskip("rdkit")
+    needs("rdkit")
     torch.manual_seed(seed)
     smiles, labels = load_tox21()
     x = torch.tensor(ecfp(smiles, n_bits=512), dtype=torch.float32)

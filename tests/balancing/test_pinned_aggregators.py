@@ -11,6 +11,7 @@ from torch import Tensor
 
 import polytask.balancing as pb
 from polytask.balancing.base import Statistics
+from tests.conftest import needs
 
 J = torch.tensor([[2.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
 G = J @ J.T
@@ -152,7 +153,7 @@ def test_nash_mtl_solves_the_bargaining_equation() -> None:
 
 
 def test_nash_mtl_matches_torchjd() -> None:
-    pytest.importorskip("cvxpy")
+    needs("cvxpy")
     import torchjd.aggregation as tja
 
     torch.manual_seed(0)
@@ -210,7 +211,7 @@ def test_faster_solvers_match_torchjd(k: int) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cagrad_matches_torchjd(seed: int) -> None:
-    pytest.importorskip("cvxpy")
+    needs("cvxpy")
     import torchjd.aggregation as tja
 
     torch.manual_seed(seed)

@@ -11,7 +11,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
 
 from polytask.tasks.data import random_split
 from tests.conftest import REPO, SHARED_DATA
@@ -72,6 +71,7 @@ def test_fixture_positives_and_rates_in_the_planted_range(frame):
 
 
 @needs_data
+@pytest.mark.needs("rdkit")
 def test_regenerating_with_the_documented_command_gives_the_same_bytes(tmp_path):
     argv = shlex.split(META["command"])[2:]  # drop "python benchmarks/planted_tasks.py"
     out = tmp_path / "again.csv"
@@ -87,7 +87,10 @@ def test_regenerating_with_the_documented_command_gives_the_same_bytes(tmp_path)
 
 
 @needs_data
+@pytest.mark.needs("rdkit", "sklearn")
 def test_planted_optimum_is_the_test_auc_of_the_true_logits():
+    from sklearn.metrics import roc_auc_score
+
     p = plant(SPEC, cache=None)
     test = random_split(len(p.smiles), (0.8, 0.1, 0.1), SPEC.split_seed)["test"]
     aucs = []

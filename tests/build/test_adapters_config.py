@@ -104,6 +104,7 @@ def test_refused_combinations_are_one_line_exit_2(tmp_path, capsys, patch, needl
     assert not (tmp_path / "run" / "report.json").exists()
 
 
+@pytest.mark.needs("rdkit")
 def test_example_trains_with_exact_upgrad_resumes_and_evaluates(tmp_path, capsys, monkeypatch):
     data = yaml.safe_load(EXAMPLE.read_text())
     assert data["model"]["trunk"]["kind"] == "adapters"

@@ -207,6 +207,7 @@ def test_a_selected_column_without_training_labels_is_an_error(tmp_path):
         _prepare(_cfg(_table(tmp_path, cols), {"select": "all"}))
 
 
+@pytest.mark.needs("rdkit")
 def test_example_declares_23_of_the_24_planted_tasks():
     cfg = load_config(TrainConfig, EXAMPLE)
     prep = prepare_data(cfg, EXAMPLE.parent)

@@ -66,6 +66,7 @@ def test_moe_with_multimodal_inputs_is_a_one_line_error():
         validate(TrainConfig, raw, "cfg.yaml")
 
 
+@pytest.mark.needs("rdkit")
 def test_example_runs_end_to_end_with_features_balancing(tmp_path, capsys):
     data = yaml.safe_load(EXAMPLE.read_text())
     assert data["model"]["trunk"]["kind"] == "moe"

@@ -50,6 +50,7 @@ def _symmetric_unit_diagonal(values: list[list[float]]) -> torch.Tensor:
     return c
 
 
+@pytest.mark.needs("rdkit", "sklearn", "matplotlib")  # Lasso selection, heatmaps
 def test_example_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = yaml.safe_load(EXAMPLE.read_text())
     cfg["affinity"].update(steps=6, lookahead_every=3)  # small budget, same recipe
@@ -89,6 +90,7 @@ def test_example_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "gradient: top pairs:" in summary and "lookahead cost:" in summary
 
 
+@pytest.mark.needs("sklearn", "matplotlib")
 def test_probe_measures_gradients_when_balancing_has_no_gramian(tmp_path: Path) -> None:
     cfg = _small(tmp_path, {"measures": ["gradient"], "groups": [2], "targets": ["SR-ARE"]})
     out = tmp_path / "aff"
@@ -151,6 +153,7 @@ def _checkpoints(tmp_path: Path, wrong_base: bool = False) -> dict:
     return {"base": "base.safetensors", "tasks": {n: f"{n}.safetensors" for n in deltas}}
 
 
+@pytest.mark.needs("matplotlib")  # its heatmap
 def test_task_vector_similarity_from_checkpoints(tmp_path: Path) -> None:
     cfg = tmp_path / "tv.yaml"
     ckpts = _checkpoints(tmp_path)
@@ -208,6 +211,7 @@ def test_checkpoints_from_different_bases(
     )
 
 
+@pytest.mark.needs("matplotlib")
 def test_existing_output_needs_overwrite(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,6 +19,8 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + sorted(
 )
 TWO_TOX21 = ["NR-AhR", "SR-MMP"]
 
+pytestmark = pytest.mark.needs("rdkit")  # every example featurizes SMILES
+
 
 def _small(data: dict[str, Any], where: Path) -> dict[str, Any]:
     """The example on two tasks for two steps with narrow layers, its paths made absolute."""

@@ -8,6 +8,7 @@ import torch
 from polytask._core import PolytaskError
 from polytask.tasks import Task
 from polytask.tasks.column_metrics import auroc_and_ap, binary_column_metrics
+from tests.conftest import needs
 
 NAN = math.nan
 
@@ -63,7 +64,7 @@ def test_pinned_values_with_a_tie():
 
 
 def test_real_tox21_predictions_match_per_task_metrics():
-    pytest.importorskip("rdkit")
+    needs("rdkit")
     from polytask.models import build_model, mlp_trunk
     from polytask.tasks import TaskSet
     from polytask.tasks.data import TOX21_TASKS, Group, ecfp, load_tox21

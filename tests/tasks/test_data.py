@@ -29,6 +29,7 @@ def test_bundled_tox21_matches_its_provenance():
     assert np.nanmean(pos) == pytest.approx(0.029, abs=0.002)
 
 
+@pytest.mark.needs("rdkit")
 def test_ecfp_is_cached_and_deterministic():
     smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
     a = ecfp(smiles, radius=2, n_bits=512)
@@ -49,6 +50,7 @@ def test_random_split_is_seeded_and_partitions():
         random_split(10, (0.5, 0.5, 0.5))
 
 
+@pytest.mark.needs("rdkit")
 def test_scaffold_split_keeps_scaffolds_apart():
     smiles, _ = load_tox21()
     smiles = smiles[:600]

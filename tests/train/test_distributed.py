@@ -23,6 +23,7 @@ def _weights(out):
 @pytest.mark.skipif(
     not (SHARED_DATA / "moleculenet" / "delaney.csv").exists(), reason="shared data missing"
 )
+@pytest.mark.needs("rdkit")
 def test_two_process_gloo_run_matches_single_process(tmp_path):
     cfg = {
         "seed": 0,

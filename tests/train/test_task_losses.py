@@ -21,6 +21,7 @@ from polytask.tasks.data import (
 )
 from polytask.train import compute_losses, train_step
 from polytask.train.task_losses import stacked_heads
+from tests.conftest import needs
 
 NAN = math.nan
 
@@ -41,7 +42,7 @@ def _grads(model, loss):
 
 @pytest.fixture(scope="module")
 def tox21_slice():
-    pytest.importorskip("rdkit")
+    needs("rdkit")
     smiles, labels = load_tox21()
     rows = slice(0, 256)
     x = torch.tensor(ecfp(smiles[rows], n_bits=256), dtype=torch.float32)

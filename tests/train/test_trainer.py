@@ -80,6 +80,7 @@ def test_trainer_learns_selects_and_stops_early(tmp_path):
     assert vals[-1]["best_step"] == result.best_step and (tmp_path / "logs" / "val.csv").is_file()
 
 
+@pytest.mark.needs("rdkit")
 def test_multitask_job_on_real_tox21_slice_beats_chance(tmp_path):
     report = run_train(small_tox21(tmp_path, steps=150), tmp_path / "run", progress=False)
     assert report.means["test"]["roc_auc"] > 0.75

@@ -7,10 +7,13 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import needs
+
 FEATURES = {"kind": "ecfp", "bits": 256}
 
 
 def tox21(tasks: list[str]) -> dict[str, Any]:
+    needs("rdkit")  # ECFP features
     return {"source": "tox21", "tasks": tasks, "featurizer": FEATURES}
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from polytask.cli.main import main
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.needs("rdkit")
 
 EXAMPLE = REPO / "examples" / "stages" / "tox21_pretrain_finetune.yaml"
 

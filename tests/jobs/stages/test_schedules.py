@@ -14,6 +14,7 @@ from polytask.build.loaders import make_loader
 from polytask.config.load import load_config
 from polytask.config.schema import TrainConfig
 from polytask.tasks.data import AntiCurriculumSampler, HighResourceFirstSampler
+from tests.conftest import needs
 
 
 def test_anti_curriculum_pool_grows_from_the_hardest_task():
@@ -74,6 +75,7 @@ def test_bad_schedule_parameters(make, message):
 
 def per_task_config(tmp_path: Path, sampler: dict, steps: int = 40) -> Path:
     """Three one-dataset-per-task tables of 40, 20 and 10 alkanes/alcohols."""
+    needs("rdkit")  # ECFP features
     tables = []
     for name, n in (("big", 40), ("mid", 20), ("small", 10)):
         rows = ["smiles,y"] + [f"{'C' * (i + 1)}{'O' if i % 2 else ''},{i % 2}" for i in range(n)]

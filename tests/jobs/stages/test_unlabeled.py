@@ -16,6 +16,7 @@ from .conftest import edit, two_stages
 MOLNET = SHARED_DATA / "moleculenet"
 
 
+@pytest.mark.needs("rdkit")
 def test_every_smiles_column_is_read_canonicalised_and_deduplicated(tmp_path):
     (tmp_path / "a.csv").write_text(
         "name,smiles,other_smiles,y\n"
@@ -35,6 +36,7 @@ def test_every_smiles_column_is_read_canonicalised_and_deduplicated(tmp_path):
     assert canonical("C1CC") is None and canonical("OCC") == "CCO"
 
 
+@pytest.mark.needs("rdkit")
 def test_a_table_without_smiles_is_an_error(tmp_path):
     from polytask._core import PolytaskError
 
@@ -44,6 +46,7 @@ def test_a_table_without_smiles_is_an_error(tmp_path):
 
 
 @pytest.mark.skipif(not MOLNET.is_dir(), reason="shared data not available")
+@pytest.mark.needs("rdkit")
 def test_real_files_find_their_smiles_columns():
     found = read_unlabeled_smiles(
         [MOLNET / "bace.csv", MOLNET / "freesolv.csv", MOLNET / "BBBP.csv"]
@@ -58,6 +61,7 @@ def test_real_files_find_their_smiles_columns():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not MOLNET.is_dir(), reason="shared data not available")
+@pytest.mark.needs("rdkit")
 def test_the_whole_moleculenet_folder():
     found = read_unlabeled_smiles([MOLNET])
     assert len(found.columns) == 8
@@ -71,6 +75,7 @@ def test_the_whole_moleculenet_folder():
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
+@pytest.mark.needs("rdkit")
 def test_qm9_smiles_from_qm9pack():
     smiles = qm9_smiles()
     assert len(smiles) == 130831 and smiles[:3] == ["C", "N", "O"]
@@ -92,6 +97,7 @@ def test_a_stage_on_unlabeled_data_with_supervised_tasks_is_refused(tmp_path, ca
     )
 
 
+@pytest.mark.needs("rdkit")
 def test_pretraining_on_unlabeled_smiles_then_fine_tuning(tmp_path):
     """Stage 1: masked-bit reconstruction on unlabeled molecules (Tox21's val/test ones left out);
     stage 2: fine-tune on Tox21 from the pre-trained trunk."""

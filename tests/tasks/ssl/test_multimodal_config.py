@@ -14,8 +14,9 @@ from polytask.build.data import prepare_data
 from polytask.cli.main import main
 from polytask.config.load import validate
 from polytask.config.schema import TrainConfig
+from tests.conftest import needs
 
-pytest.importorskip("rdkit")
+needs("rdkit")
 
 SMILES = [
     "CCO", "CCN", "CCC", "CCCl", "CCBr", "c1ccccc1", "c1ccccc1O", "c1ccccc1N", "CC(=O)O",

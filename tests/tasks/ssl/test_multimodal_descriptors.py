@@ -9,8 +9,9 @@ import pytest
 
 from polytask._core import PolytaskError
 from polytask.tasks.data.descriptors import Standardizer, descriptor_names, descriptors
+from tests.conftest import needs
 
-pytest.importorskip("rdkit")
+needs("rdkit")
 
 
 def test_known_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from polytask.cli.main import main
-from tests.conftest import crash_at_step, small_tox21
+from tests.conftest import crash_at_step, needs, small_tox21
 
-pytest.importorskip("sklearn")
+needs("sklearn")
 
 
 @pytest.fixture(autouse=True)

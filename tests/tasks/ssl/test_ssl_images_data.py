@@ -88,6 +88,7 @@ def test_real_fashion_test_split_is_balanced() -> None:
     assert torch.equal(data.targets["label"][:5], torch.tensor([9.0, 2.0, 1.0, 1.0, 6.0]))
 
 
+@pytest.mark.needs("sklearn")  # the digits ship with scikit-learn
 def test_digits_images() -> None:
     data = load_digits_images()
     assert data.inputs.shape == (1797, 1, 8, 8)

