@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 import torch
 
+from polytask.merging.buffers import check_policy
 from polytask.merging.executor import CHUNK_ELEMS, MergePlan, Progress, execute, plan_merge
 from polytask.merging.folder import (
+    buffer_record,
     check_target,
     describe,
     finish_folder,
@@ -48,8 +50,13 @@ def merge(
     excluded: Literal["base", "drop"] = "base",
     dtype: torch.dtype | None = None,
     chunk_elems: int = CHUNK_ELEMS,
+    buffers: Literal["base", "average", "merge"] = "average",
 ) -> dict[str, torch.Tensor]:
     """Merge in-memory state dicts; returns a new dict (inputs are not modified).
+
+    Running statistics (``*.running_mean``, ``*.running_var``) follow ``buffers``: the
+    fine-tuned models' mean (``"average"``, default), the base's (``"base"``), or merged by the
+    method (``"merge"``; a negative variance is refused), see :mod:`polytask.merging.buffers`.
 
     ``include``/``exclude`` select which tensors are merged (glob or regex, see
     :class:`KeyFilter`); unselected base tensors are copied (``excluded="base"``) or left out
@@ -66,6 +73,7 @@ def merge(
         select=key_filter(include, exclude, syntax),
         excluded=excluded,
         dtype=dtype,
+        buffers=_checked(buffers),
     )
     parts: dict[str, list[torch.Tensor]] = {}
     execute(
@@ -77,6 +85,11 @@ def merge(
         chunk_elems=chunk_elems,
     )
     return {key: p[0] if len(p) == 1 else torch.cat(p) for key, p in parts.items()}
+
+
+def _checked(buffers: str) -> str:
+    check_policy(buffers)
+    return buffers
 
 
 def _rich_progress(enabled: bool) -> tuple[Progress, Any]:
@@ -110,6 +123,9 @@ def merge_checkpoints(
     progress: bool = False,
     record: Mapping[str, Any] | None = None,
     chunk_elems: int = CHUNK_ELEMS,
+    buffers: Literal["base", "average", "merge"] = "average",
+    unwrap: str | None = None,
+    strip_prefix: str | None = None,
 ) -> Path:
     """Stream-merge checkpoints (files, sharded indexes or HF folders) into the folder ``out``.
 
@@ -118,14 +134,22 @@ def merge_checkpoints(
     record plus the inputs, and copies the base folder's small config files (``config.json``,
     tokenizer files) when the base is a folder. ``out`` appears atomically; an existing ``out``
     is refused unless ``overwrite=True``. ``record`` adds entries to the recorded metadata.
+    ``buffers`` is the running-statistics policy (as in :func:`merge`); ``unwrap`` and
+    ``strip_prefix`` read training-checkpoint layouts (see
+    :func:`~polytask.merging.io.open_checkpoint`). All three are recorded.
     """
     out = check_target(out, overwrite)
-    with opened(base, models, trust_pickle) as (base_reader, readers):
+    with opened(base, models, trust_pickle, unwrap, strip_prefix) as (base_reader, readers):
         select = key_filter(include, exclude, syntax)
         plan = plan_merge(
-            method, base_reader, readers, select=select, excluded=excluded, dtype=dtype
-        )
-        info = merge_record(method, record, base, models, select, excluded, dtype)
+            method, base_reader, readers, select=select, excluded=excluded, dtype=dtype,
+            buffers=_checked(buffers),
+        )  # fmt: skip
+        layout = {"unwrap": unwrap, "strip_prefix": strip_prefix}
+        info = merge_record(
+            method, record, base, models, select, excluded, dtype, **layout,
+            **buffer_record(plan, buffers),
+        )  # fmt: skip
         with output_folder(out, overwrite=overwrite) as tmp:
             thresholds: list[list[float]] | None = None
 

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 
 from polytask._core import PolytaskError, all_finite
+from polytask.merging.buffers import buffer_value, check_written, is_buffer
 from polytask.merging.io.filters import KeyFilter
 from polytask.merging.selection import MagnitudeSelector
 from polytask.merging.sources import TensorSource
@@ -32,10 +33,11 @@ CHUNK_ELEMS = 1 << 22  # tensors above this many entries are merged in blocks of
 
 @dataclass(frozen=True)
 class PlanItem:
-    """One output tensor: merged from all models, or copied from the base."""
+    """One output tensor: merged from all models, copied from the base, or (a running statistic
+    under ``buffers: average``) the mean of the fine-tuned models' values."""
 
     key: str
-    action: Literal["merge", "copy"]
+    action: Literal["merge", "copy", "average"]
     shape: tuple[int, ...]
     dtype: torch.dtype
 
@@ -62,10 +64,15 @@ def plan_merge(
     select: KeyFilter,
     excluded: Literal["base", "drop"] = "base",
     dtype: torch.dtype | None = None,
+    buffers: str = "average",
 ) -> MergePlan:
     """Check that the inputs agree and decide what happens to every tensor.
 
     ``method`` (when given) checks the number of models; whole-model merges pass ``None``.
+    Selected floating running statistics (:func:`~polytask.merging.buffers.is_buffer`) are merged
+    only under ``buffers="merge"``; ``"base"`` copies them, ``"average"`` and ``"recompute"`` (the
+    caller re-estimates them afterwards) write the fine-tuned models' mean. A plan that writes no
+    tensor, or merges none, is refused.
     """
     if excluded not in ("base", "drop"):
         raise PolytaskError(f"'excluded' must be 'base' or 'drop', got {excluded!r}")
@@ -87,7 +94,10 @@ def plan_merge(
             continue
         for model, keys in zip(models, model_keys):
             _check_agrees(key, base, model, keys)
-        if _is_float(kind):
+        if _is_float(kind) and is_buffer(key) and buffers != "merge":
+            action: Literal["copy", "average"] = "copy" if buffers == "base" else "average"
+            items.append(PlanItem(key, action, shape, out_dtype))
+        elif _is_float(kind):
             items.append(PlanItem(key, "merge", shape, out_dtype))
             n = 1
             for s in shape:
@@ -100,18 +110,42 @@ def plan_merge(
             if select(key):
                 raise PolytaskError(
                     f"tensor {key!r} is in {model.file_of(key)} but not in the base model "
-                    f"({_where(base)}); exclude it with a filter"
+                    f"({_where(base)}){_prefix_hint(key, base_set)}; exclude it with a filter"
                 )
+    _check_not_empty(items, base_keys, base)
     return MergePlan(tuple(items), numel)
+
+
+def _check_not_empty(items: list[PlanItem], keys: list[str], base: TensorSource) -> None:
+    if not keys:
+        raise PolytaskError(f"checkpoint {_where(base)} holds no tensor: nothing to merge")
+    if not any(item.action == "merge" for item in items):
+        raise PolytaskError(
+            f"the filters select no floating tensor to merge (of {len(keys)} tensors in "
+            f"{_where(base)}): the merge would write no merged tensor"
+        )
+
+
+def _prefix_hint(key: str, keys: set[str]) -> str:
+    """Why ``key`` may be absent from ``keys``: the same name under, or without, a prefix."""
+    for other in keys:
+        if other.endswith("." + key):
+            prefix = other[: -len(key)]
+            return f" (it has {other!r}: set strip_prefix: {prefix!r})"
+        if key.endswith("." + other):
+            prefix = key[: -len(other)]
+            return f" (the other has {other!r}: set strip_prefix: {prefix!r})"
+    return ""
 
 
 def _check_agrees(key: str, base: TensorSource, model: TensorSource, keys: set[str]) -> None:
     """``model`` (whose tensor names are ``keys``) has tensor ``key`` with the base's shape and
     dtype."""
     if key not in keys:
+        hint = _prefix_hint(key, keys) if keys else " (it holds no tensor)"
         raise PolytaskError(
             f"tensor {key!r} is in the base model ({base.file_of(key)}) "
-            f"but missing from {_where(model)}"
+            f"but missing from {_where(model)}{hint}"
         )
     shape, kind = base.shape(key), base.dtype(key)
     if model.shape(key) != shape:
@@ -339,8 +373,9 @@ def _execute(
                 out = method(b, _Lazy(models, block), name=item.key, thresholds=own, offset=offset)
                 if out.shape != b.shape:
                     raise PolytaskError(f"tensor {item.key!r}: the method changed its shape")
-                if not all_finite(out):
-                    raise PolytaskError(f"tensor {item.key!r}: the merge produced NaN or Inf")
+                check_written(item.key, out)
+            elif item.action == "average":
+                out = buffer_value("average", b, list(_Lazy(models, block)))
             else:
                 out = b
             del b

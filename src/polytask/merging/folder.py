@@ -20,6 +20,7 @@ import torch
 
 from polytask import __version__
 from polytask._core import PolytaskError
+from polytask.merging.buffers import BUFFER_NAMES, is_buffer
 from polytask.merging.executor import MergePlan
 from polytask.merging.io.filters import KeyFilter
 from polytask.merging.io.reader import CheckpointReader, open_checkpoint
@@ -27,6 +28,7 @@ from polytask.merging.io.writer import ShardedWriter
 
 __all__ = [
     "MERGE_RECORD_FILE",
+    "buffer_record",
     "check_target",
     "copy_base_files",
     "describe",
@@ -71,16 +73,36 @@ def check_target(out: str | Path, overwrite: bool) -> Path:
 
 @contextlib.contextmanager
 def opened(
-    base: str | Path, models: Sequence[str | Path], trust_pickle: bool
+    base: str | Path,
+    models: Sequence[str | Path],
+    trust_pickle: bool,
+    unwrap: str | None = None,
+    strip_prefix: str | None = None,
 ) -> Iterator[tuple[CheckpointReader, list[CheckpointReader]]]:
     """The base and fine-tuned checkpoints, open for reading; all closed on exit."""
-    base_reader = open_checkpoint(base, trust_pickle=trust_pickle)
-    readers = [open_checkpoint(m, trust_pickle=trust_pickle) for m in models]
+
+    def one(path: str | Path) -> CheckpointReader:
+        return open_checkpoint(
+            path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix
+        )
+
+    base_reader = one(base)
+    readers = [one(m) for m in models]
     try:
         yield base_reader, readers
     finally:
         for reader in (base_reader, *readers):
             reader.close()
+
+
+def buffer_record(plan: MergePlan, policy: str) -> dict[str, Any]:
+    """What ``merge.json`` says about running statistics: the policy and the tensors it covered."""
+    stats = [item.key for item in plan.items if is_buffer(item.key)]
+    return {
+        "buffers": policy,
+        "buffer_detection": "last name component in " + ", ".join(BUFFER_NAMES),
+        "buffer_tensors": stats,
+    }
 
 
 def merge_record(

@@ -9,6 +9,13 @@
 * a pickled ``.bin``/``.pt``/``.pth`` file or ``pytorch_model.bin[.index.json]`` folder, but only
   with ``trust_pickle=True``, and then only through ``torch.load(weights_only=True)``.
 
+Training-checkpoint layouts are unwrapped only when asked: ``unwrap="state_dict"`` (or
+``"model"``, or a path ``"model/state_dict"``) reads the tensors nested under that key of a pickled
+checkpoint (a checkpoint without that key is read as it is), and ``strip_prefix="module."``
+removes that prefix from every tensor name that has it (DataParallel / DDP checkpoints). A pickled
+checkpoint whose tensors are nested (``{'epoch': 3, 'state_dict': {...}}``) and no ``unwrap`` is
+refused, naming the nesting, instead of being read as a checkpoint without tensors.
+
 The returned :class:`CheckpointReader` is the one way polytask reads weights it did not create
 (merging, task vectors for task affinity)::
 
@@ -150,39 +157,70 @@ class CheckpointReader:
         return f"CheckpointReader({str(self.path)!r}, {len(self)} tensors)"
 
 
-def open_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> CheckpointReader:
-    """Open a checkpoint file, sharded index or Hugging Face folder for lazy reading."""
-    path = Path(path)
+def open_checkpoint(
+    path: str | Path,
+    *,
+    trust_pickle: bool = False,
+    unwrap: str | None = None,
+    strip_prefix: str | None = None,
+) -> CheckpointReader:
+    """Open a checkpoint file, sharded index or Hugging Face folder for lazy reading.
+
+    ``unwrap`` names the key (``a/b`` for nested keys) holding the tensors of a pickled
+    training checkpoint; ``strip_prefix`` is removed from the tensor names that start with it.
+    """
+    reader = _open(Path(path), trust_pickle, unwrap)
+    return reader if not strip_prefix else _stripped(reader, strip_prefix)
+
+
+def _open(path: Path, trust_pickle: bool, unwrap: str | None) -> CheckpointReader:
     if not path.exists():
         raise PolytaskError(f"checkpoint {path} does not exist")
     if path.is_dir():
-        return _open_folder(path, trust_pickle)
+        return _open_folder(path, trust_pickle, unwrap)
     if path.name.endswith(".index.json"):
-        return _open_index(path, trust_pickle)
+        return _open_index(path, trust_pickle, unwrap)
     if path.suffix in _PICKLE_SUFFIXES:
-        return _open_pickle(path, [path], trust_pickle)
+        return _open_pickle(path, [path], trust_pickle, unwrap)
     entries, metadata = read_header(path)
     return CheckpointReader(path, entries, metadata)
 
 
-def _open_folder(folder: Path, trust_pickle: bool) -> CheckpointReader:
+def _stripped(reader: CheckpointReader, prefix: str) -> CheckpointReader:
+    """``reader`` with ``prefix`` removed from the names that start with it."""
+    entries: dict[str, TensorEntry] = {}
+    for key in reader:
+        name = key[len(prefix) :] if key.startswith(prefix) else key
+        if name in entries or not name:
+            raise PolytaskError(
+                f"{reader.path}: stripping {prefix!r} from tensor {key!r} gives a name that "
+                "is already taken"
+            )
+        entries[name] = reader._entries[key]
+    loaded = reader._loaded
+    if loaded is not None:
+        loaded = {n: loaded[k] for n, k in zip(entries, reader)}
+    return CheckpointReader(reader.path, entries, reader.metadata, loaded=loaded)
+
+
+def _open_folder(folder: Path, trust_pickle: bool, unwrap: str | None) -> CheckpointReader:
     for name in ("model.safetensors.index.json", "model.safetensors"):
         if (folder / name).exists():
-            return open_checkpoint(folder / name, trust_pickle=trust_pickle)
+            return _open(folder / name, trust_pickle, unwrap)
     singles = sorted(folder.glob("*.safetensors"))
     if len(singles) == 1:
-        return open_checkpoint(singles[0])
+        return _open(singles[0], trust_pickle, unwrap)
     if len(singles) > 1:
         raise PolytaskError(
             f"{folder} holds several .safetensors files but no model.safetensors.index.json"
         )
     for name in ("pytorch_model.bin.index.json", "pytorch_model.bin"):
         if (folder / name).exists():
-            return open_checkpoint(folder / name, trust_pickle=trust_pickle)
+            return _open(folder / name, trust_pickle, unwrap)
     raise PolytaskError(f"{folder} holds no checkpoint (no .safetensors file or index)")
 
 
-def _open_index(index: Path, trust_pickle: bool) -> CheckpointReader:
+def _open_index(index: Path, trust_pickle: bool, unwrap: str | None) -> CheckpointReader:
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         files = {str(k): index.parent / str(v) for k, v in weight_map.items()}
@@ -192,7 +230,7 @@ def _open_index(index: Path, trust_pickle: bool) -> CheckpointReader:
         ) from None
     shards = list(dict.fromkeys(files.values()))
     if any(f.suffix in _PICKLE_SUFFIXES for f in shards):
-        return _open_pickle(index, shards, trust_pickle)
+        return _open_pickle(index, shards, trust_pickle, unwrap)
     entries: dict[str, TensorEntry] = {}
     metadata: dict[str, str] = {}
     for shard in shards:
@@ -216,7 +254,37 @@ def _open_index(index: Path, trust_pickle: bool) -> CheckpointReader:
     return CheckpointReader(index, entries, metadata)
 
 
-def _open_pickle(path: Path, files: list[Path], trust_pickle: bool) -> CheckpointReader:
+def _unwrapped(state: object, file: Path, unwrap: str | None) -> dict[object, object]:
+    """The dict of tensors of a loaded pickle: ``state`` or, with ``unwrap``, what it nests."""
+    if not isinstance(state, dict):
+        raise PolytaskError(f"{file} does not hold a dict of tensors")
+    if unwrap:
+        inner: object = state
+        for part in unwrap.split("/"):
+            if not isinstance(inner, dict) or part not in inner:
+                inner = None
+                break
+            inner = inner[part]
+        if isinstance(inner, dict):
+            return inner
+        if inner is not None:
+            raise PolytaskError(f"{file}: entry {unwrap!r} is not a dict of tensors")
+    nested = [
+        str(k)
+        for k, v in state.items()
+        if isinstance(v, dict) and any(isinstance(t, torch.Tensor) for t in v.values())
+    ]
+    if nested:
+        raise PolytaskError(
+            f"{file} is a training checkpoint: its tensors are nested under {nested[0]!r}"
+            f"{' (not ' + repr(unwrap) + ')' if unwrap else ''}; set unwrap: {nested[0]} to read them"
+        )
+    return state
+
+
+def _open_pickle(
+    path: Path, files: list[Path], trust_pickle: bool, unwrap: str | None = None
+) -> CheckpointReader:
     if not trust_pickle:
         raise PolytaskError(
             f"{path} is a pickled checkpoint; refusing to load it without an explicit trust flag "
@@ -231,9 +299,7 @@ def _open_pickle(path: Path, files: list[Path], trust_pickle: bool) -> Checkpoin
             raise PolytaskError(
                 f"cannot load {file} with torch.load(weights_only=True): {exc}"
             ) from None
-        if not isinstance(state, dict):
-            raise PolytaskError(f"{file} does not hold a dict of tensors")
-        for key, value in state.items():
+        for key, value in _unwrapped(state, file, unwrap).items():
             if isinstance(value, torch.Tensor):
                 loaded[str(key)] = value
                 entries[str(key)] = TensorEntry(file, value.dtype, tuple(value.shape), 0, 0)

@@ -16,7 +16,9 @@ the Shannon entropy of the merged model's predictions, summed over tasks:
 
 or, with ``likelihood="bernoulli"`` (binary and multi-label heads), the mean over rows and labels
 of H(σ(z)) = −p log p − (1 − p) log(1 − p). Buffers (e.g. batch-norm running statistics) are
-merged with the same λ but carry no gradient.
+merged with the same λ but carry no gradient; from files
+(:func:`~polytask.merging.merge_model_checkpoints`) they are held at the ``buffers`` policy's
+value instead (zero task vectors). A step whose entropy is not finite stops with an error.
 
 Each step reads the next batch of every task (iterables are restarted when exhausted). As in the
 authors' code, λ is clamped to ``clamp`` (default [0, 1]) in the forward pass. ``select(output,
@@ -260,6 +262,12 @@ def _descend(
         batch_list = first if step == 0 else [next(s) for s in streams]
         optimizer.zero_grad()
         loss = objective(batch_list)
+        if not bool(torch.isfinite(loss)):
+            raise PolytaskError(
+                f"{_NAME}: the merged model's prediction entropy is NaN or Inf at step {step} "
+                "(merged running statistics can turn a variance negative: hold them fixed, "
+                "e.g. buffers: average, base or recompute)"
+            )
         loss.backward()
         optimizer.step()
         history.append(float(loss.detach()))
