@@ -262,8 +262,12 @@ class TrainSection(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
+    """How runs are scored: ``baseline`` (a single-task run or its report) adds Δm / Δp;
+    ``bootstrap`` draws of the test (and val) rows give their intervals (``0``: none)."""
+
     baseline: str | None = None
     batch_size: int = Field(1024, ge=1)
+    bootstrap: int = Field(200, ge=0)
 
 
 class UnlabeledSmilesData(StrictModel):
