@@ -1,6 +1,7 @@
 """Evaluation: per-task metrics on each split, selection rules, Δm / Δp against baselines."""
 
 from polytask.eval.bootstrap import Intervals, bootstrap_intervals
+from polytask.eval.compare import baseline_intervals, report_file, row_groups, split_support
 from polytask.eval.delta import delta_m, delta_p, relative_gains
 from polytask.eval.floor import Floor, excluded_metrics, task_support
 from polytask.eval.predict import evaluate, evaluate_split, predict, predict_split, split_metrics
@@ -41,6 +42,7 @@ __all__ = [
     "SelectionRule",
     "TaskEntry",
     "Verdict",
+    "baseline_intervals",
     "bootstrap_intervals",
     "build_report",
     "delta_m",
@@ -57,10 +59,13 @@ __all__ = [
     "predict",
     "predict_split",
     "relative_gains",
+    "report_file",
     "report_json",
+    "row_groups",
     "runs_from_records",
     "seed_scatter",
     "split_metrics",
+    "split_support",
     "summarise_runs",
     "summary_table",
     "task_support",

@@ -65,7 +65,8 @@ class Comparison(BaseModel):
     ``delta_m`` / ``delta_p`` are the headline numbers: the metrics in ``excluded`` (under the
     :class:`~polytask.eval.floor.Floor`, with the reason) are left out of them and counted in
     ``delta_m_all`` / ``delta_p_all``. ``gains`` holds every gain; ``intervals`` the paired
-    bootstrap intervals over the split's rows when both runs saved their predictions.
+    bootstrap intervals over the split's rows when both runs saved their predictions, else
+    ``{"unavailable": why}``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -104,6 +105,7 @@ class Report(BaseModel):
     weights: str | None = None  # evaluation: the weights scored
     trunk: str | None = None  # evaluation of a merged trunk
     norm_stats: dict[str, Any] | None = None
+    predictions: dict[str, str] | None = None  # {split: saved predictions, relative to the file}
     balancing_dropped: str | None = None  # single-task mode: the balancing section left out
     baseline: dict[str, Any] | None = None
     comparison: dict[str, Comparison] | None = None
@@ -126,14 +128,14 @@ def build_report(
     baseline_source: str | None = None,
     support: Mapping[str, Mapping[str, int]] | None = None,
     floor: Floor | None = None,
-    intervals: Mapping[str, Intervals] | None = None,
+    intervals: Mapping[str, Intervals | str] | None = None,
     **extra: Any,
 ) -> Report:
     """Assemble the report; ``metrics`` and ``baseline`` are ``{split: {task: {metric: v}}}``.
 
     ``support`` (``{split: {task: rows}}``, :func:`~polytask.eval.floor.task_support`) and
     ``floor`` decide which gains are too unstable for the headline Δm; ``intervals`` are the
-    bootstrap intervals per split. ``extra`` are the other :class:`Report` fields (validated: an
+    bootstrap intervals per split (or, as text, why there are none). ``extra`` are the other :class:`Report` fields (validated: an
     unknown one is an error).
     """
     tasks = [
@@ -174,12 +176,15 @@ def build_report(
 
 def compare(
     taskset: TaskSet, model: Scores, baseline: Scores, support: Mapping[str, int], floor: Floor,
-    intervals: Intervals | None = None,
+    intervals: Intervals | str | None = None,
 ) -> Comparison:  # fmt: skip
-    """One split of the model against its baseline (see :class:`Comparison`)."""
+    """One split of the model against its baseline (see :class:`Comparison`); ``intervals`` as
+    text says why there are none (``{"unavailable": text}`` in the report)."""
     excluded = excluded_metrics(taskset, baseline, support, floor)
-    ci = None
-    if intervals is not None:
+    ci: dict[str, Any] | None = None
+    if isinstance(intervals, str):
+        ci = {"unavailable": intervals}
+    elif intervals is not None:
         ci = {
             "method": "paired percentile bootstrap over the split's rows",
             "level": intervals.level, "draws": intervals.draws,

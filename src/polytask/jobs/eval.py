@@ -19,19 +19,17 @@ from polytask._core import PolytaskError, seed_everything
 from polytask.build.data import PreparedData
 from polytask.build.model import eval_model, make_model
 from polytask.config.schema import TrainConfig
-from polytask.eval import Report, evaluate, report_json
+from polytask.eval import Predictions, Report, predict_split, report_json, row_groups, split_metrics
 from polytask.merging.io import open_checkpoint
 from polytask.models.norm_stats import recompute_norm_stats
 from polytask.tasks.data import TensorData
 from polytask.tasks.data.tensors import index_inputs, num_rows
 from polytask.train.distributed import world
 
-from .fit import finish_report, one_task
+from .fit import SPLITS, finish_report, one_task, run_baseline, score_splits
 from .output import write_output_file
 from .results import ReportExtra, Scores
-from .run_folder import RunFolder
-
-SPLITS = ("val", "test")
+from .run_folder import RunFolder, saved_predictions
 
 
 def read_trunk(path: str | Path) -> dict[str, Tensor]:
@@ -76,17 +74,34 @@ def _score_single(
     config: TrainConfig,
     prepared: PreparedData,
     shared: dict[str, Tensor] | None,
-) -> Scores:
-    metrics: Scores = {s: {} for s in SPLITS}
-    for task in (t for t in prepared.taskset.tasks if not t.auxiliary):
-        one = one_task(prepared, task.name)
-        model = folder.load_model(config, one, folder.single(task.name).best_weights, shared)
-        scores = evaluate(
-            model, one.taskset, {k: one.splits[k] for k in SPLITS}, config.evaluation.batch_size
+    target: Path,
+) -> tuple[Scores, dict[str, Predictions]]:
+    """Every task's model on its own task; the metrics and the combined predictions (saved
+    beside ``target``, rank 0 only)."""
+    names = [t.name for t in prepared.taskset.tasks if not t.auxiliary]
+    metrics: Scores = {s: {} for s in SPLITS if s in prepared.splits}
+    parts: dict[str, dict[str, Predictions]] = {s: {} for s in metrics}
+    for name in names:
+        one = one_task(prepared, name)
+        model = folder.load_model(config, one, folder.single(name).best_weights, shared)
+        for split in metrics:
+            out = predict_split(
+                model, one.taskset, one.splits[split], config.evaluation.batch_size, split
+            )
+            parts[split][name] = out
+            metrics[split].update(split_metrics(one.taskset, out))
+    combined = {
+        s: Predictions(
+            {n: p[n].preds[n] for n in names},
+            {n: p[n].targets[n] for n in names},
+            row_groups(names, prepared.splits[s]),
         )
-        for split, per in scores.items():
-            metrics[split].update(per)
-    return metrics
+        for s, p in parts.items()
+    }
+    if world()[0] == 0:
+        for s, p in combined.items():
+            p.save(saved_predictions(target, s))
+    return metrics, combined
 
 
 def run_eval(
@@ -104,6 +119,7 @@ def run_eval(
             f"{folder.path}: a multi-stage run; evaluate one stage: {folder.path}/stages/<name> ({names})"
         )
     record = folder.record()
+    baseline = run_baseline(baseline, record.baseline, config)
     target = Path(out_file) if out_file else folder.eval_file(merged=trunk is not None)
     _, prepared = folder.prepare()
     shared = read_trunk(trunk) if trunk is not None else None
@@ -113,19 +129,21 @@ def run_eval(
             config, prepared, shared, config.evaluation.batch_size
         )
     if record.single_task:
-        metrics = _score_single(folder, config, prepared, shared)
+        metrics, predictions = _score_single(folder, config, prepared, shared, target)
         extra["weights"] = str(folder.path / "single" / "*" / "checkpoints" / "best")
     else:
         path = Path(run_dir) / "model.safetensors"  # a checkpoints/<name> folder was given
         path = path if path.is_file() else folder.best_weights
         model = folder.load_model(config, prepared, path, shared)
         scored = eval_model(config.multimodal, model, prepared.taskset)  # mask ensemble if set
-        splits = {k: prepared.splits[k] for k in SPLITS}
-        metrics = evaluate(scored, prepared.taskset, splits, config.evaluation.batch_size)
+        bs = config.evaluation.batch_size
+        metrics, predictions = score_splits(scored, prepared, bs, target)
         extra["weights"] = str(path)
     extra["trunk"] = str(trunk) if trunk is not None else None
     start = time.perf_counter()
-    report = finish_report(config, prepared, metrics, extra, baseline, start, record.config_hash)
+    report = finish_report(
+        config, prepared, metrics, extra, baseline, start, record.config_hash, predictions, target
+    )
     if world()[0] == 0:
         write_output_file(target, report_json(report))
     return report, target

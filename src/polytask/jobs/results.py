@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Required, TypedDict
 
+from polytask.eval import Predictions
 from polytask.models import MultiTaskModel
 
 Scores = dict[str, dict[str, dict[str, float]]]  # {split: {task: {metric: value}}}
@@ -31,6 +32,7 @@ class ReportExtra(TypedDict, total=False):
     trunk: str | None
     norm_stats: dict[str, object]
     balancing_dropped: str
+    predictions: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,13 @@ class TrainingRecord:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """One trained model with its metrics on val and test."""
+    """One trained model with its metrics and predictions on val and test."""
 
     model: MultiTaskModel
     metrics: Scores
     selection: Selection
     training: TrainingRecord
+    predictions: dict[str, Predictions] = field(default_factory=dict)
 
     def summary(self) -> RunSummary:
         """The selection and training records as the report stores them."""

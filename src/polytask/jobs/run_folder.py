@@ -2,15 +2,17 @@
 
 ::
 
-    <run>/run.json                       the config, its folder and hash (RunRecord)
+    <run>/run.json                       the config, its folder, hash and baseline (RunRecord)
     <run>/report.json                    the report (polytask.eval.Report)
+    <run>/predictions/<split>.safetensors   val and test outputs (polytask.eval.Predictions);
+                                         a single-task run: every task's, combined
     <run>/checkpoints/best/              the selected weights (model.safetensors + meta.json)
     <run>/checkpoints/latest, step-*/    resumable checkpoints
     <run>/logs/                          metrics.jsonl, gramian.safetensors
     <run>/base/trunk.safetensors         single-task runs: the shared initial trunk
     <run>/single/<task>/                 single-task runs: one run folder per task
     <run>/stages/<name>/                 multi-stage runs: one run folder per stage
-    <run>/eval.json, eval-merged.json    polytask eval
+    <run>/eval.json, eval-merged.json    polytask eval (its predictions: predictions/eval*/)
 
 :meth:`RunFolder.load_model` loads a finished run back into a model.
 """
@@ -51,6 +53,7 @@ class RunRecord(BaseModel):
     config_dir: str
     config_hash: str
     single_task: bool = False
+    baseline: str | None = None  # the baseline report (absolute), kept by --resume and eval
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class RunFolder:
     @property
     def trunk_file(self) -> Path:
         return self.path / TRUNK_FILE
+
+    def predictions(self, split: str) -> Path:
+        return saved_predictions(self.report_file, split)
 
     def single(self, task: str) -> RunFolder:
         return RunFolder(self.path / "single" / task)
@@ -155,6 +161,15 @@ class RunFolder:
         if trunk is not None:
             replace_trunk(model, trunk)
         return model.to(resolve_device(config.device))
+
+
+def saved_predictions(report: Path, split: str) -> Path:
+    """Where the predictions behind a report file are saved: ``predictions/<split>.safetensors``
+    beside ``report.json``, ``predictions/<stem>/<split>.safetensors`` beside any other."""
+    folder = report.parent / "predictions"
+    if report.name != REPORT_FILE:
+        folder = folder / report.stem
+    return folder / f"{split}.safetensors"
 
 
 def replace_trunk(model: MultiTaskModel, trunk: Mapping[str, Tensor]) -> None:

@@ -35,8 +35,10 @@ from polytask.train.distributed import barrier, world
 
 from .fit import (
     check_resumable,
+    combine_single,
     finish_report,
     resumable,
+    run_baseline,
     single_task_config,
     train_hash,
     train_one,
@@ -137,6 +139,7 @@ def _run_stage(
     if writes:
         folder.write_record(RunRecord(
             config=stage.config.model_dump(mode="json"), config_dir=str(base), config_hash=shash,
+            baseline=str(baseline) if baseline is not None else None,
         ))  # fmt: skip
     load, loaded = stage.spec.load, []
 
@@ -161,7 +164,10 @@ def _run_stage(
         "loaded": carried,
         **done.summary(),
     }
-    report = finish_report(stage.config, prepared, done.metrics, extra, baseline, start, shash)
+    report = finish_report(
+        stage.config, prepared, done.metrics, extra, baseline, start, shash, done.predictions,
+        folder.report_file,
+    )  # fmt: skip
     if writes:
         write_report(folder.report_file, report)
     return report
@@ -191,9 +197,12 @@ def run_stages(
         root = RunFolder(work)
         check_resumable(root, chash, config_path, resume)
         base = config_path.resolve().parent
-        if writes and not root.run_file.is_file():
+        kept = root.record().baseline if resume and root.run_file.is_file() else None
+        baseline = run_baseline(baseline, kept, config)
+        if writes and (not root.run_file.is_file() or kept != baseline):
             root.write_record(RunRecord(
-                config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash
+                config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash,
+                baseline=baseline,
             ))  # fmt: skip
         barrier()
         summary: list[dict[str, object]] = []
@@ -205,7 +214,10 @@ def run_stages(
             summary.append(
                 {"name": stage.name, "report": f"stages/{stage.name}/report.json", "means": report.means}
             )  # fmt: skip
-        final = report.model_copy(update={"stages": summary})
+        where_saved = {
+            k: f"stages/{stages[-1].name}/{v}" for k, v in (report.predictions or {}).items()
+        }
+        final = report.model_copy(update={"stages": summary, "predictions": where_saved or None})
         if writes:
             write_report(root.report_file, final)
     return final
@@ -225,17 +237,23 @@ def _single_task_stage(
         check_resumable(folder, chash, config_path, resume)
         base = config_path.resolve().parent
         prepared = prepare_data(config, base)
+        kept = folder.record().baseline if resume and folder.run_file.is_file() else None
+        baseline = run_baseline(baseline, kept, config)
         if writes:
             folder.write_record(RunRecord(
                 config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash,
-                single_task=True,
+                single_task=True, baseline=baseline,
             ))  # fmt: skip
         start = time.perf_counter()
         metrics, extra = train_single(config, prepared, folder, resume, progress, chash)
+        predictions = combine_single(folder, prepared) if writes else None
         extra["stage"] = stage.name
         if stage.config.balancing is not None:
             extra["balancing_dropped"] = "single-task runs train one task: no balancing"
-        report = finish_report(config, prepared, metrics, extra, baseline, start, chash)
+        report = finish_report(
+            config, prepared, metrics, extra, baseline, start, chash, predictions,
+            folder.report_file,
+        )  # fmt: skip
         if writes:
             write_report(folder.report_file, report)
     return report

@@ -20,8 +20,10 @@ from polytask.train.distributed import barrier, init_from_env, world
 
 from .fit import (
     check_resumable,
+    combine_single,
     finish_report,
     resumable,
+    run_baseline,
     single_task_config,
     train_hash,
     train_one,
@@ -62,9 +64,11 @@ def run_train(
         barrier()
         base = config_path.resolve().parent
         prepared = prepare_data(config, base)
+        kept = folder.record().baseline if resume and folder.run_file.is_file() else None
+        baseline = run_baseline(baseline, kept, config)
         record = RunRecord(
             config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash,
-            single_task=single_task,
+            single_task=single_task, baseline=baseline,
         )  # fmt: skip
         if writes:
             folder.write_record(record)
@@ -73,6 +77,7 @@ def run_train(
         extra: ReportExtra
         if single_task:
             metrics, extra = train_single(config, prepared, folder, resume, progress, chash)
+            predictions = combine_single(folder, prepared) if writes else None
             if dropped:
                 extra["balancing_dropped"] = "single-task runs train one task: no balancing"
         else:
@@ -80,7 +85,11 @@ def run_train(
                 config, prepared, folder, resume=resume, progress=progress, chash=chash
             )
             metrics, extra = done.metrics, {"mode": "multi-task", **done.summary()}
-        report = finish_report(config, prepared, metrics, extra, baseline, start, chash)
+            predictions = done.predictions
+        report = finish_report(
+            config, prepared, metrics, extra, baseline, start, chash, predictions,
+            folder.report_file,
+        )  # fmt: skip
         if writes:
             write_report(folder.report_file, report)
     return report
