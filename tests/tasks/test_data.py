@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ from polytask.tasks.data import (
     scaffold_split,
 )  # fmt: skip
 from polytask.tasks.data.splits import murcko_scaffold
+from polytask.tasks.data.table import check_labels, label_array
 
 
 def test_bundled_tox21_matches_its_provenance():
@@ -127,3 +129,35 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
     assert not list(tmp_path.glob(".*tmp"))
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("kind", "classes", "values", "needle"),
+    [
+        ("binary", 1, [0, 1, NAN, 2], r"row 3: a binary label must be 0 or 1 \(empty = missing\), got 2$"),
+        ("binary", 1, [0, -1, 2], r"row 1: a binary label must be 0 or 1 .*, got -1$"),
+        ("binary", 1, [1, 0.5], r"row 1: .* got 0.5; the column holds real values \(0.5 … 1\): kind 'regression'\?$"),
+        ("multilabel", 1, [1, 0, 3], r"row 2: a multi-label label must be 0 or 1 .*, got 3$"),
+        ("multiclass", 3, [0, 2, 3], r"row 2: a multiclass label must be a class id 0 … 2 .*, got 3$"),
+        ("multiclass", 3, [0, 1.5], r"row 1: a multiclass label must be a class id 0 … 2 .*, got 1.5$"),
+        ("multiclass", 3, [-1, 0], r"row 0: .* got -1$"),
+        ("regression", 1, [-25.5, NAN, np.inf], r"row 2: a regression label must be a finite number .*, got inf$"),
+    ],
+)  # fmt: skip
+def test_labels_are_checked_against_the_kind(kind, classes, values, needle):
+    frame = pd.DataFrame({"y": values})
+    with pytest.raises(PolytaskError, match=r"^data.csv: column 'y' " + needle):
+        label_array(frame, "y", "data.csv", kind, classes)
+    plain = label_array(frame, "y", "data.csv")  # without a kind: any number
+    np.testing.assert_array_equal(plain, np.array(values, dtype=np.float32))
+
+
+def test_labels_that_fit_pass_and_the_first_bad_column_is_named():
+    ok = np.array([[0, 1, NAN], [2.5, -1e6, NAN], [0, 4, NAN]], dtype=np.float32)
+    check_labels(ok, ["b", "r", "m"], ["binary", "regression", "multiclass"], "t.csv", [1, 1, 5])
+    bad = np.array([[0, 1, 1], [0, 7, 1], [0, 0, 2]], dtype=np.float32)
+    with pytest.raises(PolytaskError, match=r"^t.csv: column 'b' row 1: a binary .* got 7$"):
+        check_labels(bad, ["a", "b", "c"], ["binary"] * 3, "t.csv")

@@ -24,7 +24,8 @@ Rules (each broken rule is one line naming the key and the column):
   tasks and must name selected columns. A top-level ``tasks`` list is an error here (it would
   be a second, competing declaration of the same tasks).
 * Labels are read in one block (``[N, K]`` float32, empty cells NaN), so the cost per column is
-  a slice; a non-numeric cell, or a binary label other than 0/1, names its column and row.
+  a slice; a non-numeric cell, or a label that does not fit its task's kind (a binary label
+  other than 0/1, a class id out of range, an infinite value), names its column and row.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pandas.api.types import is_numeric_dtype
 from polytask._core import PolytaskError
 from polytask.config.schema import ColumnsFeaturizer, LabelColumns, TableData, TaskConfig
 from polytask.tasks.data import label_array
+from polytask.tasks.data.table import check_labels
 
 KEY = "data.label_columns"
 _SHOWN = 8  # columns listed in an error message
@@ -128,8 +130,8 @@ def label_targets(
     """The label column of each task (``column`` = ``name``) as float32 with NaN for empty cells.
 
     Numeric columns are converted in one block; other columns go through
-    :func:`~polytask.tasks.data.label_array`, whose error names the column and the row. Binary
-    tasks must have labels 0 or 1.
+    :func:`~polytask.tasks.data.label_array`, whose error names the column and the row. Labels
+    must fit their task's kind (:func:`~polytask.tasks.data.table.check_labels`).
     """
     names = [tc.name for tc in tasks]
     sub = frame[names]
@@ -142,13 +144,13 @@ def label_targets(
             block[j] = label_array(frame, names[j], where)
         except PolytaskError as exc:
             raise PolytaskError(f"{exc}; leave the column out with {KEY}.exclude") from None
-    binary = np.array([tc.kind == "binary" for tc in tasks], dtype=bool)
-    bad = binary[:, None] & ~(np.isnan(block) | (block == 0) | (block == 1))
-    if bad.any():
-        first, row = (int(v[0]) for v in np.nonzero(bad))
-        raise PolytaskError(
-            f"{where}: column {names[first]!r} row {row}: a binary label must be 0 or 1 (empty "
-            f"= missing), got {float(block[first, row]):g}; leave the column out with "
-            f"{KEY}.exclude or give it a kind under {KEY}.overrides"
+    try:
+        check_labels(
+            block, names, [tc.kind for tc in tasks], where, [tc.num_classes for tc in tasks]
         )
+    except PolytaskError as exc:
+        raise PolytaskError(
+            f"{exc}; leave the column out with {KEY}.exclude or give it a kind under "
+            f"{KEY}.overrides"
+        ) from None
     return {n: torch.from_numpy(block[j]) for j, n in enumerate(names)}

@@ -24,5 +24,5 @@ def load_tox21() -> tuple[list[str], dict[str, np.ndarray]]:
     """SMILES strings and, per task, float32 labels with NaN where the assay was not run."""
     path = tox21_path()
     frame = read_table(path, ["smiles", *TOX21_TASKS])
-    labels = {t: label_array(frame, t, path) for t in TOX21_TASKS}
+    labels = {t: label_array(frame, t, path, "binary") for t in TOX21_TASKS}
     return frame["smiles"].astype(str).tolist(), labels
