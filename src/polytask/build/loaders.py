@@ -124,7 +124,10 @@ def _base_loader(
         "anti_curriculum": scheduled,
         "high_resource_first": scheduled,
     }
-    return PerTaskLoader(datasets, bs, samplers[s.kind](), seed=seed)
+    # one task (a single-task baseline): every sampler draws it at every step, and a schedule
+    # over tasks (anti_curriculum's ``order`` lists the joint run's tasks) has nothing to order
+    sampler = RoundRobinSampler(1) if len(datasets) == 1 else samplers[s.kind]()
+    return PerTaskLoader(datasets, bs, sampler, seed=seed)
 
 
 def max_steps(train: TrainSection, steps_per_epoch: int) -> int:

@@ -4,6 +4,10 @@ A selection rule is ``"mean:<metric>"`` (the metric averaged over the tasks that
 NaNs skipped) or ``"<task>:<metric>"`` (one task's metric). Its direction is the metric's.
 Auxiliary tasks are left out of ``mean`` (unless every task having the metric is auxiliary, as
 in a pre-training run); naming one explicitly as ``"<task>:<metric>"`` selects on it.
+
+A single-task baseline selects on its own task (:func:`single_task_rule`): the rule's metric
+when the task has it (``"SR-MMP:roc_auc"`` and ``"mean:roc_auc"`` both become
+``"<task>:roc_auc"``), else the task's first metric.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from polytask._core import PolytaskError
-from polytask.tasks import TaskSet
+from polytask.tasks import Task, TaskSet
 
 from .delta import Scores
 
@@ -67,3 +71,21 @@ class SelectionRule:
             else f"{self.metric!r} of task {self.scope!r}"
         )
         return f"checkpoint with the {'highest' if self.higher_is_better else 'lowest'} validation {what}"
+
+
+def single_task_rule(rule: str | None, taskset: TaskSet, task: Task) -> str:
+    """The selection rule of ``task``'s single-task run, from the joint rule ``rule`` (checked
+    against the whole ``taskset`` first, so a typo fails as it would in joint training): the
+    rule's metric on ``task`` when it has that metric, else ``task``'s first metric.
+
+    >>> ts = TaskSet([Task("a", "binary"), Task("r", "regression")])
+    >>> single_task_rule("a:pr_auc", ts, ts["a"]), single_task_rule("a:pr_auc", ts, ts["r"])
+    ('a:pr_auc', 'r:mae')
+    >>> single_task_rule(None, ts, ts["r"])
+    'r:mae'
+    """
+    metric = task.metric_names[0]
+    if rule is not None:
+        parsed = SelectionRule.parse(rule, taskset)
+        metric = parsed.metric if parsed.metric in task.metric_names else metric
+    return f"{task.name}:{metric}"
