@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from polytask.cli.render import WIDTH, report_lines
+from polytask.cli.render import WIDTH, comparison_lines, report_lines
 from polytask.eval import Report
 from polytask.eval.report import Comparison, TaskEntry
 
@@ -22,9 +22,18 @@ def _report(metrics: list[str]) -> Report:
     }
     scores["test"]["SR-ARE"][metrics[-1]] = math.nan
     means = {s: {m: 0.5 for m in metrics} for s in scores}
+    ci = {"level": 0.95, "draws": 200, "delta_m": [-3.5, 0.71], "delta_p": [-1.0, 2.0]}
     comparison = {
-        "test": Comparison(delta_m=-1.234, delta_p=None, gains={}, baseline_means={}),
-    }
+        "test": Comparison(
+            delta_m=-1.234, delta_p=None, gains={}, baseline_means={}, delta_m_all=-9.5,
+            excluded={"SR-ARE": {metrics[0]: "support 3 < 10", metrics[-1]: "support 3 < 10"}},
+            intervals=ci,
+        ),
+        "val": Comparison(
+            delta_m=2.5, delta_p=-2.0, gains={}, baseline_means={},
+            intervals={"unavailable": "the baseline saved no predictions"},
+        ),
+    }  # fmt: skip
     tasks = [
         TaskEntry(name=t, kind="binary", loss="bce", metrics=dict.fromkeys(metrics, "max"))
         for t in TASKS
@@ -54,7 +63,9 @@ def test_few_metrics_one_table_per_split() -> None:
     ]
     test = lines.index("test (multi-task)")
     assert lines[test + 4] == "SR-ARE                    0.2000       -"  # NaN shown as -
-    assert "test: Δm = -1.23% (lower is better), Δp = n/a (higher is better)" in lines
+    comparison = comparison_lines(_report(["roc_auc", "pr_auc"]))
+    at = lines.index(comparison[0])
+    assert lines[at : at + len(comparison) + 1] == [*comparison, ""]
     assert lines[-1] == "trained 30/40 steps (stopped early), selected step 20"
 
 
@@ -81,3 +92,31 @@ def test_width_decides_the_layout() -> None:
     narrow = report_lines(_report(metrics), width=60)
     assert "val (multi-task)" not in narrow and "m0 (multi-task)" in narrow
     assert max(len(line) for line in narrow if "Δ" not in line) <= 60
+
+
+def test_val_and_test_side_by_side_with_intervals_and_what_was_left_out() -> None:
+    lines = comparison_lines(_report(["roc_auc", "pr_auc"]))
+    assert lines == [
+        "vs baseline               val                   test",
+        "---------------------  ------  ---------------------",
+        "Δm (lower is better)   +2.50%  -1.23% [-3.50, +0.71]",
+        "Δp (higher is better)  -2.00%                    n/a",
+        "Δm, every metric          n/a                 -9.50%",
+        "no interval: the baseline saved no predictions",
+        "[95% interval: paired bootstrap, 200 draws]",
+        "left out of Δm/Δp, under the floor: test: 2 metrics of SR-ARE (why:",
+        "  comparison.<split>.excluded in the report)",
+    ]
+
+
+def test_splits_become_rows_when_the_columns_do_not_fit() -> None:
+    report = _report(["roc_auc"])
+    wide = {"level": 0.95, "draws": 200, "delta_m": [-12345.5, 67890.25], "delta_p": [-1.0, 2.0]}
+    assert report.comparison is not None
+    comps = {s: c.model_copy(update={"intervals": wide}) for s, c in report.comparison.items()}
+    report = report.model_copy(update={"comparison": comps})
+    lines = comparison_lines(report)
+    assert max(map(len, lines)) <= WIDTH
+    assert lines[0].split("  ")[0] == "vs baseline"
+    assert lines[2].startswith("val ") and "+2.50% [-12345.50, +67890.25]" in lines[2]
+    assert lines[3].startswith("test") and "-1.23% [-12345.50, +67890.25]" in lines[3]

@@ -8,19 +8,23 @@ splits). Cells are never shortened; only a task name longer than the width itsel
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from polytask.affinity import AffinityReport
     from polytask.eval import Report
+    from polytask.eval.report import Comparison
 
-__all__ = ["WIDTH", "affinity_lines", "report_lines", "table"]
+__all__ = ["WIDTH", "affinity_lines", "comparison_lines", "report_lines", "table"]
 
 WIDTH = 80
 GAP = "  "
 TOP_PAIRS = 3
 SPLIT_ORDER = ("train", "val", "test")
+DM, DP, DM_ALL = "Δm (lower is better)", "Δp (higher is better)", "Δm, every metric"
+SHORT = {DM: "Δm", DP: "Δp", DM_ALL: "Δm (all)"}
 
 
 def _number(value: float | None) -> str:
@@ -81,6 +85,81 @@ def metric_table(report: Report, metric: str, splits: Sequence[str]) -> list[str
     return table(f"{metric} ({report.mode})", ["task", *splits], rows)
 
 
+def _with_interval(value: float | None, interval: object) -> str:
+    if value is None or not isinstance(interval, list) or len(interval) != 2 or None in interval:
+        return _signed(value)
+    lo, hi = (float(v) for v in interval)
+    if math.isnan(lo) or math.isnan(hi):
+        return _signed(value)
+    return f"{_signed(value)} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def _grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return GAP.join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))]).rstrip()
+
+    return [line(header), GAP.join("-" * w for w in widths), *map(line, rows)]
+
+
+def _delta_rows(comps: dict[str, Comparison]) -> list[list[str]]:
+    """One row per number (Δm, Δp, Δm over every metric when some are left out), one column
+    per split."""
+    ci = {s: c.intervals or {} for s, c in comps.items()}
+    rows = [
+        [DM, *(_with_interval(c.delta_m, ci[s].get("delta_m"))
+                                   for s, c in comps.items())],
+        [DP, *(_with_interval(c.delta_p, ci[s].get("delta_p"))
+                                    for s, c in comps.items())],
+    ]  # fmt: skip
+    if any(c.excluded for c in comps.values()):
+        rows.append([DM_ALL, *(_signed(c.delta_m_all) for c in comps.values())])
+    return rows
+
+
+def _notes(comps: dict[str, Comparison]) -> list[str]:
+    notes: dict[str, None] = {}
+    for c in comps.values():
+        ci = c.intervals or {}
+        if "level" in ci:
+            notes[f"[{100 * ci['level']:g}% interval: paired bootstrap, {ci['draws']} draws]"] = (
+                None
+            )
+        elif "unavailable" in ci:
+            notes[f"no interval: {ci['unavailable']}"] = None
+    left = [(s, sum(map(len, c.excluded.values())), sorted(c.excluded)) for s, c in comps.items()]
+    parts = [f"{s}: {n} metric{'s' * (n != 1)} of {', '.join(t)}" for s, n, t in left if n]
+    if parts:
+        notes[
+            f"left out of Δm/Δp, under the floor: {'; '.join(parts)} (why: "
+            "comparison.<split>.excluded in the report)"
+        ] = None
+    return list(notes)
+
+
+def comparison_lines(report: Report, width: int = WIDTH) -> list[str]:
+    """Validation and test Δm / Δp side by side with their intervals, the metrics left out of
+    them and why intervals are missing, no wider than ``width`` (a cell never shortened)."""
+    comps = dict(report.comparison or {})
+    if not comps:
+        return []
+    order = [s for s in SPLIT_ORDER if s in comps] + sorted(
+        s for s in comps if s not in SPLIT_ORDER
+    )
+    comps = {s: comps[s] for s in order}
+    rows = _delta_rows(comps)
+    lines = _grid(["vs baseline", *order], rows)
+    if not _fits(lines, width):  # one row per split instead, short column names
+        header = ["vs baseline", *(SHORT[r[0]] for r in rows)]
+        lines = _grid(header, [[s, *(r[i + 1] for r in rows)] for i, s in enumerate(order)])
+        lines.append("Δm: lower is better; Δp: higher is better")
+    for note in _notes(comps):
+        lines += textwrap.wrap(note, width, subsequent_indent="  ", break_on_hyphens=False)
+    return lines
+
+
 def _training_line(report: Report) -> list[str]:
     done: dict[str, Any] = report.training or {}
     if "steps" not in done:
@@ -100,12 +179,8 @@ def report_lines(report: Report, width: int = WIDTH) -> list[str]:
     lines: list[str] = []
     for t in tables:
         lines += [*t, ""]
-    for split, comp in (report.comparison or {}).items():
-        lines.append(
-            f"{split}: Δm = {_signed(comp.delta_m)} (lower is better), "
-            f"Δp = {_signed(comp.delta_p)} (higher is better)"
-        )
-    return lines + _training_line(report)
+    comparison = comparison_lines(report, width)
+    return lines + comparison + ([""] if comparison else []) + _training_line(report)
 
 
 def _top_pairs(values: Any, names: Sequence[str]) -> str:
