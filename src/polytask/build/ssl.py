@@ -1,16 +1,7 @@
-"""Self-supervised auxiliary tasks in a training config: the ``auxiliary:`` list.
-
-Each entry declares one task whose targets a *pretext* makes from the inputs::
-
-    auxiliary:
-      - {name: recon, pretext: masked_features, mask_ratio: 0.3, weight: 0.5}
-      - {name: views, pretext: contrastive, dim: 128, temperature: 0.1,
-         augment: [{kind: bit_dropout, p: 0.2}, {kind: bit_flip, p: 0.01}]}
-
-Common keys (``name``, ``pretext``, ``weight``, ``modality``, ``dim``, ``temperature``, ``loss``,
-``metrics``) are typed here; every other key is an option of the named pretext, checked by its
-builder. This module is the only place where a pretext or augmentation *name* maps to a class:
-:data:`PRETEXTS` and :data:`AUGMENTATIONS` are plain registries, one entry per method.
+"""Build the self-supervised auxiliary tasks of a config's ``auxiliary:`` list (schema in
+:mod:`polytask.config.ssl`): each entry's pretext and augmentations, checked against the training
+inputs. :data:`PRETEXTS` and :data:`AUGMENTATIONS` are the only place where a pretext or
+augmentation *name* maps to a class, one entry per method.
 
 Auxiliary tasks are trained on every step next to the supervised tasks (the trunk sees the
 pretext's inputs in a group of their own), evaluated on fixed pretext data generated once from
