@@ -14,6 +14,14 @@ file looks like::
     dtype: bfloat16                         # output dtype of floating tensors (default: base's)
     shard_size: 2GB
     seed: 0                                 # DARE / DELLA masks
+    buffers: average                        # running statistics: recompute | base | average | merge
+    unwrap: state_dict                      # pickled training checkpoints: the key holding tensors
+    strip_prefix: "module."                 # removed from tensor names (DataParallel)
+
+Running statistics (``*.running_mean``, ``*.running_var``: see :mod:`polytask.merging.buffers`)
+are never extrapolated by default: ``buffers`` defaults to ``recompute`` (re-estimated on the
+run's training inputs after the merge) with ``run:``, and to ``average`` (the fine-tuned models'
+mean) without data; ``merge`` merges them like weights (a negative variance is refused).
 
 Instead of ``base_model`` and ``models``, ``run:`` names a single-task run (``polytask train
 --single-task``): its base and per-task trunks are merged, and the data-based methods
@@ -51,6 +59,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "BUFFER_POLICIES",
     "DATA_METHODS",
     "DATA_SPLITS",
     "MERGE_METHODS",
@@ -89,8 +98,11 @@ DATA_METHODS: dict[str, str] = {
     "regmean": "RegMean",
     "adamerging": "AdaMerging",
 }
-# the split each data method reads by default (AdaMerging adapts on unlabelled test inputs)
-DATA_SPLITS = {"fisher": "train", "regmean": "train", "adamerging": "test"}
+# the split each data method reads by default (AdaMerging adapts on unlabelled test inputs;
+# TALL masks choose each task's λ on validation rows)
+DATA_SPLITS = {"fisher": "train", "regmean": "train", "adamerging": "test", "tall_masks": "val"}
+#: running-statistics policies (:mod:`polytask.merging.buffers`)
+BUFFER_POLICIES = ("recompute", "base", "average", "merge")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 _UNITS = {
     "": 1,
@@ -161,6 +173,9 @@ class MergeConfig(BaseModel):
     shard_size: int = 5_000_000_000
     seed: int | None = None
     trust_pickle: bool = False
+    buffers: Literal["recompute", "base", "average", "merge"] | None = None
+    unwrap: str | None = Field(None, min_length=1)
+    strip_prefix: str | None = Field(None, min_length=1)
 
     @field_validator("method")
     @classmethod
@@ -184,10 +199,15 @@ class MergeConfig(BaseModel):
             )
         if self.run is None and (self.base_model is None or not self.models):
             raise ValueError("give 'base_model' and 'models' (or 'run': a single-task run)")
-        if "data" in self.model_fields_set and self.method not in DATA_METHODS:
+        if "data" in self.model_fields_set and self.method not in DATA_SPLITS:
             raise ValueError(
-                f"'data' is read only by {', '.join(DATA_METHODS)}; method {self.method!r} uses "
+                f"'data' is read only by {', '.join(DATA_SPLITS)}; method {self.method!r} uses "
                 "no task data"
+            )
+        if self.buffers == "recompute" and self.run is None:
+            raise ValueError(
+                "buffers: 'recompute' re-estimates running statistics on a run's training "
+                "inputs: name the run with 'run:', or use 'average' or 'base'"
             )
         return self
 
@@ -195,6 +215,11 @@ class MergeConfig(BaseModel):
     def data_split(self) -> str:
         """``data.split``, or the method's default split."""
         return self.data.split or DATA_SPLITS.get(self.method, "train")
+
+    @property
+    def buffer_policy(self) -> str:
+        """``buffers``, or its default: ``recompute`` with ``run:``, else ``average``."""
+        return self.buffers or ("recompute" if self.run is not None else "average")
 
     @field_validator("models", mode="before")
     @classmethod

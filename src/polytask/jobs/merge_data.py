@@ -17,12 +17,16 @@ get them from the same run:
   merged: ``polytask eval RUN --trunk MERGED`` evaluates each task with its own head);
 * ``data``: per task, ``batches`` batches of ``batch_size`` rows of ``split`` that carry a label
   for that task, in a random order seeded by the run's seed, as ``(inputs, labels)``.
+
+TALL masks with ``run:`` choose each task's λ on ``data.split`` (default ``val``) rows:
+:func:`tall_validation` scores a rebuilt task model by minus its mean loss under the task's head.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,13 +34,15 @@ from torch import Tensor, nn
 
 from polytask._core import PolytaskError
 from polytask.eval import load_report
+from polytask.merging.buffers import is_buffer
 from polytask.merging.model import ModelMerge
+from polytask.tasks import Task
 from polytask.tasks.data import TensorData
 
 from .fit import one_task
 from .run_folder import RunFolder, RunRecord
 
-__all__ = ["merge_inputs", "run_checkpoints"]
+__all__ = ["merge_inputs", "run_checkpoints", "tall_validation"]
 
 # what each Fisher likelihood can score: the head output of these task kinds
 _LIKELIHOOD_KINDS = {"bernoulli": ("binary", "multilabel"), "categorical": ("multiclass",)}
@@ -126,11 +132,33 @@ def _check_likelihood(
             )
 
 
-def merge_inputs(
-    run: Path, method: ModelMerge, split: str, batches: int, batch_size: int, where: str
-) -> tuple[dict[str, object], dict[str, object]]:
-    """``model``, ``data`` and ``select`` for ``method.merge`` from a single-task run, and a
-    record of the data used (for ``merge.json``)."""
+@dataclass
+class _Parts:
+    """What a run gives a data-based merge: task names and tasks, the trunk, each task's head,
+    batches and own running statistics."""
+
+    names: list[str]
+    tasks: list[Task]
+    trunk: nn.Module
+    heads: list[nn.Module]
+    data: list[list[tuple[Tensor, Tensor]]]
+    stats: list[dict[str, Tensor]]
+
+    def select(self, out: Tensor, t: int) -> Tensor:
+        head_out: Tensor = self.heads[t](out, [self.names[t]])[self.names[t]]
+        return head_out
+
+    def record(self, run: Path, split: str, batches: int, batch_size: int) -> dict[str, object]:
+        rows = {n: sum(int(b[0].shape[0]) for b in d) for n, d in zip(self.names, self.data)}
+        return {
+            "run": str(run), "tasks": self.names, "split": split, "batches": batches,
+            "batch_size": batch_size, "rows": rows,
+        }  # fmt: skip
+
+
+def _parts(
+    run: Path, method: object, split: str, batches: int, batch_size: int, where: str
+) -> _Parts:
     folder, _ = _single_task_run(run, where)
     _, _, names = run_checkpoints(run, where)
     config, prepared = folder.prepare()
@@ -138,33 +166,53 @@ def merge_inputs(
     _check_likelihood(method, [t.kind for t in tasks], names, where)
     if split not in prepared.splits:
         raise PolytaskError(f"{where}: key 'data.split': the run has no split {split!r}")
-    heads: list[nn.Module] = []
-    data: list[list[tuple[Tensor, Tensor]]] = []
-    trunk: nn.Module | None = None
-    for task in tasks:
+    parts = _Parts(names, tasks, nn.Identity(), [], [], [])
+    for index, task in enumerate(tasks):
         one = one_task(prepared, task.name)
         weights = folder.single(task.name).best_weights
         model = folder.load_model(config, one, weights).eval().requires_grad_(False)
-        trunk = trunk if trunk is not None else model.trunk
-        heads.append(model.heads)
+        if index == 0:
+            parts.trunk = _Trunk(model.trunk)
+        own = _Trunk(model.trunk).state_dict()
+        parts.stats.append({k: v.clone() for k, v in own.items() if is_buffer(k)})
+        parts.heads.append(model.heads)
         part = one.splits[split]
         table = part if isinstance(part, TensorData) else part[task.name]
-        data.append(_batches(table, task.name, batches, batch_size, config.seed, where))
-    assert trunk is not None
+        parts.data.append(_batches(table, task.name, batches, batch_size, config.seed, where))
+    return parts
 
-    def select(out: Tensor, t: int) -> Tensor:
-        head_out: Tensor = heads[t](out, [names[t]])[names[t]]
-        return head_out
 
-    record: dict[str, object] = {
-        "run": str(run),
-        "tasks": names,
-        "split": split,
-        "batches": batches,
-        "batch_size": batch_size,
-        "rows": {n: sum(int(b[0].shape[0]) for b in d) for n, d in zip(names, data)},
-    }
-    inputs: dict[str, object] = {"model": _Trunk(trunk), "data": data}
+def merge_inputs(
+    run: Path, method: ModelMerge, split: str, batches: int, batch_size: int, where: str
+) -> tuple[dict[str, object], dict[str, object]]:
+    """``model``, ``data`` and ``select`` for ``method.merge`` from a single-task run, and a
+    record of the data used (for ``merge.json``)."""
+    parts = _parts(run, method, split, batches, batch_size, where)
+    inputs: dict[str, object] = {"model": parts.trunk, "data": parts.data}
     if "select" in inspect.signature(method.merge).parameters:  # heads pick each task's output
-        inputs["select"] = select
-    return inputs, record
+        inputs["select"] = parts.select
+    return inputs, parts.record(run, split, batches, batch_size)
+
+
+def tall_validation(
+    run: Path, split: str, batches: int, batch_size: int, where: str
+) -> tuple[Callable[[int, dict[str, Tensor]], float], dict[str, object]]:
+    """``validate(task, state) -> score`` for TALL masks' per-task λ: minus task t's mean loss
+    on ``batches`` batches of ``split`` for the trunk ``state`` (a rebuilt task model, with
+    task t's own running statistics) under task t's own head; and the record of the data."""
+    parts = _parts(run, None, split, batches, batch_size, where)
+
+    def validate(t: int, state: dict[str, Tensor]) -> float:
+        full = {**parts.stats[t], **state}
+        total, rows = 0.0, 0
+        with torch.no_grad():
+            for inputs, labels in parts.data[t]:
+                out = torch.func.functional_call(parts.trunk, full, (inputs,))
+                loss = parts.tasks[t].compute_loss(parts.select(out, t), labels)
+                total += float(loss) * int(inputs.shape[0])
+                rows += int(inputs.shape[0])
+        return -total / max(rows, 1)
+
+    record = parts.record(run, split, batches, batch_size)
+    record["score"] = "minus the task's mean loss (its own head), higher is better"
+    return validate, record

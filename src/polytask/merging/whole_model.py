@@ -7,7 +7,9 @@ loads every selected floating tensor of the base and of each fine-tuned model, r
 and writes the merged model like :func:`~polytask.merging.merge_checkpoints` (sharded
 safetensors, ``merge.json``, the base folder's config files). Unselected tensors are copied from
 the base (or dropped), non-floating ones copied. Extra tensors of the outcome (TALL's bit-packed
-masks ``mask.<task>.<tensor>``) go to ``merge_tensors.safetensors`` in the same folder.
+masks ``mask.<task>.<tensor>`` and the merged vector ``merged_vector.<tensor>``, with each
+task's own running statistics ``buffer.<task>.<tensor>``) go to ``merge_tensors.safetensors`` in
+the same folder (for TALL, loadable with ``TallMaskSet.load``).
 
 Running statistics follow the ``buffers`` policy (:mod:`polytask.merging.buffers`). Under
 ``average`` and ``base`` they never reach a data-free method; a data-based one (whose model needs
@@ -32,7 +34,7 @@ import torch
 from safetensors.torch import save_file
 
 from polytask._core import PolytaskError
-from polytask.merging.buffers import buffer_value, check_policy, check_written
+from polytask.merging.buffers import buffer_value, check_policy, check_written, is_buffer
 from polytask.merging.executor import MergePlan, plan_merge, read_checked
 from polytask.merging.folder import (
     buffer_record,
@@ -121,6 +123,17 @@ def _fill(
     return fill
 
 
+def _own_statistics(plan: MergePlan, models: Sequence[TensorSource]) -> dict[str, torch.Tensor]:
+    """``buffer.<t>.<name>``: task t's own value of every running statistic that is not merged,
+    stored with a method's extra tensors so a per-task model rebuilt from them uses its own."""
+    out: dict[str, torch.Tensor] = {}
+    for item in plan.items:
+        if item.action != "merge" and is_buffer(item.key) and item.dtype.is_floating_point:
+            for t, model in enumerate(models):
+                out[f"buffer.{t}.{item.key}"] = read_checked(model, item.key).contiguous()
+    return out
+
+
 def merge_model_checkpoints(
     method: ModelMerge,
     base: str | Path,
@@ -172,7 +185,9 @@ def merge_model_checkpoints(
             info["copied_tensors"] = sum(1 for i in plan.items if i.action == "copy")
             if outcome.tensors:
                 tensors = {k: v.contiguous() for k, v in outcome.tensors.items()}
-                save_file(tensors, tmp / EXTRA_TENSORS_FILE, metadata={"format": "pt"})
+                tensors.update(_own_statistics(plan, readers))
+                meta = {"format": "pt", **outcome.tensor_metadata}
+                save_file(tensors, tmp / EXTRA_TENSORS_FILE, metadata=meta)
                 info["extra_tensors"] = EXTRA_TENSORS_FILE
             finish_folder(tmp, info, base)
     return out

@@ -33,11 +33,13 @@ class MergeOutcome:
         metadata: JSON-serialisable record of the method, every option and convention used, and
             what was learned or selected (coefficients, λ per task, mask densities...).
         tensors: extra named tensors to store alongside the merged state (e.g. packed masks).
+        tensor_metadata: the safetensors header metadata of the file holding ``tensors``.
     """
 
     state: dict[str, Tensor]
     metadata: dict[str, Any]
     tensors: dict[str, Tensor] = field(default_factory=dict)
+    tensor_metadata: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -186,7 +186,10 @@ class TallMasks:
         merged_vector: Mapping[str, Tensor] | None = None,
         validate: Validate | None = None,
     ) -> MergeOutcome:
-        """Merged model θ_0 + scaling·τ_MTL, with the packed masks in ``outcome.tensors``."""
+        """Merged model θ_0 + scaling·τ_MTL; ``outcome.tensors`` holds τ_MTL
+        (``merged_vector.<tensor>``) and the packed masks (``mask.<task>.<tensor>``), and
+        ``outcome.tensor_metadata`` their header, so that the file saved from them loads with
+        :meth:`TallMaskSet.load` and rebuilds every task's model on its own."""
         store, details = self.build(base, finetuned, merged_vector=merged_vector, validate=validate)
         metadata: dict[str, Any] = {
             "method": "tall_masks",
@@ -207,5 +210,9 @@ class TallMasks:
             **details,
         }
         state = add_vector(base, store.merged_vector, self.scaling)
-        tensors = {k: v for k, v in store.to_tensors().items() if k.startswith("mask.")}
-        return MergeOutcome(state=state, metadata=metadata, tensors=tensors)
+        return MergeOutcome(
+            state=state,
+            metadata=metadata,
+            tensors=store.to_tensors(),
+            tensor_metadata=store.header(),
+        )

@@ -60,11 +60,17 @@ class TallStorage:
 
 @dataclass(frozen=True)
 class TallMaskSet:
-    """τ_MTL (floating tensors only) and, per task, ``numpy.packbits`` masks as uint8 tensors."""
+    """τ_MTL (floating tensors only) and, per task, ``numpy.packbits`` masks as uint8 tensors.
+
+    ``buffers`` optionally holds each task's own running statistics (``buffer.<task>.<name>``
+    in the file): tensors that are not merged (batch-norm ``running_mean`` / ``running_var``),
+    used as they are when the task's model is rebuilt.
+    """
 
     merged_vector: dict[str, Tensor]
     packed: tuple[dict[str, Tensor], ...]
     lambdas: tuple[float, ...]
+    buffers: tuple[dict[str, Tensor], ...] = ()
 
     @classmethod
     def from_masks(
@@ -98,7 +104,11 @@ class TallMaskSet:
         """θ_t = θ_0 + m_t ⊙ τ_MTL, in the base's dtypes; non-floating tensors copied from base."""
         masks = self.mask(task)
         out: dict[str, Tensor] = {}
+        own = self.buffers[task] if self.buffers else {}
         for name, ref in base.items():
+            if name in own:
+                out[name] = own[name].to(ref.dtype).clone()
+                continue
             if name not in self.merged_vector:
                 if ref.is_floating_point():
                     raise PolytaskError(f"TALL masks: no merged vector for base tensor '{name}'")
@@ -134,13 +144,19 @@ class TallMaskSet:
         out = {f"merged_vector.{k}": v.contiguous() for k, v in self.merged_vector.items()}
         for t, packed in enumerate(self.packed):
             out.update({f"mask.{t}.{k}": p.contiguous() for k, p in packed.items()})
+        for t, own in enumerate(self.buffers):
+            out.update({f"buffer.{t}.{k}": v.contiguous() for k, v in own.items()})
         return out
+
+    def header(self) -> dict[str, str]:
+        """The safetensors metadata of the saved file (format and λ per task)."""
+        return {"format": _FORMAT, "lambdas": json.dumps(list(self.lambdas))}
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write one safetensors file atomically (λ per task in its metadata header)."""
         from safetensors.torch import save_file
 
-        meta = {"format": _FORMAT, "lambdas": json.dumps(list(self.lambdas))}
+        meta = self.header()
         tensors = self.to_tensors()
         write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
@@ -164,14 +180,17 @@ class TallMaskSet:
             if k.startswith("merged_vector.")
         }
         packed: list[dict[str, Tensor]] = [{} for _ in lambdas]
+        own: list[dict[str, Tensor]] = [{} for _ in lambdas]
         for key, value in tensors.items():
-            if key.startswith("mask."):
-                task, name = key[len("mask.") :].split(".", 1)
-                if int(task) >= len(packed) or name not in merged:
+            if key.startswith(("mask.", "buffer.")):
+                kind, task, name = key.split(".", 2)
+                known = name in merged if kind == "mask" else name not in merged
+                if int(task) >= len(packed) or not known:
                     raise PolytaskError(f"TALL masks: unexpected tensor '{key}' in {path}")
-                packed[int(task)][name] = value
+                (packed if kind == "mask" else own)[int(task)][name] = value
         for t, p in enumerate(packed):
             absent = sorted(set(merged) - set(p))
             if absent:
                 raise PolytaskError(f"TALL masks: {path} lacks mask.{t}.{absent[0]}")
-        return cls(merged_vector=merged, packed=tuple(packed), lambdas=lambdas)
+        buffers = tuple(own) if any(own) else ()
+        return cls(merged_vector=merged, packed=tuple(packed), lambdas=lambdas, buffers=buffers)
