@@ -18,6 +18,7 @@ import yaml
 
 from polytask._core import PolytaskError
 from polytask.build.prepared import PreparedData
+from polytask.cli.train import flagged_line
 from polytask.jobs.baselines import trivial_check
 from polytask.jobs.train import run_train
 from polytask.tasks import Task, TaskSet
@@ -87,6 +88,10 @@ def test_baselines_get_the_joint_budget_and_are_checked_against_the_training_mea
         assert report.metrics["test"][task]["r2"] > 0.6, shown
     assert trivial["noise"]["test"]["beats"] is False, shown
     assert training["flagged"] == ["noise"], shown
+    assert flagged_line(report) == [  # what `polytask train --single-task` prints
+        "not better than a trivial predictor (training mean, prior or majority class): noise "
+        "(report.json: training.trivial)"
+    ]
 
 
 def test_task_specific_selection_is_mapped_to_each_task(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,9 +25,27 @@ from polytask.cli.options import (
 )
 from polytask.cli.render import report_lines
 
-__all__ = ["newest_checkpoint", "stopped_line", "train_command"]
+if TYPE_CHECKING:
+    from polytask.eval import Report
+
+__all__ = ["flagged_line", "newest_checkpoint", "stopped_line", "train_command"]
 
 INTERRUPTED = 130
+
+
+def flagged_line(report: Report, shown: int = 8) -> list[str]:
+    """One line naming the single-task baselines that do not beat their trivial predictor
+    (``training.flagged`` of the report), or none."""
+    flagged = list((report.training or {}).get("flagged") or [])
+    if not flagged:
+        return []
+    names = ", ".join(flagged[:shown]) + (
+        f", … ({len(flagged)} in all)" if len(flagged) > shown else ""
+    )
+    return [
+        f"not better than a trivial predictor (training mean, prior or majority class): {names}"
+        " (report.json: training.trivial)"
+    ]
 
 
 def newest_checkpoint(out: Path) -> tuple[Path, int] | None:
@@ -82,5 +101,5 @@ def train_command(
             click.echo(stopped_line(config, out, before, resume), err=True)
         raise click.exceptions.Exit(INTERRUPTED) from None
     if world()[0] == 0:  # under torchrun, rank 0 reports
-        click.echo("\n".join(report_lines(report)), err=True)
+        click.echo("\n".join(report_lines(report) + flagged_line(report)), err=True)
         click.echo(out / REPORT_FILE)
