@@ -45,13 +45,19 @@ _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json
 
 
 def describe(method: object) -> dict[str, Any]:
-    """The method's class and every option (the conventions it used), as JSON-ready values."""
+    """The method's class, every option and, for the sparsify → sign → combine methods, the
+    conventions they use in words (k, ties at the threshold, sign of 0, combine rule, mask RNG
+    scheme), as JSON-ready values."""
     options: dict[str, Any] = {}
     if dataclasses.is_dataclass(method):
         for field in dataclasses.fields(method):
             value = getattr(method, field.name)
             options[field.name] = list(value) if isinstance(value, tuple) else value
-    return {"method": type(method).__name__, "options": options}
+    out: dict[str, Any] = {"method": type(method).__name__, "options": options}
+    conventions = getattr(method, "conventions", None)
+    if conventions:
+        out["conventions"] = dict(conventions)
+    return out
 
 
 def key_filter(

@@ -8,7 +8,10 @@ k = max(1, ⌊d·n⌋) (``density``):
 * m_t = [|τ_t| < g-th largest |τ_t|] ⊙ [|τ_t| ≥ (g + k)-th largest |τ_t|] (no upper cut when
   g = 0), so about k entries just below the top g survive;
 * θ = θ_0 + λ Σ_t w_t (m_t ⊙ τ_t) (the paper), or with ``sign="sum"``/``"count"`` TIES' sign
-  election and disjoint mean over the masked vectors (Breadcrumbs-TIES, as in mergekit).
+  election over the masked vectors (Breadcrumbs-TIES) followed by the disjoint mean
+  (``combine="mean"``: Σ_{t∈A} w_t τ̂_t / Σ_{t∈A} w_t) or the disjoint sum (``"sum"``:
+  Σ_{t∈A} w_t τ̂_t, as mergekit with ``normalize: false``). ``combine`` is
+  ignored without a sign election (the plain sum).
 
 Ranks are taken per tensor (the paper's per-layer masks, ``topk="tensor"``) or over the whole
 model (``topk="model"``, two-pass streaming).
@@ -52,6 +55,15 @@ class MagnitudeBand(Unscaled):
         per_model(self.density, n, "density", 1.0)
 
     @property
+    def conventions(self) -> dict[str, str]:
+        scope = "tensor" if self.topk == "tensor" else "whole model"
+        return {
+            "k": f"g = floor(gamma * n), k = max(1, floor(density * n)), n = entries of the {scope}",
+            "threshold_ties": "kept: |tau| < g-th largest and |tau| >= (g + k)-th largest "
+            "(ties at the lower threshold all kept, at the upper all dropped)",
+        }
+
+    @property
     def chunkable(self) -> bool:
         return True
 
@@ -89,9 +101,10 @@ class Breadcrumbs(PipelineMethod):
     sign: Literal["none", "sum", "count"] = "none"
     lam: float = 1.0
     weights: tuple[float, ...] | None = None
+    combine: Literal["mean", "sum"] = "mean"
 
     @property
     def pipeline(self) -> SparseSignMerge:
         band = MagnitudeBand(self.density, self.gamma, self.topk)
-        combine: Literal["sum", "mean"] = "sum" if self.sign == "none" else "mean"
+        combine: Literal["sum", "mean"] = "sum" if self.sign == "none" else self.combine
         return SparseSignMerge(band, self.sign, combine, self.lam, self.weights)

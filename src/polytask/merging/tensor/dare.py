@@ -29,7 +29,15 @@ from polytask.merging.tensor.pipeline import PipelineMethod, SparseSignMerge
 from polytask.merging.tensor.protocol import check_fraction, per_model
 from polytask.merging.tensor.seeding import keep_mask
 
-__all__ = ["Dare", "RandomDrop"]
+__all__ = ["RNG_SCHEME", "Dare", "RandomDrop"]
+
+#: DARE's mask scheme, as recorded in ``merge.json`` (see :mod:`~polytask.merging.tensor.seeding`)
+RNG_SCHEME = (
+    "keep_mask/2: keep entry i of model t iff U_i < round(d * 2^32); U_i = 2^24 H_i + L_i, "
+    "H_i a byte of SFC64 seeded by BLAKE2b(seed, tensor name, t, block i div 2^20), L_i the top "
+    "24 bits of splitmix64 (per element position; independent of processing order and blocks)"
+)
+_RESCALES = {"inverse": "r = 1/d", "l1": "r = |tau|_1 / |m * tau|_1", "none": "r = 1"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,10 @@ class RandomDrop:
 
     def check_models(self, n: int) -> None:
         per_model(self.density, n, "density", 1.0)
+
+    @property
+    def conventions(self) -> dict[str, str]:
+        return {"rng": RNG_SCHEME, "rescale": _RESCALES[self.rescale]}
 
     @property
     def chunkable(self) -> bool:

@@ -9,8 +9,10 @@ probability
 
 so larger magnitudes are kept more often and the mean keep rate is the ``density`` d. Kept
 entries are rescaled by 1/q_i (``rescale="inverse"``, the paper) or not (``"none"``). Then
-γ = sgn(Σ_t w_t τ̂_t) (or by count), τ_m is the disjoint mean of the agreeing τ̂_t and
-θ = θ_0 + λ τ_m. Ranks use a stable sort, draws a per-tensor seeded generator.
+γ = sgn(Σ_t w_t τ̂_t) (or by count), τ_m is the disjoint mean of the agreeing τ̂_t
+(``combine="mean"``: Σ_{t∈A} w_t τ̂_t / Σ_{t∈A} w_t) or their sum (``"sum"``: Σ_{t∈A} w_t τ̂_t,
+as mergekit with ``normalize: false``) and θ = θ_0 + λ τ_m. Ranks use a stable sort, draws
+a per-tensor seeded generator.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ class MagnitudeSampling(Unscaled):
 
     def check_models(self, n: int) -> None:
         per_model(self.density, n, "density", 1.0)
+
+    @property
+    def conventions(self) -> dict[str, str]:
+        return {
+            "rng": "uniform/1: U[0, 1) per element position, PCG64 seeded by BLAKE2b(seed, "
+            "tensor name, t, block i div 65536); keep iff U_i < q_i",
+            "rank_ties": "stable sort: equal magnitudes ranked by position",
+        }
 
     @property
     def chunkable(self) -> bool:
@@ -104,8 +114,9 @@ class Della(PipelineMethod):
     lam: float = 1.0
     weights: tuple[float, ...] | None = None
     seed: int = 0
+    combine: Literal["mean", "sum"] = "mean"
 
     @property
     def pipeline(self) -> SparseSignMerge:
         sampling = MagnitudeSampling(self.density, self.epsilon, self.rescale, self.seed)
-        return SparseSignMerge(sampling, self.sign, "mean", self.lam, self.weights)
+        return SparseSignMerge(sampling, self.sign, self.combine, self.lam, self.weights)

@@ -154,6 +154,23 @@ class SparseSignMerge:
         if self.sparsifier is not None:
             self.sparsifier.check_models(n)
 
+    @property
+    def conventions(self) -> dict[str, str]:
+        """The conventions this setting uses, in words (recorded in ``merge.json``)."""
+        out: dict[str, str] = dict(getattr(self.sparsifier, "conventions", {}))
+        if self.consensus != "none":
+            weighted = "sum_t w_t tau_hat_t" if self.consensus == "sum" else "sum_t sgn(tau_hat_t)"
+            out["sign_election"] = f"gamma = sgn({weighted})"
+            out["sign_of_zero"] = "+ (an entry whose elected sum is 0 gets gamma = +)"
+            out["agreement"] = "model t contributes where tau_hat_t != 0 and sgn(tau_hat_t) = gamma"
+        agree = " over the agreeing models" if self.consensus != "none" else ""
+        out["combine"] = (
+            f"mean: sum_t w_t tau_hat_t / sum_t w_t{agree} (0 where none contributes)"
+            if self.combine == "mean"
+            else f"sum: sum_t w_t tau_hat_t{agree}"
+        )
+        return out
+
     def tensor_ranks(self, numel: int, index: int) -> tuple[int, ...]:
         return () if self.sparsifier is None else self.sparsifier.tensor_ranks(numel, index)
 
@@ -307,6 +324,11 @@ class PipelineMethod:
 
     def __post_init__(self) -> None:
         _ = self.pipeline  # validates the options
+
+    @property
+    def conventions(self) -> dict[str, str]:
+        """The conventions of the pipeline setting (sparsifier, sign, combine), in words."""
+        return self.pipeline.conventions
 
     def check_models(self, n: int) -> None:
         self.pipeline.check_models(n)

@@ -7,7 +7,9 @@ With τ_t = θ_t − θ_0:
   with m_t = [|τ_t| ≥ k-th largest |τ_t|] (ties at the threshold are all kept);
 * **elect**: γ = sgn(Σ_t w_t τ̂_t) (``sign="sum"``; 0 counts as +) or sgn(Σ_t sgn τ̂_t)
   (``sign="count"``);
-* **disjoint merge**: τ_m = Σ_{t∈A} w_t τ̂_t / Σ_{t∈A} w_t, A = {t : τ̂_t ≠ 0, sgn τ̂_t = γ};
+* **disjoint merge**: τ_m = Σ_{t∈A} w_t τ̂_t / Σ_{t∈A} w_t, A = {t : τ̂_t ≠ 0, sgn τ̂_t = γ}
+  (``combine="mean"``, the paper), or the disjoint sum τ_m = Σ_{t∈A} w_t τ̂_t (``"sum"``,
+  mergekit's ``ties`` with ``normalize: false``);
 * θ = θ_0 + λ τ_m.
 
 ``topk="tensor"`` ranks within each tensor (mergekit, peft); ``topk="model"`` ranks over the
@@ -45,6 +47,15 @@ class MagnitudeTopK(Unscaled):
         check_fraction(self.density, "density")
         if self.topk not in ("tensor", "model"):
             raise PolytaskError(f"option 'topk' must be 'tensor' or 'model', got {self.topk!r}")
+
+    @property
+    def conventions(self) -> dict[str, str]:
+        scope = "tensor" if self.topk == "tensor" else "whole model (all merged tensors)"
+        return {
+            "k": f"max(1, floor(density * n)), n = number of entries of the {scope}",
+            "threshold_ties": "every entry whose |tau| equals the k-th largest is kept "
+            "(more than k when several tie)",
+        }
 
     def _density(self, index: int) -> float:
         return self.density if isinstance(self.density, float | int) else self.density[index]
@@ -92,9 +103,10 @@ class Ties(PipelineMethod):
     sign: Literal["sum", "count"] = "sum"
     lam: float = 1.0
     weights: tuple[float, ...] | None = None
+    combine: Literal["mean", "sum"] = "mean"
 
     @property
     def pipeline(self) -> SparseSignMerge:
         return SparseSignMerge(
-            MagnitudeTopK(self.density, self.topk), self.sign, "mean", self.lam, self.weights
+            MagnitudeTopK(self.density, self.topk), self.sign, self.combine, self.lam, self.weights
         )
