@@ -321,3 +321,23 @@ def test_reproduces_the_benchmark_copies() -> None:
         assert diff == mean_std(ys)[0] - mean_std(xs)[0]
         assert beyond == (abs(diff) > seed_scatter(ys, xs))
     assert format_mean_std([], empty="—") == _ms_balancing([])
+
+
+def test_mean_rank_by_hand_with_ties_and_directions() -> None:
+    scores = {
+        "A": {"t1": 0.9, "t2": 1.0, "t3": 5.0},
+        "B": {"t1": 0.9, "t2": 2.0, "t3": 3.0},
+        "C": {"t1": 0.5, "t2": 3.0, "t3": 3.0},
+    }
+    # t1 (higher): A, B tie for ranks 1-2 -> 1.5 each, C 3; t2 (lower is better): A 1, B 2,
+    # C 3; t3 (higher): A 1, B and C tie for 2-3 -> 2.5 each
+    ranks = summary.mean_rank(scores, {"t1": True, "t2": False, "t3": True})
+    assert ranks == pytest.approx({"A": 3.5 / 3, "B": 6 / 3, "C": 8.5 / 3})
+    assert sum(ranks.values()) == pytest.approx(1 + 2 + 3)  # ranks 1..M on every task
+    assert summary.mean_rank(scores, higher_is_better=False)["C"] == pytest.approx(
+        (1 + 3 + 1.5) / 3
+    )
+    with pytest.raises(PolytaskError, match="method 'B' has tasks"):
+        summary.mean_rank({"A": {"t1": 1.0}, "B": {"t2": 1.0}})
+    with pytest.raises(PolytaskError):
+        summary.mean_rank({"A": {"t1": math.nan}})

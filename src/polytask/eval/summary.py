@@ -33,13 +33,14 @@ Conventions (the same for every function here):
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from polytask._core import PolytaskError
+
+from .markdown import markdown_row, markdown_table
 
 __all__ = [
     "MethodSummary",
@@ -48,6 +49,7 @@ __all__ = [
     "format_mean_std",
     "markdown_row",
     "markdown_table",
+    "mean_rank",
     "mean_std",
     "paired_difference",
     "runs_from_records",
@@ -62,8 +64,6 @@ Verdict = Literal["better", "worse", "within noise", "no verdict"]
 S = TypeVar("S", bound=Hashable)  # a seed: any hashable key (an int, a name)
 #: Per-seed values: ``{seed: value}`` (paired by seed) or a sequence (paired by position).
 Values = Mapping[S, float] | Sequence[float]
-
-_ALIGN = {"": "---", "left": ":---", "right": "---:", "center": ":---:"}
 
 
 def _finite(values: Iterable[float], what: str = "values") -> list[float]:
@@ -358,42 +358,35 @@ def summary_table(
     return markdown_table(["method", value, f"− {ref}, same seed", "verdict"], rows)
 
 
-def markdown_row(cells: Sequence[str]) -> str:
-    r"""``| a | b |``: cells joined by ``" | "`` (an empty cell gives ``|  |``).
+def mean_rank(
+    scores: Mapping[str, Mapping[str, float]], higher_is_better: bool | Mapping[str, bool] = True
+) -> dict[str, float]:
+    r"""Each method's rank on every task (1 = best; tied methods share the mean of the ranks
+    they span), averaged over the tasks: :math:`\bar r_m = \frac1T\sum_t r_{m,t}`.
 
-    A ``|`` inside a cell is escaped as ``\|`` (unless it already is); a newline is refused.
+    ``scores`` is ``{method: {task: value}}`` (every method scored on the same tasks, finite
+    values); ``higher_is_better`` is one direction for all tasks or one per task.
+
+    >>> mean_rank({"EW": {"a": 0.8, "b": 0.7}, "UW": {"a": 0.9, "b": 0.7}, "MGDA": {"a": 0.7, "b": 0.6}})
+    {'EW': 1.75, 'UW': 1.25, 'MGDA': 3.0}
     """
-    for cell in cells:
-        if not isinstance(cell, str):
-            raise PolytaskError(f"table cells must be text, got {type(cell).__name__}: {cell!r}")
-        if "\n" in cell or "\r" in cell:
-            raise PolytaskError(f"a table cell holds a line break: {cell!r}")
-    return "| " + " | ".join(re.sub(r"(?<!\\)\|", r"\\|", c) for c in cells) + " |"
-
-
-def markdown_table(
-    header: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    *,
-    align: Sequence[str] | None = None,
-) -> list[str]:
-    """A GitHub markdown table as lines: header, separator, one line per row.
-
-    The separator is ``|---|---|`` as in ``docs/results``; ``align`` gives one of ``""``,
-    ``"left"``, ``"right"``, ``"center"`` per column (``:---``, ``---:``, ``:---:``). Rows must
-    have as many cells as the header; cells are text, written by :func:`markdown_row`.
-    Join the lines with ``"\\n"`` to get the table's text.
-    """
-    if not header:
-        raise PolytaskError("a markdown table needs at least one column")
-    marks = [""] * len(header) if align is None else list(align)
-    if len(marks) != len(header) or any(m not in _ALIGN for m in marks):
-        raise PolytaskError(
-            f"align needs one of {sorted(_ALIGN)} per column ({len(header)}), got {marks}"
-        )
-    lines = [markdown_row(header), "|" + "".join(f"{_ALIGN[m]}|" for m in marks)]
-    for i, row in enumerate(rows):
-        if len(row) != len(header):
-            raise PolytaskError(f"row {i} has {len(row)} cells, the header {len(header)}")
-        lines.append(markdown_row(row))
-    return lines
+    if not scores:
+        raise PolytaskError("mean rank: no methods")
+    tasks = set(next(iter(scores.values())))
+    for method, per in scores.items():
+        if set(per) != tasks:
+            raise PolytaskError(
+                f"mean rank: method {method!r} has tasks {sorted(per)}, not {sorted(tasks)}"
+            )
+        _finite(per.values(), f"scores of {method!r}")
+    if not tasks:
+        raise PolytaskError("mean rank: no tasks")
+    total = dict.fromkeys(scores, 0.0)
+    for task in tasks:
+        up = higher_is_better if isinstance(higher_is_better, bool) else higher_is_better[task]
+        values = {m: per[task] if up else -per[task] for m, per in scores.items()}
+        for m, v in values.items():
+            better = sum(w > v for w in values.values())
+            tied = sum(w == v for w in values.values())
+            total[m] += better + (tied + 1) / 2
+    return {m: r / len(tasks) for m, r in total.items()}
