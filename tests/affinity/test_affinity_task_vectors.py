@@ -138,3 +138,17 @@ def test_bad_input() -> None:
             DictReader(base, "base"),
             {"a": DictReader(fts[0], "a"), "same": DictReader(base, "same")},
         )
+
+
+def test_running_statistics_are_left_out_unless_asked() -> None:
+    # weights: τ_a = [1, 0], τ_b = [0, 1] (orthogonal); running means shift by 10 in both
+    base = {"w": torch.zeros(2), "bn.running_mean": torch.zeros(1)}
+    a = {"w": torch.tensor([1.0, 0.0]), "bn.running_mean": torch.tensor([10.0])}
+    b = {"w": torch.tensor([0.0, 1.0]), "bn.running_mean": torch.tensor([10.0])}
+    readers = {"a": DictReader(a, "a"), "b": DictReader(b, "b")}
+    weights = task_vector_similarity(DictReader(base, "base"), readers)
+    assert weights.cosine[0, 1].item() == 0.0 and weights.keys == ("w",)
+    both = task_vector_similarity(DictReader(base, "base"), readers, buffers=True)
+    # [1, 0, 10] · [0, 1, 10] / 101 = 100 / 101
+    assert both.cosine[0, 1].item() == pytest.approx(100 / 101)
+    assert both.keys == ("w", "bn.running_mean")

@@ -106,7 +106,7 @@ def _data(n: int, labels: bool) -> list[list[Any]]:
     return out
 
 
-MODEL_METHODS = {
+MODEL_METHODS: dict[str, tuple[Any, bool | None]] = {
     "tall": (TallMasks(lambdas=0.4), None),
     "consensus": (ConsensusMerge(k=1), None),
     "fisher": (FisherMerge(), True),

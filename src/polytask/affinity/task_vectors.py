@@ -71,14 +71,22 @@ def task_vector_similarity(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     chunk: int = _CHUNK,
+    buffers: bool = False,
 ) -> TaskVectorSimilarity:
     """Cosine of the task vectors ``theta_t - theta_0`` of ``finetuned`` w.r.t. ``base``.
 
     ``include``/``exclude`` are shell-glob patterns over tensor names (a name is used when it
     matches some include pattern, or there are none, and no exclude pattern). Non-floating
-    tensors (integer buffers) are skipped. The selected names, and their shapes, must be the
-    same in every checkpoint, otherwise the checkpoints are not fine-tuned from this base.
+    tensors (integer buffers) are skipped, and so are running statistics (batch-norm
+    ``running_mean`` / ``running_var``, see :func:`polytask.merging.buffers.is_buffer`) unless
+    ``buffers=True``: they are not weights, and their shifts dominate the cosines of small
+    trunks. The selected names, and their shapes, must be the same in every checkpoint,
+    otherwise the checkpoints are not fine-tuned from this base.
     """
+    from polytask.merging.buffers import is_buffer
+
+    if not buffers:
+        exclude = [*exclude, *(k for k in base.keys() if is_buffer(k))]  # noqa: SIM118
     names = check_task_names(list(finetuned), "task_vector_similarity")
     readers = [finetuned[n] for n in names]
     base_label = _label(base, "base")
@@ -158,6 +166,7 @@ def task_vector_similarity_from_paths(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     trust_pickle: bool = False,
+    buffers: bool = False,
 ) -> TaskVectorSimilarity:
     """:func:`task_vector_similarity` over checkpoints on disk (``.safetensors`` files, sharded
     indexes or model folders), opened lazily with :func:`polytask.merging.io.open_checkpoint`."""
@@ -166,7 +175,9 @@ def task_vector_similarity_from_paths(
     base_reader = open_checkpoint(Path(base), trust_pickle=trust_pickle)
     readers = {n: open_checkpoint(Path(p), trust_pickle=trust_pickle) for n, p in finetuned.items()}
     try:
-        return task_vector_similarity(base_reader, readers, include=include, exclude=exclude)
+        return task_vector_similarity(
+            base_reader, readers, include=include, exclude=exclude, buffers=buffers
+        )
     finally:
         for r in (base_reader, *readers.values()):
             r.close()

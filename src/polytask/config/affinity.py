@@ -14,13 +14,17 @@ MEASURES: tuple[Measure, ...] = ("gradient", "lookahead")
 
 
 class AffinityCheckpoints(StrictModel):
-    """A base checkpoint and one fine-tuned checkpoint per task (task-vector similarity)."""
+    """A base checkpoint and one fine-tuned checkpoint per task (task-vector similarity).
+
+    ``buffers: true`` also counts running statistics (batch-norm ``running_mean`` /
+    ``running_var``); by default the cosines are those of the weights alone."""
 
     base: str
     tasks: dict[str, str] = Field(min_length=2)
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     trust_pickle: bool = False
+    buffers: bool = False
 
 
 class AffinitySection(StrictModel):
