@@ -176,6 +176,10 @@ def test_truncated_checkpoint(job: Path, capsys: pytest.CaptureFixture[str]) -> 
         ({"colour": "red"}, "key 'colour': unknown key"),
         ({"shard_size": "big"}, "shard_size"),
         ({"base_model": "nowhere"}, "nowhere does not exist"),
+        ({"buffers": "recompute"}, "'recompute' re-estimates running statistics"),
+        ({"buffers": "extrapolate"}, "buffers"),
+        ({"options": {"combine": "max"}}, "options.combine"),
+        ({"filters": {"include": ["nothing.*"]}}, "select no floating tensor to merge"),
     ],
 )
 def test_bad_configs(
@@ -208,3 +212,28 @@ def test_progress_bar_run_gives_the_same_output(job: Path) -> None:
     )
     with open_checkpoint(quiet) as a, open_checkpoint(shown) as b:
         assert all(torch.equal(a.get(k), b.get(k)) for k in a)
+
+
+def test_training_checkpoint_layouts_are_unwrapped_when_asked(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (job / "n").mkdir()
+    nested = {f"module.{k}": v for k, v in _state(1).items()}
+    torch.save({"best_prec1": 0.9, "state_dict": nested}, job / "n" / "pytorch_model.bin")
+    cfg = _config(job, models=["n", "b"], trust_pickle=True)
+    assert main(["merge", str(cfg), "--out", str(job / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nested under 'state_dict'" in err and err.count("\n") == 1
+    cfg = _config(job, models=["n", "b"], trust_pickle=True, unwrap="state_dict")
+    assert main(["merge", str(cfg), "--out", str(job / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "strip_prefix: 'module.'" in err and err.count("\n") == 1
+    cfg = _config(
+        job, models=["n", "b"], trust_pickle=True, unwrap="state_dict", strip_prefix="module.",
+        options={"density": 0.5, "combine": "sum"},
+    )  # fmt: skip
+    assert main(["merge", str(cfg), "--out", str(job / "out"), "--no-progress"]) == 0
+    info = json.loads((job / "out" / "merge.json").read_text())
+    assert info["unwrap"] == "state_dict" and info["strip_prefix"] == "module."
+    assert info["options"]["combine"] == "sum" and info["buffers"] == "average"
+    assert info["merged_tensors"] == 2
