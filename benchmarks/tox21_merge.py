@@ -35,46 +35,31 @@ from tox21 import OUT, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
-# label → (method, options grid (one entry: no choice), data for the data-based methods)
-TA = ("task_arithmetic", [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)], None)
-TIES = ("ties", [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)], None)
-AVERAGE = ("average", [{}], None)
-METHODS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = {
-    "averaging": AVERAGE,
-    "task arithmetic": TA,
-    "task arithmetic, batch-norm statistics from the base": TA,
-    "TIES (density 0.2)": TIES,
-    "averaging, batch-norm statistics re-estimated": AVERAGE,
-    "task arithmetic, batch-norm statistics re-estimated": TA,
-    "TIES (density 0.2), batch-norm statistics re-estimated": TIES,
-    "Fisher (4 × 64 train rows per task)": (
-        "fisher",
-        [{"likelihood": "bernoulli"}],
-        {"split": "train", "batches": 4, "batch_size": 64},
-    ),
-    "RegMean (α 0.9, 4 × 64 train rows per task)": (
-        "regmean",
-        [{"alpha": 0.9}],
-        {"split": "train", "batches": 4, "batch_size": 64},
-    ),
-    "AdaMerging task-wise (50 steps, unlabelled test inputs)": (
-        "adamerging",
-        [{"steps": 50, "lr": 0.01, "likelihood": "bernoulli"}],
-        {"split": "test", "batches": 4, "batch_size": 64},
-    ),
-    "AdaMerging task-wise, λ_t ≤ 1/12 (Σ λ ≤ 1: no extrapolation)": (
-        "adamerging",
-        [
-            {
-                "steps": 50,
-                "lr": 0.005,
-                "init": 0.05,
-                "clamp": [0.0, 1 / 12],
-                "likelihood": "bernoulli",
-            }
-        ],
-        {"split": "test", "batches": 4, "batch_size": 64},
-    ),
+# label → (method, options grid (one entry: no choice), data for the data-based methods, buffers)
+TA_GRID = [{"lam": lam} for lam in (0.1, 0.2, 0.3, 0.5)]
+TIES_GRID = [{"density": 0.2, "lam": lam} for lam in (0.3, 0.5, 1.0)]
+ROWS = {"split": "train", "batches": 4, "batch_size": 64}
+TEST_ROWS = {"split": "test", "batches": 4, "batch_size": 64}
+ADA = {"steps": 50, "lr": 0.01, "likelihood": "bernoulli"}
+ADA_12 = {"steps": 50, "lr": 0.005, "init": 0.05, "clamp": [0.0, 1 / 12], "likelihood": "bernoulli"}
+Method = tuple[str, list[dict[str, Any]], dict[str, Any] | None, str]
+_ROWS: list[tuple[str, str, list[dict[str, Any]], dict[str, Any] | None, list[str]]] = [
+    ("averaging", "average", [{}], None, ["recompute", "average"]),
+    ("task arithmetic", "task_arithmetic", TA_GRID, None, ["recompute", "average", "base"]),
+    ("TIES (density 0.2)", "ties", TIES_GRID, None, ["recompute", "average"]),
+    ("Fisher (4 × 64 train rows per task)", "fisher", [{"likelihood": "bernoulli"}], ROWS,
+     ["recompute"]),
+    ("RegMean (α 0.9, 4 × 64 train rows per task)", "regmean", [{"alpha": 0.9}], ROWS,
+     ["recompute"]),
+    ("AdaMerging task-wise (50 steps, unlabelled test inputs)", "adamerging", [ADA], TEST_ROWS,
+     ["recompute", "average"]),
+    ("AdaMerging task-wise, λ_t ≤ 1/12 (Σ λ ≤ 1)", "adamerging", [ADA_12], TEST_ROWS,
+     ["recompute"]),
+]  # fmt: skip
+METHODS: dict[str, Method] = {
+    f"{name}, buffers: {policy}": (method, grid, data, policy)
+    for name, method, grid, data, policies in _ROWS
+    for policy in policies
 }
 
 
@@ -84,30 +69,28 @@ def _merge_and_eval(
     method: str,
     options: dict[str, Any],
     data: dict[str, Any] | None,
+    buffers: str,
     tmp: Path,
 ) -> tuple[Report | None, float]:
-    """The merged model's report (None when its outputs are NaN/Inf) and the merge's seconds."""
+    """The merged model's report (None when the merge or the evaluation refuses it, e.g. a
+    non-finite tensor) and the merge's seconds. ``buffers: recompute`` re-estimates the
+    batch-norm statistics inside the merge (one pass over the training inputs)."""
     cfg: dict[str, Any] = {"method": method, "options": options, "run": str(run)}
+    cfg["buffers"] = buffers
     if data is not None:
         cfg["data"] = data
-    if "batch-norm statistics from the base" in label:
-        cfg["filters"] = {"exclude": ["*.running_mean", "*.running_var"]}  # copied from the base
     (tmp / "merge.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp / "merged"
     start = time.perf_counter()
-    run_merge(tmp / "merge.yaml", out, overwrite=True, progress=False)
-    seconds = time.perf_counter() - start
     try:
+        run_merge(tmp / "merge.yaml", out, overwrite=True, progress=False)
+        seconds = time.perf_counter() - start
         report, _ = run_eval(
-            run,
-            trunk=out,
-            baseline=run / "report.json",
-            out_file=tmp / "eval.json",
-            norm_stats="re-estimated" in label,
+            run, trunk=out, baseline=run / "report.json", out_file=tmp / "eval.json"
         )
-    except PolytaskError as exc:  # e.g. negative batch-norm variances after extrapolation
+    except PolytaskError as exc:
         print(f"  {label} {options}: {exc}", flush=True)
-        return None, seconds
+        return None, time.perf_counter() - start
     return report, seconds
 
 
@@ -123,6 +106,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    wall = time.perf_counter()
     rows: dict[str, list[tuple[float, float, str, float]]] = {}
     reference: dict[str, list[float]] = {"single-task models": [], "joint multi-task model": []}
     failed: dict[str, list[int]] = {}
@@ -142,10 +126,12 @@ def main() -> None:
         joint_delta.append(float(comp.delta_m or 0.0))
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
-            for label, (method, grid, data) in METHODS.items():
+            for label, (method, grid, data, buffers) in METHODS.items():
                 best: tuple[float, dict[str, Any], dict[str, Any], float] | None = None
                 for options in grid:
-                    report, seconds = _merge_and_eval(single, label, method, options, data, tmp)
+                    report, seconds = _merge_and_eval(
+                        single, label, method, options, data, buffers, tmp
+                    )
                     if report is None:
                         continue
                     val = _mean(report, "val")
@@ -160,7 +146,8 @@ def main() -> None:
                 delta = float((report.comparison or {})["test"].delta_m or 0.0)
                 rows.setdefault(label, []).append((_mean(report, "test"), delta, chosen, seconds))
                 print(f"seed {seed} {label}: test {_mean(report, 'test'):.4f} Δm {delta:+.2f}")
-    text = _table(args, reference, rows, failed, joint_delta)
+    wall = time.perf_counter() - wall
+    text = _table(args, reference, rows, failed, joint_delta, wall)
     print(text)
     if not args.no_write:  # the table section only: the written reading below it is kept
         title, body = text.split("\n", 1)
@@ -180,23 +167,26 @@ def _table(
     rows: dict[str, list[tuple[float, float, str, float]]],
     failed: dict[str, list[int]],
     joint_delta: list[float],
+    wall: float,
 ) -> str:
     seeds = " ".join(map(str, args.seeds))
     lines = [
         "# Tox21: joint multi-task training against merged single-task trunks",
         "",
         f"Command: `python benchmarks/tox21_merge.py --seeds {seeds}` (after"
-        f" `python benchmarks/tox21.py --seeds {seeds}`), CPU, {args.threads} threads.",
+        f" `python benchmarks/tox21.py --seeds {seeds}`), CPU, {args.threads} threads,"
+        f" {wall / 60:.0f} min wall (merges and evaluations; the runs are cached).",
         "",
         "* Runs: the single-task and joint runs of `benchmarks/tox21.py` (`examples/tox21.yaml`:"
         " ECFP4 4096 bits, MLP 1024-512 with batch norm and dropout 0.5, 40 epochs, selection on"
         " mean validation ROC-AUC; each seed re-draws the 80/10/10 split). All single-task models"
         " of a seed start from the same trunk initialisation (`base/trunk.safetensors`).",
         "* Merges: `polytask merge` with `run:` over the 12 task trunks; evaluation"
-        " `polytask eval RUN --trunk MERGED`: the merged trunk with each task's own head. Batch-norm"
-        " running statistics are merged like every other floating tensor, except in the rows"
-        " that copy them from the base (`filters`) or re-estimate them on the training inputs"
-        " (`polytask eval --norm-stats`, one pass over the training split).",
+        " `polytask eval RUN --trunk MERGED`: the merged trunk with each task's own head. Each"
+        " row names its batch-norm running-statistics policy (`buffers:`): `recompute` (the"
+        " default with `run:`) re-estimates them with the merged weights on the training inputs"
+        " (one pass over the training split) inside the merge; `average` writes the fine-tuned"
+        " models' mean; `base` copies the base's. None of them extrapolates the statistics.",
         "* λ (scaling) chosen per seed on the mean validation ROC-AUC: task arithmetic"
         " {0.1, 0.2, 0.3, 0.5}, TIES {0.3, 0.5, 1.0}.",
         "* Δm against the same seed's single-task models (lower is better), test split.",
@@ -216,7 +206,7 @@ def _table(
         )
     for label, seeds_failed in failed.items():
         lines.append(
-            f"| {label} | NaN outputs at every λ (seeds {', '.join(map(str, seeds_failed))}) | — | — | — |"
+            f"| {label} | refused at every λ (seeds {', '.join(map(str, seeds_failed))}) | — | — | — |"
         )
     return "\n".join(lines) + "\n"
 
