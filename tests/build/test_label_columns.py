@@ -235,3 +235,23 @@ def test_cli_reports_a_bad_override_on_one_line_exit_2(tmp_path, capsys):
     assert re.search(
         r"key 'data.label_columns.overrides.assay_023': column 'assay_023' is excluded", err[0]
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "cell", "needle"),
+    [
+        ({"kind": "multiclass", "num_classes": 3}, 3, r"a multiclass label must be a class id 0 … 2 \(empty = missing\), got 3"),
+        ({"kind": "multiclass", "num_classes": 3}, 1.5, r"a multiclass label must be a class id 0 … 2 \(empty = missing\), got 1.5"),
+        ({"kind": "regression"}, math.inf, r"a regression label must be a finite number \(empty = missing\), got inf"),
+    ],
+)  # fmt: skip
+def test_labels_fit_the_kind_of_their_override(tmp_path, override, cell, needle):
+    cols = _cols()
+    cols["y_a"] = list(cols["y_a"])
+    cols["y_a"][7] = cell
+    spec = {"select": "all", "overrides": {"y_a": override}}
+    with pytest.raises(PolytaskError, match=rf"column 'y_a' row 7: {needle}; leave the column out"):
+        _prepare(_cfg(_table(tmp_path, cols), spec))
+    cols["y_a"][7] = 1  # a label that fits
+    prep = _prepare(_cfg(_table(tmp_path, cols), spec))
+    assert prep.taskset["y_a"].kind == override["kind"]
