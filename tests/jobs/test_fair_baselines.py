@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from polytask._core import PolytaskError
+from polytask.build.labels import check_split_labels
 from polytask.build.prepared import PreparedData
 from polytask.cli.train import flagged_line
 from polytask.jobs.baselines import trivial_check
@@ -26,6 +27,7 @@ from polytask.tasks.data import TensorData
 
 ROWS = {"small": 28, "medium": 80, "large": 320, "noise": 80}  # half of each is training
 FEATURES = ["x0", "x1", "x2", "x3"]
+nan = math.nan
 
 
 def _write(folder: Path, task: str, n: int, seed: int) -> None:
@@ -144,7 +146,6 @@ def test_binary_labels_other_than_0_and_1_are_refused(tmp_path, bad):
 
 
 def test_trivial_predictors_score_as_computed_by_hand():
-    nan = math.nan
     tasks = TaskSet([Task("r", "regression"), Task("b", "binary"),
                      Task("m", "multiclass", num_classes=3)])  # fmt: skip
     train = TensorData(torch.zeros(6, 1), {
@@ -174,3 +175,19 @@ def test_trivial_predictors_score_as_computed_by_hand():
     )
     assert flagged == ["b"]
     json.dumps(section)  # the report stores it as JSON
+
+
+def test_labels_held_in_memory_are_checked_per_split():
+    tasks = TaskSet([Task("digit", "multiclass", num_classes=10)])
+    ok = TensorData(torch.zeros(3, 1), {"digit": torch.tensor([0.0, 9, nan])})
+    check_split_labels(tasks, {"train": ok}, "data (source digits)")
+    bad = TensorData(torch.zeros(3, 1), {"digit": torch.tensor([0.0, 9, 10])})
+    with pytest.raises(PolytaskError) as info:
+        check_split_labels(tasks, {"train": ok, "val": bad}, "data (source digits)")
+    assert str(info.value) == (
+        "data (source digits) (val split): column 'digit' row 2: a multiclass label must be a "
+        "class id 0 … 9 (empty = missing), got 10"
+    )
+    binary = TaskSet([Task("digit", "binary")])
+    with pytest.raises(PolytaskError, match=r"\(train split\): column 'digit' row 1: a binary"):
+        check_split_labels(binary, {"train": ok}, "data (source digits)")
