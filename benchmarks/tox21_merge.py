@@ -28,7 +28,7 @@ import yaml
 
 from _sections import write_section
 from polytask._core import PolytaskError
-from polytask.eval import Report, format_mean_std
+from polytask.eval import Report, format_mean_std, load_report
 from polytask.jobs.eval import run_eval
 from polytask.jobs.merge import run_merge
 from tox21 import OUT, sweep
@@ -98,20 +98,17 @@ def _mean(report: Report, split: str) -> float:
     return float(report.means[split]["roc_auc"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--runs", type=Path, default=OUT)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    wall = time.perf_counter()
-    rows: dict[str, list[tuple[float, float, str, float]]] = {}
-    reference: dict[str, list[float]] = {"single-task models": [], "joint multi-task model": []}
-    failed: dict[str, list[int]] = {}
-    joint_delta: list[float] = []
+def _runs(args: argparse.Namespace) -> list[tuple[Report, Path, Report]]:
+    """(joint report, single-task run folder, its report) per seed."""
+    if args.pair:
+        if len(args.pair) != len(args.seeds):
+            sys.exit("give one --pair per seed")
+        return [
+            (load_report(j / "report.json"), s, load_report(s / "report.json"))
+            for j, s in args.pair
+        ]
     runs = sweep(args.seeds, args.runs, cached_only=True)  # trains nothing
+    out = []
     for seed in args.seeds:
         joint = runs.cell({}, seed)
         base = joint and runs.baseline_of(joint)
@@ -119,10 +116,32 @@ def main() -> None:
             sys.exit(
                 f"seed {seed} is missing: run `python benchmarks/tox21.py --seeds {seed}` first"
             )
-        single = base.folder.path
-        reference["single-task models"].append(_mean(base.report, "test"))
-        reference["joint multi-task model"].append(_mean(joint.report, "test"))
-        comp = (joint.report.comparison or {})["test"]
+        out.append((joint.report, base.folder.path, base.report))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=OUT)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--pair", nargs=2, type=Path, action="append", metavar=("JOINT_RUN", "SINGLE_RUN"),
+        help="finished run folders of one seed (one --pair per entry of --seeds), instead of "
+        "looking them up in the sweep under --runs (e.g. runs of an older config schema)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    wall = time.perf_counter()
+    rows: dict[str, list[tuple[float, float, str, float]]] = {}
+    reference: dict[str, list[float]] = {"single-task models": [], "joint multi-task model": []}
+    failed: dict[str, list[int]] = {}
+    joint_delta: list[float] = []
+    for seed, (joint_report, single, single_report) in zip(args.seeds, _runs(args)):
+        reference["single-task models"].append(_mean(single_report, "test"))
+        reference["joint multi-task model"].append(_mean(joint_report, "test"))
+        comp = (joint_report.comparison or {})["test"]
         joint_delta.append(float(comp.delta_m or 0.0))
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
