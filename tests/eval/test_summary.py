@@ -341,3 +341,18 @@ def test_mean_rank_by_hand_with_ties_and_directions() -> None:
         summary.mean_rank({"A": {"t1": 1.0}, "B": {"t2": 1.0}})
     with pytest.raises(PolytaskError):
         summary.mean_rank({"A": {"t1": math.nan}})
+
+
+def test_mean_rank_line_averages_seeds_and_keeps_shared_tasks() -> None:
+    runs = {
+        "ew": [{"a": {"auc": 0.5}, "b": {"auc": 0.70}}, {"a": {"auc": 1.0}, "b": {"auc": 0.70}}],
+        "famo": [{"a": {"auc": 0.75}, "b": {"auc": 0.75}, "c": {"auc": 0.9}}],
+        "mgda": [{"a": {"auc": math.nan}, "b": {"auc": 0.60}}],  # NaN left out: a is not shared
+    }
+    # on b only: famo 0.75 (1), ew 0.70 (2), mgda 0.60 (3)
+    assert summary.mean_rank_line(runs, "auc") == (
+        "mean rank over 1 task (auc, mean over seeds; 1 = best): ew 2.00, famo 1.00, mgda 3.00"
+    )
+    two = {k: v for k, v in runs.items() if k != "mgda"}  # a: ew's mean 0.75 ties famo's
+    assert summary.mean_rank_line(two, "auc").endswith("ew 1.75, famo 1.25")
+    assert summary.mean_rank_line({"ew": runs["ew"]}, "auc") == ""

@@ -41,6 +41,7 @@ from typing import Literal, TypeVar
 from polytask._core import PolytaskError
 
 from .markdown import markdown_row, markdown_table
+from .rank import mean_rank, mean_rank_line
 
 __all__ = [
     "MethodSummary",
@@ -50,6 +51,7 @@ __all__ = [
     "markdown_row",
     "markdown_table",
     "mean_rank",
+    "mean_rank_line",
     "mean_std",
     "paired_difference",
     "runs_from_records",
@@ -356,37 +358,3 @@ def summary_table(
         for s in summaries
     ]
     return markdown_table(["method", value, f"− {ref}, same seed", "verdict"], rows)
-
-
-def mean_rank(
-    scores: Mapping[str, Mapping[str, float]], higher_is_better: bool | Mapping[str, bool] = True
-) -> dict[str, float]:
-    r"""Each method's rank on every task (1 = best; tied methods share the mean of the ranks
-    they span), averaged over the tasks: :math:`\bar r_m = \frac1T\sum_t r_{m,t}`.
-
-    ``scores`` is ``{method: {task: value}}`` (every method scored on the same tasks, finite
-    values); ``higher_is_better`` is one direction for all tasks or one per task.
-
-    >>> mean_rank({"EW": {"a": 0.8, "b": 0.7}, "UW": {"a": 0.9, "b": 0.7}, "MGDA": {"a": 0.7, "b": 0.6}})
-    {'EW': 1.75, 'UW': 1.25, 'MGDA': 3.0}
-    """
-    if not scores:
-        raise PolytaskError("mean rank: no methods")
-    tasks = set(next(iter(scores.values())))
-    for method, per in scores.items():
-        if set(per) != tasks:
-            raise PolytaskError(
-                f"mean rank: method {method!r} has tasks {sorted(per)}, not {sorted(tasks)}"
-            )
-        _finite(per.values(), f"scores of {method!r}")
-    if not tasks:
-        raise PolytaskError("mean rank: no tasks")
-    total = dict.fromkeys(scores, 0.0)
-    for task in tasks:
-        up = higher_is_better if isinstance(higher_is_better, bool) else higher_is_better[task]
-        values = {m: per[task] if up else -per[task] for m, per in scores.items()}
-        for m, v in values.items():
-            better = sum(w > v for w in values.values())
-            tied = sum(w == v for w in values.values())
-            total[m] += better + (tied + 1) / 2
-    return {m: r / len(tasks) for m, r in total.items()}
