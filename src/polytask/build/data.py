@@ -14,9 +14,9 @@ from polytask.config.schema import (
     ColumnsFeaturizer,
     EcfpFeaturizer,
     PerTaskData,
-    SplitConfig,
     TableData,
     TaskConfig,
+    TaskTable,
     Tox21Data,
     TrainConfig,
 )
@@ -27,17 +27,15 @@ from polytask.tasks.data import (
     ecfp,
     label_array,
     load_tox21,
-    random_split,
     read_table,
-    scaffold_split,
     tox21_path,
 )
-from polytask.tasks.data.splits import Split
 
 from .images import prepare_images
 from .label_columns import expand_tasks, label_targets, reserved_columns
 from .modal import attach_modal, data_modalities, modal_inputs, standardize
 from .prepared import PreparedData, SplitData
+from .splits import make_split, split_columns
 from .ssl import attach_auxiliary
 
 __all__ = ["PreparedData", "SplitData", "make_split", "make_task", "prepare_data"]
@@ -65,14 +63,6 @@ def _smiles(smiles: list[str] | None, where: str) -> list[str]:
     if smiles is None:
         raise PolytaskError(f"{where}: data.modalities need a SMILES input column")
     return smiles
-
-
-def make_split(cfg: SplitConfig, n: int, smiles: list[str] | None) -> Split:
-    if cfg.kind == "scaffold":
-        if smiles is None:
-            raise PolytaskError("data.split: a scaffold split needs a SMILES input column")
-        return scaffold_split(smiles, cfg.fractions)
-    return random_split(n, cfg.fractions, cfg.seed)
 
 
 def make_task(tc: TaskConfig) -> Task:
@@ -139,7 +129,7 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
                 f"data.tasks: unknown Tox21 task(s) {unknown}; valid: {', '.join(TOX21_TASKS)}"
             )
         tasks = config.tasks or [TaskConfig(name=n, kind="binary") for n in names]
-        frame = read_table(tox21_path(), ["smiles"])
+        frame = read_table(tox21_path(), ["smiles", *split_columns(data.split)])
         smiles: list[str] | None = load_tox21()[0]
         input_col, split_cfg, featurizer = "smiles", data.split, data.featurizer
     else:
@@ -156,13 +146,13 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
         label_targets(frame, tasks, where) if many else _targets(frame, tasks, where),
         name=where,
     )
-    split = make_split(split_cfg, len(full), smiles)
+    split = make_split(split_cfg, len(full), smiles, frame, base, where)
     splits: dict[str, SplitData] = {
         k: full.select(torch.from_numpy(v)) for k, v in split.items() if len(v)
     }
-    for k in ("train", "val", "test"):
+    for k in ("train", "test"):  # no val rows: train/test only, the last step is kept
         if k not in splits:
-            raise PolytaskError(f"data.split: the {k} split is empty; change the fractions")
+            raise PolytaskError(f"{where}: data.split: the {k} split is empty")
     splits = standardize(splits, mods) if mods else splits  # train-split statistics only
     _check_labels(taskset, splits["train"], where)
     info: dict[str, object] = {
@@ -181,7 +171,7 @@ def _table(
     where = str(path)
     inputs = (
         data.featurizer.columns if isinstance(data.featurizer, ColumnsFeaturizer) else [data.input]
-    )
+    ) + split_columns(data.split)
     if data.label_columns is not None:
         if config.tasks:  # checked before the table is read
             raise PolytaskError(
@@ -190,7 +180,8 @@ def _table(
             )
         frame = read_table(path, inputs)
         columns = [str(c) for c in frame.columns]
-        tasks = expand_tasks(data.label_columns, columns, reserved_columns(data), where)
+        reserved = reserved_columns(data) + split_columns(data.split)
+        tasks = expand_tasks(data.label_columns, columns, reserved, where)
         return tasks, frame, where
     if not config.tasks:
         raise PolytaskError(
@@ -201,32 +192,53 @@ def _table(
     return config.tasks, read_table(path, [*inputs, *labels]), where
 
 
+def _task_table(
+    data: PerTaskData, ds: TaskTable, tc: TaskConfig, base: Path
+) -> tuple[TensorData, dict[str, np.ndarray]]:
+    """One task's table: its rows and their split. With ``columns`` features the input column
+    is read only when it is there (a scaffold split needs it)."""
+    path = (base / ds.path).resolve()
+    where = str(path)
+    columns = isinstance(data.featurizer, ColumnsFeaturizer)
+    inputs = data.featurizer.columns if isinstance(data.featurizer, ColumnsFeaturizer) else []
+    frame = read_table(
+        path, [*([] if columns else [ds.input]), *inputs, ds.label, *split_columns(data.split)]
+    )
+    full = TensorData(
+        _features(frame, ds.input, data.featurizer, where), _targets(frame, [tc], where), where
+    )
+    smiles = frame[ds.input].astype(str).tolist() if ds.input in frame.columns else None
+    split = make_split(data.split, len(full), smiles, frame, base, where)
+    for k in ("train", "test"):
+        if not len(split[k]):
+            raise PolytaskError(f"{where}: the {k} split of task {ds.task!r} is empty")
+    return full, split
+
+
 def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedData:
     declared = {tc.name: tc for tc in config.tasks or []}
     tasks = []
     splits: dict[str, dict[str, TensorData]] = {"train": {}, "val": {}, "test": {}}
     sizes = {}
     for ds in data.datasets:
-        path = (base / ds.path).resolve()
-        where = str(path)
         tc = declared.get(ds.task)
         if tc is None:
             raise PolytaskError(f"data.datasets: task {ds.task!r} is not declared under 'tasks'")
         tc = tc.model_copy(update={"column": ds.label})
         tasks.append(tc)
-        frame = read_table(path, [ds.input, ds.label])
-        full = TensorData(
-            _features(frame, ds.input, data.featurizer, where),
-            _targets(frame, [tc], where),
-            name=where,
-        )
-        smiles = frame[ds.input].astype(str).tolist()
-        split = make_split(data.split, len(full), smiles)
+        full, split = _task_table(data, ds, tc, base)
         for k in splits:
-            if not len(split[k]):
-                raise PolytaskError(f"{where}: the {k} split of task {ds.task!r} is empty")
-            splits[k][ds.task] = full.select(torch.from_numpy(split[k]))
+            if len(split[k]):
+                splits[k][ds.task] = full.select(torch.from_numpy(split[k]))
         sizes[ds.task] = {k: len(v) for k, v in split.items()}
+    if 0 < len(splits["val"]) < len(tasks):
+        none = [t.name for t in tasks if t.name not in splits["val"]]
+        raise PolytaskError(
+            f"data.split: task(s) {none} have no val rows while other tasks have some; give "
+            "every task val rows or none (train/test only)"
+        )
+    if not splits["val"]:
+        del splits["val"]  # train/test only: the last step is kept
     extra = sorted(set(declared) - {t.name for t in tasks})
     if extra:
         raise PolytaskError(
@@ -249,4 +261,4 @@ def _per_task(config: TrainConfig, data: PerTaskData, base: Path) -> PreparedDat
         "sampler": data.sampler.model_dump(),
         "sizes": sizes,
     }
-    return PreparedData(taskset, dict(splits), True, info)
+    return PreparedData(taskset, dict[str, SplitData](splits), True, info)

@@ -11,7 +11,6 @@ import torch
 from polytask._core import PolytaskError
 from polytask.config.schema import (
     PerTaskData,
-    SplitConfig,
     TableData,
     Tox21Data,
     UnlabeledSmilesData,
@@ -23,6 +22,7 @@ from polytask.tasks.data.unlabeled import qm9_smiles, read_unlabeled_smiles
 
 from .data import make_split
 from .prepared import PreparedData, SplitData
+from .splits import SplitSpec
 from .ssl import auxiliary_splits, build_auxiliary
 
 
@@ -43,7 +43,7 @@ def heldout_smiles(data: object, base: Path) -> set[str]:
     return set()
 
 
-def _pick(smiles: list[str], split_cfg: SplitConfig) -> set[str]:
+def _pick(smiles: list[str], split_cfg: SplitSpec) -> set[str]:
     split = make_split(split_cfg, len(smiles), smiles)
     return {smiles[i] for k in ("val", "test") for i in split[k]}
 

@@ -24,6 +24,7 @@ from polytask._core import PolytaskError
 from .balancing import BalancingConfig
 from .images import ConvTrunkConfig, ImageData, trunk_kind
 from .modal import Modality, MultiModalConfig, check_modal, modalities_of
+from .splits import IndexSplit, Split, SplitConfig
 from .ssl import AuxTaskConfig
 
 
@@ -51,12 +52,6 @@ class ColumnsFeaturizer(StrictModel):
 Featurizer = Annotated[EcfpFeaturizer | ColumnsFeaturizer, Field(discriminator="kind")]
 
 
-class SplitConfig(StrictModel):
-    kind: Literal["random", "scaffold"] = "random"
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-
-
 class TaskConfig(StrictModel):
     """One task; ``column`` defaults to the task name (for ``per_task`` data: ``label``)."""
 
@@ -75,7 +70,7 @@ class Tox21Data(StrictModel):
 
     source: Literal["tox21"] = "tox21"
     featurizer: Featurizer = EcfpFeaturizer()
-    split: SplitConfig = SplitConfig()
+    split: Split = SplitConfig()
     tasks: list[str] | None = None
     modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
 
@@ -129,7 +124,7 @@ class TableData(StrictModel):
     path: str
     input: str = "smiles"
     featurizer: Featurizer = EcfpFeaturizer()
-    split: SplitConfig = SplitConfig()
+    split: Split = SplitConfig()
     modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
     label_columns: LabelColumns | None = None  # tasks = columns: polytask.build.label_columns
 
@@ -164,8 +159,18 @@ class PerTaskData(StrictModel):
     source: Literal["per_task"] = "per_task"
     datasets: list[TaskTable] = Field(min_length=1)
     featurizer: Featurizer = EcfpFeaturizer()
-    split: SplitConfig = SplitConfig()
+    split: Split = SplitConfig()
     sampler: SamplerConfig = SamplerConfig()
+
+    @field_validator("split")
+    @classmethod
+    def _one_table_split(cls, value: object) -> object:
+        if isinstance(value, IndexSplit):
+            raise ValueError(
+                "index files name rows of one table, and per_task data has one table per "
+                "task; use kind 'column' (a split column in each task's file)"
+            )
+        return value
 
 
 DataConfig = Annotated[
