@@ -53,8 +53,10 @@ def test_reconstruction_and_merged_state_pinned() -> None:
     assert outcome.state["step"].item() == 3
     assert outcome.metadata["lambdas"] == [0.5, 0.5]
     assert outcome.metadata["mask_density"] == [0.75, 0.75]
-    assert set(outcome.tensors) == {"mask.0.w", "mask.1.w"}
+    assert set(outcome.tensors) == {"mask.0.w", "mask.1.w", "merged_vector.w"}
     assert outcome.tensors["mask.0.w"].tolist() == [0b11010000]
+    assert outcome.tensors["merged_vector.w"].tolist() == [2.5, 1.0, -1.0, 0.0]  # τ_MTL
+    assert outcome.tensor_metadata["lambdas"] == "[0.5, 0.5]"
 
 
 def test_storage_accounting_pinned() -> None:
