@@ -144,6 +144,8 @@ def test_bad_grid_key_is_one_line_and_trains_nothing(tmp_path, capsys, monkeypat
         ("balancing.method=ew,nope", "key 'balancing.method': unknown method 'nope'"),
         ("train.steps.x=1", "'train.steps' is a value, not a section"),
         ("balancing.method", "write KEY=VALUE"),
+        ("evaluation.batch_size=8,16", "'evaluation.batch_size' cannot be a grid key"),
+        ("data.split.seed=1,2", "give seeds with --seeds"),
     ):
         args = [
             "sweep",
@@ -179,3 +181,15 @@ def test_set_key_creates_sections_and_indexes_lists():
     assert raw == {"stages": [{"name": "a"}, {"name": "b", "epochs": 3}], "balancing": {"method": "ew"}}  # fmt: skip
     with pytest.raises(PolytaskError, match="not an item"):
         set_key(raw, "stages.2.epochs", 1)
+
+
+def test_a_point_that_replaces_the_data_still_gets_the_seeds_split(tmp_path):
+    from polytask.jobs.sweep import plan
+
+    raw = yaml.safe_load(small_tox21(tmp_path).read_text())
+    data = {**raw["data"], "split": {"kind": "random", "seed": 0}, "tasks": ["SR-MMP"]}
+    cells = plan(raw, [{}, {"data": data}], [3], tmp_path / "o", "small.yaml", None, True)
+    assert [c.raw["data"]["split"]["seed"] for c in cells] == [3, 3]
+    assert [c.raw["seed"] for c in cells] == [3, 3]
+    assert cells[1].raw["data"]["tasks"] == ["SR-MMP"]
+    assert cells[0].baseline.chash != cells[1].baseline.chash  # other tasks: another baseline

@@ -36,7 +36,9 @@ class SeedsCommand(click.Command):
 
 
 def _say(run: SweepRun) -> None:
-    what = "single-task baselines" if not run.point else run.label
+    from polytask.jobs.sweep import point_label
+
+    what = "single-task baselines" if not run.point else point_label(run.point)
     means = "  ".join(f"{k} {v:.4f}" for k, v in run.report.means["test"].items())
     dm = run.delta_m()
     tail = "" if dm is None else f"  Δm {dm:+.2f}%"

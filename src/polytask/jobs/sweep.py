@@ -42,6 +42,7 @@ from .train import run_train, single_task_config
 Point = dict[str, object]  # dotted key -> value
 Raw = dict[str, object]  # a config as YAML reads it
 OnRun = Callable[["SweepRun"], None]
+UNHASHED = ("evaluation", "device")  # a run is cached by what it trains (as resume checks it)
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,7 @@ class SweepRun:
     cached: bool  # read back from an earlier sweep, not trained now
     baseline: RunFolder | None = None  # a cell's single-task baseline
 
-    @property
-    def label(self) -> str:
-        return point_label(self.point)
-
-    def value(self, metric: str, split: str = "test") -> float:
-        """``metric`` averaged over the tasks on ``split``."""
+    def value(self, metric: str, split: str = "test") -> float:  # averaged over the tasks
         return self.report.means[split].get(metric, math.nan)
 
     def delta_m(self, split: str = "test") -> float | None:
@@ -93,14 +89,14 @@ class SweepResult:
         """``{label: {seed: cell}}`` in grid order (points with a finished cell)."""
         out: dict[str, dict[int, SweepRun]] = {point_label(p): {} for p in self.points}
         for c in self.cells:
-            out[c.label][c.seed] = c
+            out[point_label(c.point)][c.seed] = c
         return {k: v for k, v in out.items() if v}
 
     def to_json(self) -> dict[str, object]:
         def run(r: SweepRun) -> dict[str, object]:
             base = r.baseline and str(r.baseline.path.relative_to(self.out))
             return {
-                "label": r.label, "point": r.point, "seed": r.seed, "config_hash": r.config_hash,
+                "label": point_label(r.point), "point": r.point, "seed": r.seed, "config_hash": r.config_hash,
                 "run": str(r.folder.path.relative_to(self.out)), "baseline": base,
                 self.metric: finite(r.value(self.metric)), "delta_m": finite(r.delta_m()),
                 "cached": r.cached,
@@ -138,13 +134,23 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[object]]:
         try:
             values = [yaml.safe_load(v) for v in items]
         except yaml.YAMLError:
-            raise PolytaskError(f"--grid {key}: {text!r} is not a list of YAML scalars") from None
+            values = [[]]  # refused below
         if any(isinstance(v, list | dict) for v in values):
-            raise PolytaskError(f"--grid {key}: values must be scalars, got {text!r}")
+            raise PolytaskError(f"--grid {key}: {text!r} is not a list of YAML scalars")
         if len({json.dumps(v) for v in values}) != len(values):
             raise PolytaskError(f"--grid {key}: a value is listed twice")
         grid[key] = values
     return grid
+
+
+def check_grid(points: Sequence[Point], seeds: Sequence[int], where: str) -> None:
+    """Distinct seeds and points; no grid key the sweep sets itself or leaves out of the hash."""
+    for key in (k for p in points for k in p):
+        if key in ("seed", "data.split.seed") or key.split(".")[0] in UNHASHED:
+            why = "give seeds with --seeds" if "seed" in key else "it does not change training"
+            raise PolytaskError(f"{where}: {key!r} cannot be a grid key ({why})")
+    if not seeds or len({*seeds}) != len(seeds) or len({*map(point_label, points)}) != len(points):
+        raise PolytaskError(f"{where}: a sweep needs distinct seeds (one or more) and grid points")
 
 
 def grid_points(grid: Mapping[str, Sequence[object]]) -> list[Point]:
@@ -227,22 +233,19 @@ def plan(
     raw: Raw, points: Sequence[Point], seeds: Sequence[int], out: Path, where: str,
     per_seed: Callable[[int], Mapping[str, object]] | None, baselines: bool,
 ) -> list[Planned]:  # fmt: skip
-    """Every cell (seeds outer, points inner), validated before anything trains. A point is
-    set first, then the seed (on the data sections the point leaves)."""
+    """Every cell (seeds outer, points inner; a point set before its seed), all validated."""
     cells: list[Planned] = []
     for seed, point in itertools.product(seeds, points):
-        if any(k == "seed" or k.endswith("split.seed") for k in point):
-            raise PolytaskError(f"{where}: the seed is not a grid key; give seeds with --seeds")
         label = f"{where} with {point_label(point)}" if point else where
         seeded = {**seed_keys(effective(raw, point, label)[1], seed), **(per_seed(seed) if per_seed else {})}  # fmt: skip
         cell_raw, config = effective(raw, {**point, **seeded}, label)
         base = None
         if baselines:
             single = {k: v for k, v in cell_raw.items() if k != "balancing"}
-            bhash = config_hash(single_task_config(config))
+            bhash = config_hash(single_task_config(config), ignore=UNHASHED)
             folder = RunFolder(out / "baselines" / bhash)
             base = Planned({}, seed, single, bhash, folder, single_task=True)
-        chash = config_hash(config)
+        chash = config_hash(config, ignore=UNHASHED)
         cells.append(Planned(point, seed, cell_raw, chash, RunFolder(out / "runs" / chash), base))
     return cells
 
@@ -274,8 +277,7 @@ def train_all(
     bases: dict[str, SweepRun | None] = {}
 
     def train(planned: Planned, against: SweepRun | None) -> SweepRun | None:
-        folder = None if against is None else against.folder
-        run = train_cached(planned, out, folder, progress, cached_only)
+        run = train_cached(planned, out, getattr(against, "folder", None), progress, cached_only)
         if run is not None and on_run is not None:
             on_run(run)
         return run
@@ -322,8 +324,7 @@ def run_sweep(
     where = str(path or "config")
     base = path.resolve().parent if path is not None else Path(base_dir or ".").resolve()
     grid = [dict(p) for p in points] or [{}]
-    if not seeds or len({*seeds}) != len(seeds) or len({*map(point_label, grid)}) != len(grid):
-        raise PolytaskError(f"{where}: a sweep needs distinct seeds (one or more) and grid points")
+    check_grid(grid, seeds, where)
     fixed = absolute_paths(raw, base)
     out = Path(out)
     cells = plan(fixed, grid, seeds, out, where, per_seed, baselines)
