@@ -28,6 +28,7 @@ from torch import Tensor
 from polytask._core import PolytaskError
 from polytask.affinity._protocols import TensorReader
 from polytask.affinity._validate import check_task_names
+from polytask.merging.buffers import is_buffer
 
 _CHUNK = 1 << 20
 
@@ -83,8 +84,6 @@ def task_vector_similarity(
     trunks. The selected names, and their shapes, must be the same in every checkpoint,
     otherwise the checkpoints are not fine-tuned from this base.
     """
-    from polytask.merging.buffers import is_buffer
-
     if not buffers:
         exclude = [*exclude, *(k for k in base.keys() if is_buffer(k))]  # noqa: SIM118
     names = check_task_names(list(finetuned), "task_vector_similarity")
