@@ -33,6 +33,7 @@ from polytask.tasks.data import (
 
 from .images import prepare_images
 from .label_columns import expand_tasks, label_targets, reserved_columns
+from .labels import check_split_labels
 from .modal import attach_modal, data_modalities, modal_inputs, standardize
 from .prepared import PreparedData, SplitData
 from .splits import make_split, split_columns
@@ -79,16 +80,18 @@ def make_task(tc: TaskConfig) -> Task:
 def _targets(frame: pd.DataFrame, tasks: list[TaskConfig], where: str) -> dict[str, torch.Tensor]:
     out = {}
     for tc in tasks:
+        make_task(tc)  # kind, loss and num_classes are checked before the labels
         if tc.kind == "multilabel":
             cols = tc.columns or []
             if len(cols) < 2:
                 raise PolytaskError(
                     f"{where}: multilabel task {tc.name!r} needs 'columns' with at least 2 label columns"
                 )
-            read_table_cols = [label_array(frame, c, where) for c in cols]
+            read_table_cols = [label_array(frame, c, where, "multilabel") for c in cols]
             out[tc.name] = torch.from_numpy(np.stack(read_table_cols, axis=1))
         else:
-            out[tc.name] = torch.from_numpy(label_array(frame, tc.column or tc.name, where))
+            y = label_array(frame, tc.column or tc.name, where, tc.kind, tc.num_classes)
+            out[tc.name] = torch.from_numpy(y)
     return out
 
 
@@ -117,6 +120,7 @@ def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:
     data = config.data
     if isinstance(data, ImageData):  # Fashion-MNIST / digits, see polytask.config.images
         image_tasks, image_splits, image_info = prepare_images(data, config.tasks, make_task)
+        check_split_labels(image_tasks, image_splits, f"data (source {data.source})")
         return PreparedData(image_tasks, image_splits, False, image_info)
     if isinstance(data, PerTaskData):
         return _per_task(config, data, base)
