@@ -16,6 +16,10 @@ in the merged checkpoint's metadata.
 * :mod:`polytask.merging.io`: lazy checkpoint reading (:func:`open_checkpoint`), streaming
   sharded safetensors writing, include/exclude filters.
 
+Batch-norm running statistics are never merged like weights by default
+(:mod:`polytask.merging.buffers`: ``buffers="average"``, ``"base"`` or ``"merge"``), and a
+merge that would write NaN/Inf or a negative running variance is refused naming the tensor.
+
 Methods that need data or the whole model at once live in :mod:`polytask.merging.model`;
 :func:`merge_model_checkpoints` runs the data-free ones (TALL masks, Consensus) on files.
 """
