@@ -27,7 +27,7 @@ def test_written_with_its_version_and_read_back_equal(tmp_path: Path) -> None:
     path = tmp_path / "report.json"
     write_report(path, _report())
     raw = json.loads(path.read_text())
-    assert raw["schema_version"] == SCHEMA_VERSION == 1
+    assert raw["schema_version"] == SCHEMA_VERSION == 2
     assert raw["metrics"]["test"]["b"]["mae"] is None  # NaN is written as null
     back = load_report(path)
     assert math.isnan(back.metrics["test"]["b"]["mae"])
@@ -43,10 +43,22 @@ def test_a_report_without_a_version_is_version_one(tmp_path: Path) -> None:
     assert load_report(path).schema_version == 1
 
 
+def test_a_version_one_report_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "v1.json"
+    raw = _report().model_dump(exclude_none=True, mode="json")
+    for comp in raw["comparison"].values():  # what version 1 wrote: no floor, no intervals
+        for key in ("delta_m_all", "delta_p_all", "excluded", "floor"):
+            comp.pop(key, None)
+    path.write_text(json.dumps({**raw, "schema_version": 1}))
+    back = load_report(path)
+    assert back.schema_version == 1 and back.comparison is not None
+    assert back.comparison["test"].delta_m == 0.0 and back.comparison["test"].excluded == {}
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        ({"schema_version": 2}, r"report schema_version 2; this polytask .* reads version 1"),
+        ({"schema_version": 3}, r"report schema_version 3; this polytask .* reads versions 1, 2"),
         ({"mode": 3}, r"not a polytask report: key 'mode'"),
         ({"surprise": 1}, r"not a polytask report: key 'surprise': Extra inputs"),
     ],

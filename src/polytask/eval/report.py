@@ -44,7 +44,10 @@ def metric_means(taskset: TaskSet, scores: Scores) -> dict[str, float]:
     return {m: sum(v) / len(v) for m, v in names.items()}
 
 
-SCHEMA_VERSION = 1
+#: 2: the floor (``comparison.<split>.excluded``, ``floor``, ``delta_m_all``), the bootstrap
+#: ``intervals`` and the saved ``predictions``; version 1 reports (without them) still load.
+SCHEMA_VERSION = 2
+READS = (1, 2)
 
 
 class TaskEntry(BaseModel):
@@ -86,7 +89,7 @@ class Report(BaseModel):
     """``report.json``: what a training, evaluation or merge evaluation produced.
 
     ``schema_version`` is checked on load: a report from an unknown (newer) version is refused.
-    Reports written before the field existed are version 1.
+    Reports written before the field existed are version 1; versions 1 and 2 are read.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -243,10 +246,10 @@ def load_report(path: str | Path) -> Report:
     if not isinstance(data, dict) or "metrics" not in data:
         raise PolytaskError(f"{path}: not a polytask report (no 'metrics' key)")
     version = data.get("schema_version", 1)
-    if version != SCHEMA_VERSION:
+    if version not in READS:
         raise PolytaskError(
             f"{path}: report schema_version {version!r}; this polytask ({__version__}) reads "
-            f"version {SCHEMA_VERSION}"
+            f"versions {', '.join(map(str, READS))}"
         )
     data = {
         **data,
@@ -254,6 +257,7 @@ def load_report(path: str | Path) -> Report:
         "means": _restore_nan(data.get("means", {})),
     }
     data.setdefault("mode", "multi-task")
+    data["schema_version"] = version
     try:
         return Report.model_validate(data)
     except ValidationError as exc:
