@@ -54,7 +54,8 @@ def _train(capsys: pytest.CaptureFixture[str], cfg: Path, out: Path, *extra: str
     return capsys.readouterr().err.splitlines()
 
 
-def _cell(value: float, interval: list[float]) -> str:
+def _cell(value: float | None, interval: object) -> str:
+    assert value is not None and isinstance(interval, list)
     return f"{value:+.2f}% [{interval[0]:+.2f}, {interval[1]:+.2f}]"
 
 
@@ -90,7 +91,9 @@ def test_planted_near_zero_task_is_flagged_excluded_and_the_interval_printed(
     dm = printed[at + 2]
     assert dm.startswith("Δm (lower is better)") and dm.endswith(_cell(test.delta_m, ci["delta_m"]))
     val = report.comparison["val"]
-    assert _cell(val.delta_m, val.intervals["delta_m"]) in dm  # val beside test
+    assert (
+        val.intervals is not None and _cell(val.delta_m, val.intervals["delta_m"]) in dm
+    )  # val beside test
     assert printed[at + 4].split()[-1] == f"{test.delta_m_all:+.2f}%"  # Δm, every metric
     assert "left out of Δm/Δp, under the floor: test: 2 metrics of rare" in " ".join(printed)
     assert max(map(len, printed)) <= 80
