@@ -32,7 +32,7 @@ import yaml
 from polytask._core import PolytaskError, write_text
 from polytask.config.load import config_hash, read_yaml, validate
 from polytask.config.schema import TrainConfig
-from polytask.eval import Report, load_report
+from polytask.eval import Report, load_report, mean_rank_line
 from polytask.eval.summary import MethodSummary, format_mean_std, markdown_table, summarise_runs
 
 from .output import is_polytask_folder, output_folder
@@ -393,7 +393,7 @@ def summary_markdown(result: SweepResult) -> list[str]:
             row += ["—", "—"] if p is None else [p.format(digits), p.verdict]
         rows.append(row)
     head = ["grid point", "seeds", f"test {m} ({arrow})", "Δm % (↓)", f"{m} − first", "verdict"]
-    return [*lines, *markdown_table([*head, "Δm − first", "verdict"], rows)]
+    return [*lines, *markdown_table([*head, "Δm − first", "verdict"], rows), *(["", r] if (r := mean_rank_line({k: [c.report.metrics["test"] for c in g.values()] for k, g in groups.items()}, m, result.higher_is_better)) else [])]  # fmt: skip
 
 
 def fmt(values: Sequence[float], digits: int, *, signed: bool = False) -> str:
