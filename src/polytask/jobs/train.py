@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from polytask.build.data import prepare_data
+from polytask.build.data import PreparedData, prepare_data
 from polytask.config.load import load_config
 from polytask.config.schema import TrainConfig
 from polytask.eval import Report, write_report
@@ -72,24 +72,30 @@ def run_train(
         )  # fmt: skip
         if writes:
             folder.write_record(record)
-        start = time.perf_counter()
-        metrics: Scores
-        extra: ReportExtra
-        if single_task:
-            metrics, extra = train_single(config, prepared, folder, resume, progress, chash)
-            predictions = combine_single(folder, prepared) if writes else None
-            if dropped:
-                extra["balancing_dropped"] = "single-task runs train one task: no balancing"
-        else:
-            done = train_one(
-                config, prepared, folder, resume=resume, progress=progress, chash=chash
-            )
-            metrics, extra = done.metrics, {"mode": "multi-task", **done.summary()}
-            predictions = done.predictions
-        report = finish_report(
-            config, prepared, metrics, extra, baseline, start, chash, predictions,
-            folder.report_file,
-        )  # fmt: skip
+        report = _fit(config, prepared, folder, record, resume, progress, dropped)
         if writes:
             write_report(folder.report_file, report)
     return report
+
+
+def _fit(
+    config: TrainConfig, prepared: PreparedData, folder: RunFolder, record: RunRecord,
+    resume: bool, progress: bool, dropped: bool,
+) -> Report:  # fmt: skip
+    """Train the run's model (or one per task) and build its report."""
+    start, chash, writes = time.perf_counter(), record.config_hash, world()[0] == 0
+    metrics: Scores
+    extra: ReportExtra
+    if record.single_task:
+        metrics, extra = train_single(config, prepared, folder, resume, progress, chash)
+        predictions = combine_single(folder, prepared) if writes else None
+        if dropped:
+            extra["balancing_dropped"] = "single-task runs train one task: no balancing"
+    else:
+        done = train_one(config, prepared, folder, resume=resume, progress=progress, chash=chash)
+        metrics, extra = done.metrics, {"mode": "multi-task", **done.summary()}
+        predictions = done.predictions
+    return finish_report(
+        config, prepared, metrics, extra, record.baseline, start, chash, predictions,
+        folder.report_file,
+    )  # fmt: skip
