@@ -42,6 +42,7 @@ def _data(path: Path, split: dict[str, Any]) -> dict[str, Any]:
         "path": str(path),
         "featurizer": {"kind": "columns", "columns": ["f1", "f2"]},
         "split": split,
+        "standardize": {"features": False, "targets": False},  # raw values compared below
     }
 
 
@@ -133,6 +134,7 @@ def test_per_task_columns_need_no_input_column(tmp_path: Path) -> None:
         "source": "per_task",
         "featurizer": {"kind": "columns", "columns": ["f1", "f2"]},
         "split": {"kind": "column"},
+        "standardize": {"targets": False},
         "datasets": [
             {"task": "a", "path": "a.csv", "label": "label"},
             {"task": "b", "path": "b.csv", "label": "label"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from .modal import attach_modal, data_modalities, modal_inputs, standardize
 from .prepared import PreparedData, SplitData
 from .splits import make_split, split_columns
 from .ssl import attach_auxiliary
+from .standardize import STANDARDIZE, fit_standardization
 
 __all__ = ["PreparedData", "SplitData", "make_split", "make_task", "prepare_data"]
 
@@ -109,11 +111,28 @@ def prepare_data(config: TrainConfig, base: Path) -> PreparedData:
 
     Auxiliary (self-supervised) tasks are appended to the task set with their pretexts.
     """
-    prepared = _prepare_labelled(config, base)
+    prepared = _standardized(config, _prepare_labelled(config, base))
     if not config.auxiliary:
         return prepared
 
     return attach_auxiliary(config.auxiliary, config.seed, prepared)
+
+
+def _standardized(config: TrainConfig, prepared: PreparedData) -> PreparedData:
+    """``data.standardize``: columns features and regression targets in train-split units."""
+    data = config.data
+    if not isinstance(data, TableData | PerTaskData):
+        return prepared
+    columns = isinstance(data.featurizer, ColumnsFeaturizer) and not data_modalities(data)
+    features = data.standardize.features and columns
+    targets = data.standardize.targets and any(
+        t.kind == "regression" for t in prepared.taskset.tasks
+    )
+    if not (features or targets):
+        return prepared
+    splits, stats = fit_standardization(prepared.taskset, prepared.splits, features, targets)
+    info = {**prepared.info, STANDARDIZE: stats}
+    return replace(prepared, splits=splits, info=info)
 
 
 def _prepare_labelled(config: TrainConfig, base: Path) -> PreparedData:

@@ -24,7 +24,7 @@ from polytask._core import PolytaskError
 from .balancing import BalancingConfig
 from .images import ConvTrunkConfig, ImageData, trunk_kind
 from .modal import Modality, MultiModalConfig, check_modal, modalities_of
-from .splits import IndexSplit, Split, SplitConfig
+from .splits import IndexSplit, Split, SplitConfig, Standardize
 from .ssl import AuxTaskConfig
 
 
@@ -127,6 +127,7 @@ class TableData(StrictModel):
     split: Split = SplitConfig()
     modalities: dict[str, Modality] | None = None  # multi-modal inputs, see polytask.config.modal
     label_columns: LabelColumns | None = None  # tasks = columns: polytask.build.label_columns
+    standardize: Standardize = Standardize()  # train-split statistics
 
 
 class TaskTable(StrictModel):
@@ -161,6 +162,7 @@ class PerTaskData(StrictModel):
     featurizer: Featurizer = EcfpFeaturizer()
     split: Split = SplitConfig()
     sampler: SamplerConfig = SamplerConfig()
+    standardize: Standardize = Standardize()  # train-split statistics
 
     @field_validator("split")
     @classmethod

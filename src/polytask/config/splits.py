@@ -14,6 +14,7 @@ __all__ = [
     "RepeatedSplit",
     "Split",
     "SplitConfig",
+    "Standardize",
     "split_kind",
 ]
 
@@ -88,3 +89,12 @@ Split = Annotated[
     | Annotated[RepeatedSplit, Tag("repeated")],
     Discriminator(split_kind),
 ]
+
+
+class Standardize(StrictModel):
+    """``data.standardize``: numeric ``columns`` features and regression targets mapped to
+    ``(v − mean) / std`` with the training split's statistics (metrics are reported in the
+    original units; see :mod:`polytask.build.standardize`)."""
+
+    features: bool = True
+    targets: bool = True

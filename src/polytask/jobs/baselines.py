@@ -21,6 +21,7 @@ from torch import Tensor
 
 from polytask.build.baseline_budget import BaselineBudget
 from polytask.build.prepared import PreparedData, SplitData
+from polytask.build.standardize import original_targets
 from polytask.config.schema import TrainConfig
 from polytask.eval.selection import single_task_rule
 from polytask.tasks import Task
@@ -84,11 +85,13 @@ def _task_check(
     task: Task, metric: str, prepared: PreparedData, scores: Scores
 ) -> tuple[dict[str, object], bool]:
     """One task's entry of the trivial section, and whether it is flagged."""
-    fitted = _targets(prepared.splits["train"], task.name)
+    fitted = original_targets(
+        prepared.info, task.name, _targets(prepared.splits["train"], task.name)
+    )
     entry: dict[str, object] = {"predictor": trivial_output(task, fitted, 0)[1], "metric": metric}
     flagged = False
     for split in (s for s in ("val", "test") if s in prepared.splits and s in scores):
-        y = _targets(prepared.splits[split], task.name)
+        y = original_targets(prepared.info, task.name, _targets(prepared.splits[split], task.name))
         out, _ = trivial_output(task, fitted, len(y))
         trivial = task.compute_metrics(out, y)
         model = scores[split][task.name][metric]

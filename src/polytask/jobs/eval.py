@@ -18,6 +18,7 @@ from torch import Tensor
 from polytask._core import PolytaskError, seed_everything
 from polytask.build.data import PreparedData
 from polytask.build.model import eval_model, make_model
+from polytask.build.standardize import original_units
 from polytask.config.schema import TrainConfig
 from polytask.eval import Predictions, Report, predict_split, report_json, row_groups, split_metrics
 from polytask.merging.io import open_checkpoint
@@ -88,6 +89,7 @@ def _score_single(
             out = predict_split(
                 model, one.taskset, one.splits[split], config.evaluation.batch_size, split
             )
+            out = original_units(prepared.info, out)  # standardised targets: data units
             parts[split][name] = out
             metrics[split].update(split_metrics(one.taskset, out))
     combined = {

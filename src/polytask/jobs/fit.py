@@ -20,6 +20,7 @@ from polytask.build.data import PreparedData, SplitData
 from polytask.build.loaders import max_steps
 from polytask.build.model import eval_model, make_model
 from polytask.build.optim import make_scheduler
+from polytask.build.standardize import original_units
 from polytask.build.training import Init, make_training_parts
 from polytask.config.load import config_hash
 from polytask.config.schema import TrainConfig
@@ -161,7 +162,9 @@ def score_splits(
     the report written to ``report`` finds them (rank 0 only)."""
     taskset = prepared.taskset
     predictions = {
-        k: predict_split(model, taskset, prepared.splits[k], batch_size, k)
+        k: original_units(
+            prepared.info, predict_split(model, taskset, prepared.splits[k], batch_size, k)
+        )
         for k in SPLITS
         if k in prepared.splits
     }
