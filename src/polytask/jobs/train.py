@@ -29,6 +29,7 @@ from .fit import (
     train_one,
     train_single,
 )
+from .folds import fold_configs, run_folds
 from .output import output_folder
 from .results import ReportExtra, Scores
 from .run_folder import RunFolder, RunRecord
@@ -48,6 +49,11 @@ def run_train(
     init_from_env()
     if config.stages is not None:
         return run_stages(
+            config, config_path, out, single_task=single_task, resume=resume,
+            overwrite=overwrite, progress=progress, baseline=baseline,
+        )  # fmt: skip
+    if fold_configs(config) is not None:  # k-fold / repeated splits: one run per fold
+        return run_folds(
             config, config_path, out, single_task=single_task, resume=resume,
             overwrite=overwrite, progress=progress, baseline=baseline,
         )  # fmt: skip
