@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import yaml
 
+from polytask._core import PolytaskError
 from polytask.build.data import prepare_data
 from polytask.config.load import validate
 from polytask.config.schema import TrainConfig
@@ -99,3 +101,13 @@ def test_metrics_are_in_the_units_of_the_data(tmp_path: Path) -> None:
     again, _ = run_eval(tmp_path / "run")
     for m, v in got.items():
         assert abs(again.model_dump()["metrics"]["test"]["y"][m] - v) < 1e-6
+
+
+def test_eval_refuses_a_data_file_changed_since_training(tmp_path: Path) -> None:
+    frame = _table(tmp_path / "t.csv")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_cfg(tmp_path / "t.csv")))
+    run_train(tmp_path / "c.yaml", tmp_path / "run", progress=False)
+    frame.loc[0, "y"] += 100.0  # a training row changes: its statistics change
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(PolytaskError, match="standardisation statistics of the training split"):
+        run_eval(tmp_path / "run")

@@ -16,13 +16,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polytask._core import PolytaskError
 from polytask.eval import Predictions
 from polytask.tasks import TaskSet
 from polytask.tasks.data import Standardizer, TensorData
 
 from .prepared import SplitData
 
-__all__ = ["STANDARDIZE", "fit_standardization", "original_targets", "original_units"]
+__all__ = [
+    "STANDARDIZE",
+    "check_statistics",
+    "fit_standardization",
+    "original_targets",
+    "original_units",
+]
 
 #: the key of the statistics in ``PreparedData.info``
 STANDARDIZE = "standardize"
@@ -115,3 +122,29 @@ def original_targets(info: Mapping[str, object], task: str, y: Tensor) -> Tensor
         return y
     s = targets[task]
     return (y.double() * s["std"] + s["mean"]).to(y.dtype)
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+    return a == b
+
+
+def check_statistics(
+    info: Mapping[str, object], recorded: Mapping[str, object] | None, where: str
+) -> None:
+    """A run re-read for evaluation must standardise as it did in training: the statistics fitted
+    again (``info``) must equal those its report recorded (``recorded``, its data record)."""
+    if recorded is None:
+        return
+    now, then = info.get(STANDARDIZE), recorded.get(STANDARDIZE)
+    if not _close(now, then):
+        raise PolytaskError(
+            f"{where}: the standardisation statistics of the training split differ from the ones "
+            "the run trained with (report.json data.standardize); the data file changed since "
+            "training"
+        )

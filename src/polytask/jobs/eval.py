@@ -18,9 +18,17 @@ from torch import Tensor
 from polytask._core import PolytaskError, seed_everything
 from polytask.build.data import PreparedData
 from polytask.build.model import eval_model, make_model
-from polytask.build.standardize import original_units
+from polytask.build.standardize import check_statistics, original_units
 from polytask.config.schema import TrainConfig
-from polytask.eval import Predictions, Report, predict_split, report_json, row_groups, split_metrics
+from polytask.eval import (
+    Predictions,
+    Report,
+    load_report,
+    predict_split,
+    report_json,
+    row_groups,
+    split_metrics,
+)
 from polytask.merging.io import open_checkpoint
 from polytask.models.norm_stats import recompute_norm_stats
 from polytask.tasks.data import TensorData
@@ -124,6 +132,8 @@ def run_eval(
     baseline = run_baseline(baseline, record.baseline, config)
     target = Path(out_file) if out_file else folder.eval_file(merged=trunk is not None)
     _, prepared = folder.prepare()
+    trained = load_report(folder.report_file).data if folder.finished else None
+    check_statistics(prepared.info, trained, str(folder.path))  # same transform as training
     shared = read_trunk(trunk) if trunk is not None else None
     extra: ReportExtra = {"mode": "merged" if trunk is not None else "evaluation"}
     if shared is not None and norm_stats:
