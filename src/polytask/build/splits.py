@@ -55,14 +55,16 @@ def make_split(
         if cfg.fold is None:
             raise PolytaskError(
                 f"{where}: key 'data.split.fold': a kfold split is one run per fold "
-                "(polytask train runs them all); set 'fold' to prepare one"
+                "(polytask train runs them all); evaluate or load one fold's run folder "
+                "(<run>/folds/fold-<i>), or set 'fold'"
             )
         return kfold_split(n, cfg.folds, cfg.fold, cfg.seed, cfg.val_fraction)
     if isinstance(cfg, RepeatedSplit):
         if cfg.repeat is None:
             raise PolytaskError(
                 f"{where}: key 'data.split.repeat': repeated splits are one run per repeat "
-                "(polytask train runs them all); set 'repeat' to prepare one"
+                "(polytask train runs them all); evaluate or load one repeat's run folder "
+                "(<run>/folds/repeat-<r>), or set 'repeat'"
             )
         return random_split(n, cfg.fractions, cfg.seed + cfg.repeat)
     if cfg.kind == "scaffold":
