@@ -117,6 +117,11 @@ def test_resume_and_eval_keep_the_comparison_and_an_old_baseline_says_why_no_int
     assert resumed.comparison["test"].intervals == first.comparison["test"].intervals
     assert resumed.baseline == first.baseline
     assert any(line.startswith("Δm (lower is better)") for line in printed)
+    del record["baseline"]  # a run from before run.json held it: its report names the baseline
+    (mt / "run.json").write_text(json.dumps(record))
+    _train(capsys, cfg, mt, "--resume")
+    older = load_report(mt).comparison
+    assert older is not None and older["test"].delta_m == first.comparison["test"].delta_m
 
     capsys.readouterr()
     assert main(["eval", str(mt)]) == 0  # eval uses the remembered baseline

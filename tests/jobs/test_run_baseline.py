@@ -19,5 +19,5 @@ def test_the_baseline_a_run_uses(tmp_path: Path) -> None:
     assert run_baseline(None, None, config) is None
     assert run_baseline(report, "/elsewhere", config) == str(report.resolve())  # given first
     assert run_baseline(None, str(report), config) == str(report.resolve())  # remembered
-    with pytest.raises(PolytaskError, match=r"\(remembered in run.json\): no such report"):
+    with pytest.raises(PolytaskError, match=r"\(remembered by the run\): no such report"):
         run_baseline(None, str(tmp_path / "moved.json"), config)

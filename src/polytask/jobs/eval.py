@@ -129,7 +129,7 @@ def run_eval(
             f"{folder.path}: a multi-stage run; evaluate one stage: {folder.path}/stages/<name> ({names})"
         )
     record = folder.record()
-    baseline = run_baseline(baseline, record.baseline, config)
+    baseline = run_baseline(baseline, folder.remembered_baseline(), config)
     target = Path(out_file) if out_file else folder.eval_file(merged=trunk is not None)
     _, prepared = folder.prepare()
     trained = load_report(folder.report_file).data if folder.finished else None

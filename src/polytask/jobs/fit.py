@@ -200,7 +200,7 @@ def run_baseline(
         return None
     path = Path(chosen).expanduser().resolve()
     if not path.exists():
-        how = "remembered in run.json" if not given and chosen == remembered else "given"
+        how = "remembered by the run" if not given and chosen == remembered else "given"
         raise PolytaskError(
             f"baseline {chosen} ({how}): no such report or run folder; give --baseline"
         )

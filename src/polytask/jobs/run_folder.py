@@ -32,6 +32,7 @@ from polytask.build.data import PreparedData, prepare_data
 from polytask.build.model import make_model
 from polytask.config.load import format_validation_error, validate
 from polytask.config.schema import TrainConfig
+from polytask.eval import load_report
 from polytask.models import MultiTaskModel
 from polytask.train import load_weights
 
@@ -131,6 +132,16 @@ class RunFolder:
             return RunRecord.model_validate(data)
         except ValidationError as exc:
             raise PolytaskError(format_validation_error(exc, str(self.run_file), data)) from None
+
+    def remembered_baseline(self) -> str | None:
+        """The baseline the run was compared with: ``run.json``'s, else (a run from before it
+        was stored there) the source its report names; None for a new folder."""
+        if not self.run_file.is_file():
+            return None
+        kept = self.record().baseline
+        if kept is None and self.report_file.is_file():
+            kept = (load_report(self.report_file).baseline or {}).get("source")
+        return None if kept is None else str(kept)
 
     def write_record(self, record: RunRecord) -> None:
         write_text(self.run_file, json.dumps(record.model_dump(mode="json"), indent=2) + "\n")

@@ -197,7 +197,7 @@ def run_stages(
         root = RunFolder(work)
         check_resumable(root, chash, config_path, resume)
         base = config_path.resolve().parent
-        kept = root.record().baseline if resume and root.run_file.is_file() else None
+        kept = root.remembered_baseline() if resume else None
         baseline = run_baseline(baseline, kept, config)
         if writes and (not root.run_file.is_file() or kept != baseline):
             root.write_record(RunRecord(
@@ -237,7 +237,7 @@ def _single_task_stage(
         check_resumable(folder, chash, config_path, resume)
         base = config_path.resolve().parent
         prepared = prepare_data(config, base)
-        kept = folder.record().baseline if resume and folder.run_file.is_file() else None
+        kept = folder.remembered_baseline() if resume else None
         baseline = run_baseline(baseline, kept, config)
         if writes:
             folder.write_record(RunRecord(

@@ -70,7 +70,7 @@ def run_train(
         barrier()
         base = config_path.resolve().parent
         prepared = prepare_data(config, base)
-        kept = folder.record().baseline if resume and folder.run_file.is_file() else None
+        kept = folder.remembered_baseline() if resume else None
         baseline = run_baseline(baseline, kept, config)
         record = RunRecord(
             config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash,
