@@ -131,11 +131,14 @@ def test_bad_data_is_one_line_exit_2(tmp_path, capsys, text, needle):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
-    rows = "".join(f"{'C' * (i % 7 + 1)}O,{i % 3}\n" for i in range(95)) + "CCN,1e39\n" * 5
+    # finite labels (an infinite one is refused on load) whose squared error overflows float32
+    rows = "".join(f"{'C' * (i % 7 + 1)}O,{i % 3}\n" for i in range(95)) + "CCN,1e30\n" * 5
     (tmp_path / "d.csv").write_text("smiles,y\n" + rows)
+    raw = {"features": False, "targets": False}  # standardised, the labels would be tame
     cfg = _write(tmp_path, {
-        "seed": 1,  # the first batch holding an infinite label is step 3
-        "data": {"source": "table", "path": "d.csv", "featurizer": {"kind": "ecfp", "bits": 64}},
+        "seed": 1,  # the first batch holding a huge label is step 3
+        "data": {"source": "table", "path": "d.csv", "featurizer": {"kind": "ecfp", "bits": 64},
+                 "standardize": raw},
         "tasks": [{"name": "y", "kind": "regression"}], "train": {"steps": 30, "batch_size": 8, "checkpoint_every": 1, "eval_every": 1},
     })  # fmt: skip
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
