@@ -197,10 +197,10 @@ def absolute_paths(node: Raw, base: Path, in_data: bool = False) -> Raw:
 def seed_keys(config: TrainConfig, seed: int) -> Point:
     """The overrides of a seed: ``seed`` and the split seed of each data section."""
     keys: Point = {"seed": seed}
-    if hasattr(config.data, "split"):
+    if hasattr(getattr(config.data, "split", None), "seed"):  # a split column has no seed
         keys["data.split.seed"] = seed
     for i, stage in enumerate(config.stages or []):
-        if stage.data is not None and hasattr(stage.data, "split"):
+        if stage.data is not None and hasattr(getattr(stage.data, "split", None), "seed"):
             keys[f"stages.{i}.data.split.seed"] = seed
     return keys
 
