@@ -128,7 +128,9 @@ def test_options_and_global_thresholds_are_recorded(checkpoints, tmp_path: Path)
         "sign": "count",
         "lam": 1.0,
         "weights": [1.0, 2.0, 3.0],
+        "combine": "mean",
     }
+    assert info["conventions"]["sign_election"] == "gamma = sgn(sum_t sgn(tau_hat_t))"
     assert info["excluded"] == "drop" and info["merged_tensors"] == 4
     assert "norm" not in open_checkpoint(out)
     keys = [k for k in base if k.startswith(("layer.", "embed."))]
