@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from polytask._core import PolytaskError
 from polytask.merging.model import (
+    ConsensusMerge,
     TallMasks,
     TallMaskSet,
     pack_mask,
@@ -170,3 +171,17 @@ def test_bad_lambdas() -> None:
         TallMasks(lambdas=(0.1, 0.2, 0.3)).merge(BASE, FT)
     with pytest.raises(PolytaskError, match="combine"):
         TallMasks(combine="median")
+
+
+def test_ties_vector_conventions_are_recorded_and_pinned() -> None:
+    # τ = [1, 3], [−1, 1]: the elected sums are 0 and 4; a zero sum elects no model (0, not +)
+    base = {"w": torch.zeros(2)}
+    ft = [{"w": torch.tensor([1.0, 3.0])}, {"w": torch.tensor([-1.0, 1.0])}]
+    outcome = ConsensusMerge(k=0, combine="ties", ties_density=1.0).merge(base, ft)
+    assert outcome.state["w"].tolist() == [0.0, 2.0]  # disjoint mean of 3 and 1
+    conventions = outcome.metadata["ties_conventions"]
+    assert (
+        conventions["sign_of_zero"].startswith("0") and "exactly k" in conventions["threshold_ties"]
+    )
+    assert TallMasks(combine="ties").merge(BASE, FT).metadata["ties_conventions"] == conventions
+    assert TallMasks().merge(BASE, FT).metadata["ties_conventions"] is None

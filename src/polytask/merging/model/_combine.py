@@ -16,6 +16,15 @@ from torch import Tensor
 from polytask._core import PolytaskError
 
 COMBINES = ("task_arithmetic", "ties")
+#: the conventions of :func:`ties_vector`, recorded in the TALL / Consensus metadata (they differ
+#: from the streamed :class:`~polytask.merging.Ties`, which keeps every entry tied at the
+#: threshold and counts a zero elected sum as +)
+TIES_CONVENTIONS = {
+    "k": "max(1, floor(density * n)), n = entries of the tensor",
+    "threshold_ties": "exactly k kept (torch.topk picks among entries tied at the threshold)",
+    "sign_of_zero": "0: where the elected sum is 0 no model contributes",
+    "combine": "disjoint mean",
+}
 
 
 def task_arithmetic_vector(vectors: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:

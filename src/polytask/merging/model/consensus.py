@@ -36,7 +36,12 @@ from polytask.merging.model._checkpoints import (
     check_number,
     task_vectors,
 )
-from polytask.merging.model._combine import COMBINES, check_given_vector, combine_vectors
+from polytask.merging.model._combine import (
+    COMBINES,
+    TIES_CONVENTIONS,
+    check_given_vector,
+    combine_vectors,
+)
 from polytask.merging.model.protocol import MergeOutcome
 from polytask.merging.model.tall import resolve_lambdas, tall_masks
 
@@ -132,6 +137,7 @@ class ConsensusMerge:
             "combine": "given" if merged_vector is not None else self.combine,
             "ties_density": self.ties_density if self.combine == "ties" else None,
             "ties_topk": "per_tensor" if self.combine == "ties" else None,
+            "ties_conventions": TIES_CONVENTIONS if self.combine == "ties" else None,
             "scaling": self.scaling,
             "usage_histogram": histogram,
             "kept_fraction": sum(int(v.sum()) for v in keep.values()) / max(total, 1),

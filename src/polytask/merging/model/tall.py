@@ -41,7 +41,12 @@ from polytask.merging.model._checkpoints import (
     check_number,
     task_vectors,
 )
-from polytask.merging.model._combine import COMBINES, check_given_vector, combine_vectors
+from polytask.merging.model._combine import (
+    COMBINES,
+    TIES_CONVENTIONS,
+    check_given_vector,
+    combine_vectors,
+)
 from polytask.merging.model.protocol import MergeOutcome
 from polytask.merging.model.tall_store import TallMaskSet
 
@@ -203,6 +208,7 @@ class TallMasks:
             "combine": self.combine,
             "ties_density": self.ties_density if self.combine == "ties" else None,
             "ties_topk": "per_tensor" if self.combine == "ties" else None,
+            "ties_conventions": TIES_CONVENTIONS if self.combine == "ties" else None,
             "scaling": self.scaling,
             "mask_packing": "numpy.packbits, row-major, big-endian bit order, uint8",
             "non_floating_tensors": "copied from base",
