@@ -52,7 +52,6 @@ from pydantic import (
     model_validator,
 )
 
-from polytask._core import PolytaskError
 from polytask.config.load import read_yaml, validate
 
 if TYPE_CHECKING:
@@ -291,30 +290,3 @@ def method_class(name: str) -> type:
     registry = {**MERGE_METHODS, **MODEL_METHODS, **DATA_METHODS}
     cls: type = getattr(importlib.import_module(package), registry[name])
     return cls
-
-
-def _per_model(
-    options: dict[str, Any],
-    fields: set[str],
-    config: MergeConfig,
-    entry: str,
-    option: str,
-    where: str,
-) -> None:
-    values = [getattr(m, entry) for m in config.models or ()]
-    if all(v is None for v in values):
-        return
-    if option not in fields:
-        raise PolytaskError(
-            f"{where}: key 'models.{entry}': method {config.method!r} has no per-model {entry}"
-        )
-    if option in options and not isinstance(options[option], int | float):
-        raise PolytaskError(
-            f"{where}: set {entry} either per model or in 'options.{option}', not both"
-        )
-    default = options.get(option, 1.0 if entry == "weight" else _default(config.method, option))
-    options[option] = tuple(default if v is None else v for v in values)
-
-
-def _default(method: str, option: str) -> Any:
-    return next(f.default for f in dataclasses.fields(method_class(method)) if f.name == option)

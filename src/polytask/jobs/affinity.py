@@ -78,6 +78,7 @@ def _task_vectors(
         include=cfg.include,
         exclude=cfg.exclude,
         trust_pickle=cfg.trust_pickle,
+        buffers=cfg.buffers,
     )
     desc = f"task-vector cosine (fine-tuned - base, {sim.n_params} parameters)"
     meta: Record = {
