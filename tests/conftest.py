@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +87,11 @@ def _block_optional() -> None:
 
 
 _block_optional()
+
+# torch on one thread, here and in the processes tests start (OMP_NUM_THREADS, unless set): on
+# a small shared machine, intra-op threads spin waiting for each other (a 6-step MiniLM run of
+# tests/tasks/text took 21 s of CPU on 2 threads, 7 s on 1, with other jobs running)
+torch.set_num_threads(int(os.environ.setdefault("OMP_NUM_THREADS", "1")))
 
 
 def needs(package: str) -> ModuleType:
