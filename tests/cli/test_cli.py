@@ -25,6 +25,7 @@ def test_help_lists_commands(capsys):
     assert "train" in out and "eval" in out
 
 
+@pytest.mark.needs("rdkit")  # the examples featurise SMILES
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_runs_on_a_small_budget(example, tmp_path, capsys):
     data = yaml.safe_load(example.read_text())
@@ -124,12 +125,14 @@ def _table(tmp_path: Path, text: str, tasks: list[dict]) -> Path:
         ("smiles,z\nCO,1\n", r"column\(s\) 'y' not found"),
     ],
 )
+@pytest.mark.needs("rdkit")
 def test_bad_data_is_one_line_exit_2(tmp_path, capsys, text, needle):
     cfg = _table(tmp_path, text, [{"name": "y", "kind": "binary"}])
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert re.search(needle, _error_line(capsys))
 
 
+@pytest.mark.needs("rdkit")
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     # finite labels (an infinite one is refused on load) whose squared error overflows float32
     rows = "".join(f"{'C' * (i % 7 + 1)}O,{i % 3}\n" for i in range(95)) + "CCN,1e30\n" * 5
