@@ -7,7 +7,9 @@ config), :func:`~polytask.jobs.stages.run_stages` (one run per stage) and the ev
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -46,6 +48,7 @@ from polytask.train.checkpoint import write_best
 from polytask.train.distributed import world
 
 from .baselines import baseline_record, single_run_config
+from .output import output_folder
 from .results import ReportExtra, RunSummary, Scores, Selection, TrainingRecord, TrainResult
 from .run_folder import RunFolder, saved_predictions
 
@@ -205,6 +208,21 @@ def run_baseline(
             f"baseline {chosen} ({how}): no such report or run folder; give --baseline"
         )
     return str(path)
+
+
+@contextlib.contextmanager
+def training_folder(
+    out: str | Path, config_path: Path, chash: str, *, resume: bool, overwrite: bool
+) -> Iterator[RunFolder]:
+    """The run folder a training job writes, under the output policy (kept when it stops after a
+    checkpoint) and checked against the config it started with when resumed."""
+    writes = world()[0] == 0
+    with output_folder(
+        out, "train", resume=resume, overwrite=overwrite, writes=writes, keep=resumable
+    ) as work:
+        folder = RunFolder(work)
+        check_resumable(folder, chash, config_path, resume)
+        yield folder
 
 
 def check_resumable(folder: RunFolder, chash: str, config_path: Path, resume: bool) -> None:

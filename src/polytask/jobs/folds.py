@@ -26,15 +26,13 @@ from polytask.eval.summary import mean_std
 from polytask.train.distributed import barrier, world
 
 from .fit import (
-    check_resumable,
     finish_report,
-    resumable,
     single_task_config,
     train_hash,
     train_one,
     train_single,
+    training_folder,
 )
-from .output import output_folder
 from .results import ReportExtra, RunSummary, Scores
 from .run_folder import RunFolder, RunRecord
 
@@ -144,11 +142,7 @@ def run_folds(
     chash = train_hash(config, single_task)
     base = config_path.resolve().parent
     writes = world()[0] == 0
-    with output_folder(
-        out, "train", resume=resume, overwrite=overwrite, writes=writes, keep=resumable
-    ) as work:
-        folder = RunFolder(work)
-        check_resumable(folder, chash, config_path, resume)
+    with training_folder(out, config_path, chash, resume=resume, overwrite=overwrite) as folder:
         barrier()
         record = RunRecord(
             config=config.model_dump(mode="json"), config_dir=str(base), config_hash=chash,
@@ -161,7 +155,7 @@ def run_folds(
         summaries: dict[str, RunSummary] = {}
         for name, sub in runs:
             report, scores[name] = _one_run(
-                sub, RunFolder(work / "folds" / name), base, single_task, resume, progress
+                sub, RunFolder(folder.path / "folds" / name), base, single_task, resume, progress
             )
             summaries[name] = {
                 "selection": report.selection or {},

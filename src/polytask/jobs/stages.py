@@ -34,17 +34,15 @@ from polytask.models import MultiTaskModel, TaskHeads
 from polytask.train.distributed import barrier, world
 
 from .fit import (
-    check_resumable,
     combine_single,
     finish_report,
-    resumable,
     run_baseline,
     single_task_config,
     train_hash,
     train_one,
     train_single,
+    training_folder,
 )
-from .output import output_folder
 from .results import ReportExtra
 from .run_folder import MODEL_FILE, RunFolder, RunRecord
 
@@ -191,11 +189,7 @@ def run_stages(
         )
     chash = train_hash(config, False)
     writes = world()[0] == 0
-    with output_folder(
-        out, "train", resume=resume, overwrite=overwrite, writes=writes, keep=resumable
-    ) as work:
-        root = RunFolder(work)
-        check_resumable(root, chash, config_path, resume)
+    with training_folder(out, config_path, chash, resume=resume, overwrite=overwrite) as root:
         base = config_path.resolve().parent
         kept = root.remembered_baseline() if resume else None
         baseline = run_baseline(baseline, kept, config)
@@ -230,11 +224,7 @@ def _single_task_stage(
     config = single_task_config(stage.config)
     chash = train_hash(config, True)
     writes = world()[0] == 0
-    with output_folder(
-        out, "train", resume=resume, overwrite=overwrite, writes=writes, keep=resumable
-    ) as work:
-        folder = RunFolder(work)
-        check_resumable(folder, chash, config_path, resume)
+    with training_folder(out, config_path, chash, resume=resume, overwrite=overwrite) as folder:
         base = config_path.resolve().parent
         prepared = prepare_data(config, base)
         kept = folder.remembered_baseline() if resume else None

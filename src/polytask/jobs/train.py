@@ -19,18 +19,16 @@ from polytask.eval import Report, write_report
 from polytask.train.distributed import barrier, init_from_env, world
 
 from .fit import (
-    check_resumable,
     combine_single,
     finish_report,
-    resumable,
     run_baseline,
     single_task_config,
     train_hash,
     train_one,
     train_single,
+    training_folder,
 )
 from .folds import fold_configs, run_folds
-from .output import output_folder
 from .results import ReportExtra, Scores
 from .run_folder import RunFolder, RunRecord
 from .stages import run_stages
@@ -62,11 +60,7 @@ def run_train(
         config = single_task_config(config)
     chash = train_hash(config, single_task)
     writes = world()[0] == 0
-    with output_folder(
-        out, "train", resume=resume, overwrite=overwrite, writes=writes, keep=resumable
-    ) as work:
-        folder = RunFolder(work)
-        check_resumable(folder, chash, config_path, resume)
+    with training_folder(out, config_path, chash, resume=resume, overwrite=overwrite) as folder:
         barrier()
         base = config_path.resolve().parent
         prepared = prepare_data(config, base)
